@@ -1,0 +1,536 @@
+#!/bin/bash
+# bench/run.sh: the benchmark suite behind `make bench` (issue 6).
+#
+# Every figure is a ratio to a baseline measured in this same run, because these machines are
+# noisy; the absolute values are printed beside. One line per step while it runs, then one
+# table; bench/results/ gets bench.json, the PNG plots and latest.md, and bench/latest.md and
+# bench/latest.png (the README's copy) are refreshed.
+#
+#   1. Fault service latency, per access as the guest sees it (bench/faultlat.c): zero page,
+#      shm tier, disk tier, against the kernel's anonymous (and shmem) first touch and a
+#      swap-in from a swap file in a memory cgroup; the shm tier with the fault thread on the
+#      guest's CPU or the other one, busy_poll 0 or 50 µs, and the default placement.
+#   2. Regrowth (bench/regrow.c): a working set pushed out to the shm or disk tier and read
+#      back in order and at random, run_size 64K (batched) and 4K, against memcpy of the same
+#      bytes and kernel swap in a memory cgroup of the same resident size.
+#   3. Disk-tier 4 KiB random reads, one page per fault, against fio randread (4k, direct,
+#      io_uring, QD1, same CPU) on the disk tier's own file while it holds the guest's pages.
+#   4. The test guest (KVM or TCG) running memstress under the manager, resident_max 50% and
+#      25% of its working set, against the same guest with all its RAM resident (plain QEMU).
+#   5. Tracker overhead: not built yet.
+#
+# Environment: BUILD (default <repo>/build, needs `make all guest`),
+# BENCH_REGROW_MB (scene 2 working set, default 1024), BENCH_PASS_S (longest read-back pass in
+# scene 2, default 6). Needs root (swap file, memory cgroup v1), fio and gnuplot. Everything it
+# starts (daemon, guests, swap file, cgroup, scratch files) is stopped and removed on exit,
+# failure or interrupt. Exit status: 0, or 1 when a step failed or a page came back wrong.
+set -eu -o pipefail
+
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BUILD:-$SRC/build}
+OUT=$SRC/bench/results
+BIN=$BUILD/bench
+export UFFDCTL=$BUILD/uffdctl
+
+GUEST_CPU=0 # every guest thread is pinned here; "other CPU" is OTHER_CPU
+OTHER_CPU=1
+LAT_MB=192 LAT_LIMIT=48 LAT_SAMPLES=8192 # scene 1: 36k pages pushed out, 8k sampled
+REGROW_MB=${BENCH_REGROW_MB:-1024} REGROW_LIMIT=64 PASS_S=${BENCH_PASS_S:-6}
+GUEST_MB=128 GUEST_RAM=256M GUEST_RUNS=5 # scene 4: the median of 5 boots per setting
+# What tests/guest/run-guest.sh will pick (its --accel auto): KVM needs vmx/svm and /dev/kvm.
+ACCEL=TCG
+if [ -r /dev/kvm ] && [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; then
+	ACCEL=KVM
+fi
+FIO_S=5
+
+WORK='' SOCK='' DAEMON='' CHILD='' BGCHILD='' SWAP='' CG='' FAILED=0 GBOOTS=''
+T0=$SECONDS
+
+# ---- plumbing ----
+
+say() { printf '[%3ds] %s\n' $((SECONDS - T0)) "$*"; }
+die() {
+	say "bench: $*" >&2
+	exit 1
+}
+
+# Stops one of our children: SIGTERM, then SIGKILL if it is still there after 15 s.
+stop() {
+	kill -TERM "$1" 2>/dev/null || return 0
+	for _ in $(seq 150); do
+		kill -0 "$1" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$1" 2>/dev/null
+	wait "$1" 2>/dev/null
+}
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	set +e # undo as much as can be undone
+	for p in $CHILD $BGCHILD; do
+		stop "$p"
+	done
+	if [ -n "$DAEMON" ]; then
+		stop "$DAEMON" # after its guests: it then has no pages to hand back
+		cp "$WORK/daemon.log" "$OUT/daemon.log" 2>/dev/null
+	fi
+	[ -z "$SWAP" ] || swapoff "$SWAP" 2>/dev/null || say "cannot swapoff $SWAP" >&2
+	[ -z "$CG" ] || rmdir "$CG" 2>/dev/null || say "cannot remove cgroup $CG" >&2
+	[ -z "$WORK" ] || rm -rf "$WORK"
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Runs a command in the background and waits for it, so that a signal reaches our trap at once
+# rather than after the command; its stdout goes to the file $1, its stderr to $1.err.
+# Returns its exit status; a failure shows the tail of its stderr.
+run() {
+	local out=$1 rc=0
+	shift
+	"$@" >"$out" 2>"$out.err" &
+	CHILD=$!
+	wait "$CHILD" || rc=$?
+	CHILD=
+	if [ $rc -ne 0 ]; then
+		echo "failed (exit $rc): $*" >&2
+		tail -n 5 "$out.err" >&2
+	fi
+	return $rc
+}
+
+# Value of key in a "NAME key=value ..." line of file; empty when absent.
+kv() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" "$1" | head -n 1; }
+
+# One table row: scene, measurement, value, unit, then (baseline name, value) pairs.
+row() {
+	local IFS=$'\t'
+	echo "$*" >>"$OUT/rows.tsv"
+}
+# One bar group of a plot: plot name, label, values.
+bar() {
+	local IFS=$'\t'
+	echo "$*" >>"$OUT/plots.tsv"
+}
+# One key=value of the report's header; the words after the key are joined by spaces.
+meta() {
+	local k=$1
+	shift
+	echo "$k=$*" >>"$OUT/meta.txt"
+}
+failed() {
+	FAILED=1
+	say "step failed: $*" >&2
+}
+
+check_prereqs() {
+	[ "$(id -u)" -eq 0 ] || die "needs root (swap file, memory cgroup)"
+	for b in uffd-mgrd uffdctl uffd-qemu libuffd-shim.so guest/vmlinuz; do
+		[ -e "$BUILD/$b" ] || die "$BUILD/$b is missing: run 'make all guest' first"
+	done
+	for c in fio gnuplot python3 gcc mkswap swapon; do
+		command -v "$c" >/dev/null || die "$c not found (scripts/install-deps.sh installs it)"
+	done
+	[ "$(nproc)" -ge 2 ] || die "needs 2 CPUs to place the fault thread apart from the guest"
+}
+
+# The bench programs are built here, not by the Makefile: they need nothing of the project but
+# the shim that LD_PRELOAD puts under them (they talk to the daemon only through it), and they
+# build in a second.
+build_programs() {
+	mkdir -p "$BIN"
+	for p in faultlat regrow; do
+		gcc -O2 -g -Wall -Wextra -Wshadow -Wstrict-prototypes -D_GNU_SOURCE -I"$SRC" \
+			-o "$BIN/$p" "$SRC/bench/$p.c" "$SRC/bench/gmem.c" || die "cannot build $p"
+	done
+}
+
+start_daemon() {
+	"$BUILD/uffd-mgrd" --socket "$SOCK" --log "$WORK/daemon.log" &
+	DAEMON=$!
+	for _ in $(seq 100); do
+		[ -S "$SOCK" ] && return 0
+		sleep 0.05
+	done
+	die "uffd-mgrd did not start (log: $OUT/daemon.log)"
+}
+
+# A swap file on the same file system as the disk tier, and a memory cgroup (v1) under ours for
+# the kernel-swap baselines. Without either, CG is empty and those baselines are n/a: this
+# machine cannot measure them, which is not a failure of what is benchmarked.
+setup_swap() {
+	local mine
+	SWAP=$WORK/swapfile
+	CG=''
+	if ! { fallocate -l $((REGROW_MB * 5 / 4))M "$SWAP" && chmod 600 "$SWAP" &&
+		mkswap "$SWAP" >/dev/null && swapon "$SWAP"; }; then
+		say "no swap file on $WORK: kernel-swap baselines are n/a" >&2
+		rm -f "$SWAP"
+		SWAP=
+		return 0
+	fi
+	mine=$(sed -n 's/^[0-9]*:memory:\(.*\)$/\1/p' /proc/self/cgroup)
+	CG=/sys/fs/cgroup/memory${mine%/}/uffd-bench.$$
+	if ! mkdir "$CG" 2>/dev/null; then
+		say "no memory cgroup v1 at /sys/fs/cgroup/memory: kernel-swap baselines are n/a" >&2
+		CG=
+	fi
+}
+
+# Runs a command as the only task of the bench cgroup, limited to $1 MiB: in_cgroup MiB out cmd...
+in_cgroup() {
+	local mb=$1 out=$2
+	shift 2
+	echo $((mb << 20)) >"$CG/memory.limit_in_bytes"
+	# shellcheck disable=SC2016 # $$ and $1 belong to the inner shell
+	run "$out" sh -c 'echo $$ >"$1/tasks" && shift && exec "$@"' sh "$CG" "$@"
+}
+
+# Writes the policy of VM $1: resident_max run_size shm_max disk_max(0: none) cpu busy_poll.
+policy() {
+	{
+		printf '[vm]\nname = %s\n[memory]\nresident_max = %s\nrun_size = %s\n' "$1" "$2" "$3"
+		printf '[shm]\nmax = %s\n' "$4"
+		[ "$5" = 0 ] || printf '[disk]\npath = %s/%%n.swap\nmax = %s\n' "$WORK" "$5"
+		printf '[fault]\ncpu = %s\nbusy_poll = %s\n' "$6" "$7"
+	} >"$WORK/$1.conf"
+}
+
+# Runs a bench program as a guest of the daemon: managed VM out cmd...
+managed() {
+	local vm=$1 out=$2
+	shift 2
+	run "$out" env UFFD_MGR_SOCKET="$SOCK" UFFD_MGR_VM="$vm" UFFD_MGR_POLICY="$WORK/$vm.conf" \
+		LD_PRELOAD="$BUILD/libuffd-shim.so" "$@"
+}
+
+vmstat() { python3 "$SRC/bench/report.py" stat "$SOCK" "$1" "$2"; }
+
+# ---- scene 1: fault service latency ----
+
+FL=(--mb "$LAT_MB" --samples "$LAT_SAMPLES" --cpu "$GUEST_CPU")
+
+lat_kernel() {
+	local o=$WORK/lat-anon.out
+	say "scene 1: kernel anonymous first touch (baseline)"
+	run "$o" "$BIN/faultlat" --anon "${FL[@]}" || failed "anonymous first touch"
+	ANON50=$(kv "$o" touch_p50_us) ANON99=$(kv "$o" touch_p99_us)
+	o=$WORK/lat-memfd.out
+	say "scene 1: kernel shmem first touch, memfd not registered (baseline)"
+	run "$o" "$BIN/faultlat" "${FL[@]}" || failed "shmem first touch"
+	SHMEM50=$(kv "$o" touch_p50_us) SHMEM99=$(kv "$o" touch_p99_us)
+	o=$WORK/lat-swap.out
+	say "scene 1: kernel swap-in, memory cgroup of $LAT_LIMIT MiB, swap file (baseline)"
+	if [ -n "$CG" ]; then
+		in_cgroup $LAT_LIMIT "$o" "$BIN/faultlat" --anon "${FL[@]}" --limit-mb $LAT_LIMIT ||
+			failed "kernel swap-in faults"
+		SWAP50=$(kv "$o" tier_p50_us) SWAP99=$(kv "$o" tier_p99_us)
+	fi
+	say "  anon p50 ${ANON50:-?} µs, shmem p50 ${SHMEM50:-?} µs, swap-in p50 ${SWAP50:-?} µs"
+}
+
+# One managed latency run: VM cpu busy_poll [shm_max disk_max sync_dir]. Output in $WORK/VM.out.
+lat_vm() {
+	local vm=$1 shm=${4:-512M} disk=${5:-0} sync=()
+	[ -z "${6:-}" ] || sync=(--sync "$6")
+	policy "$vm" ${LAT_LIMIT}M 4K "$shm" "$disk" "$2" "$3"
+	managed "$vm" "$WORK/$vm.out" "$BIN/faultlat" "${FL[@]}" --limit-mb $LAT_LIMIT "${sync[@]}"
+}
+
+# Placement variants of the shm tier: label cpu busy_poll.
+PL_P50=() PL_P99=()
+PLACEMENTS=("fault thread on the guest's CPU, busy_poll 0|$GUEST_CPU|0|same CPU"
+	"fault thread on the other CPU, busy_poll 0|$OTHER_CPU|0|other CPU"
+	"fault thread on the other CPU, busy_poll 50|$OTHER_CPU|50|other CPU, poll 50"
+	"fault thread on the guest's CPU, busy_poll 50|$GUEST_CPU|50|same CPU, poll 50"
+	"fault thread unpinned (cpu = any, default), busy_poll 0|any|0|cpu any (default)")
+
+# Runs every placement; the first (the guest's CPU, no polling) is the headline, whose
+# first touches also give the zero-page row. Sets ZERO*, SHM* and PL_P50/PL_P99 per placement.
+lat_shm() {
+	local i label cpu poll o
+	for i in "${!PLACEMENTS[@]}"; do
+		IFS='|' read -r label cpu poll _ <<<"${PLACEMENTS[$i]}"
+		o=$WORK/lat-shm$i.out
+		say "scene 1: zero-page and shm-tier faults, $label"
+		lat_vm "lat-shm$i" "$cpu" "$poll" || failed "shm faults ($label)"
+		PL_P50[i]=$(kv "$o" tier_p50_us) PL_P99[i]=$(kv "$o" tier_p99_us)
+		say "  zero page p50 $(kv "$o" touch_p50_us) µs;" \
+			"shm tier p50 ${PL_P50[$i]:-?} µs, p99 ${PL_P99[$i]:-?} µs"
+	done
+	ZERO50=$(kv "$WORK/lat-shm0.out" touch_p50_us) ZERO99=$(kv "$WORK/lat-shm0.out" touch_p99_us)
+	SHM50=${PL_P50[0]} SHM99=${PL_P99[0]}
+}
+
+# The disk-tier run also serves scene 3: while the guest waits with its pages on disk, fio
+# reads the disk tier's own file.
+lat_disk() {
+	local vm=lat-disk sy=$WORK/sync o
+	o=$WORK/$vm.out
+	mkdir -p "$sy"
+	say "scene 1+3: disk-tier faults (shm tier 1 MiB, run_size 4K)," \
+		"fault thread on the guest's CPU"
+	policy $vm ${LAT_LIMIT}M 4K 1M 1G $GUEST_CPU 0
+	env UFFD_MGR_SOCKET="$SOCK" UFFD_MGR_VM=$vm UFFD_MGR_POLICY="$WORK/$vm.conf" \
+		LD_PRELOAD="$BUILD/libuffd-shim.so" "$BIN/faultlat" "${FL[@]}" \
+		--limit-mb $LAT_LIMIT --sync "$sy" >"$o" 2>"$o.err" &
+	BGCHILD=$!
+	while [ ! -e "$sy/ready" ] && kill -0 $BGCHILD 2>/dev/null; do sleep 0.05; done
+	[ -e "$sy/ready" ] && fio_on_tier "$WORK/$vm.swap"
+	touch "$sy/go"
+	wait $BGCHILD || failed "disk-tier faults: $(tail -n 3 "$o.err")"
+	BGCHILD=
+	DISK50=$(kv "$o" tier_p50_us) DISK99=$(kv "$o" tier_p99_us) DISKMEAN=$(kv "$o" tier_mean_us)
+	meta note4 "Scene 1: of the $(kv "$o" tier_n) disk-tier samples, $(vmstat $vm faults.disk)" \
+		"were served from disk, the rest from the 1 MiB shm tier."
+	say "  disk tier p50 ${DISK50:-?} µs p99 ${DISK99:-?} µs"
+}
+
+# fio randread over the part of the disk tier's file that holds data (slots are handed out
+# from 0, and nothing was freed before this point); reads only.
+fio_on_tier() {
+	local f=$1 size
+	size=$(python3 "$SRC/bench/report.py" holes "$f")
+	say "scene 3: fio randread 4k QD1 direct io_uring on the disk tier's file" \
+		"($((size >> 20)) MiB of data), CPU $GUEST_CPU"
+	if run "$WORK/fio.json" fio --name=tier --filename="$f" --readonly --size="$size" \
+		--rw=randread --bs=4k --direct=1 --ioengine=io_uring --iodepth=1 \
+		--runtime=$FIO_S --time_based --cpus_allowed=$GUEST_CPU --output-format=json; then
+		read -r FIO_IOPS FIO50 FIO99 < <(python3 "$SRC/bench/report.py" fio "$WORK/fio.json")
+		say "  fio $FIO_IOPS IOPS, read p50 $FIO50 µs"
+	else
+		failed "fio"
+	fi
+}
+
+scene1_rows() {
+	local same="fault thread on the guest's CPU"
+	row 1 "zero-page fault p50 (first touch), $same" "${ZERO50:-n/a}" µs \
+		"kernel anon first touch" "$ANON50" "kernel shmem first touch" "$SHMEM50"
+	row 1 "zero-page fault p99 (first touch), $same" "${ZERO99:-n/a}" µs \
+		"kernel anon first touch" "$ANON99" "kernel shmem first touch" "$SHMEM99"
+	row 1 "shm-tier fault p50, $same, busy_poll 0" "${SHM50:-n/a}" µs \
+		"kernel anon first touch" "$ANON50" "kernel swap-in" "${SWAP50:-n/a}"
+	row 1 "shm-tier fault p99, $same, busy_poll 0" "${SHM99:-n/a}" µs \
+		"kernel anon first touch" "$ANON99" "kernel swap-in" "${SWAP99:-n/a}"
+	row 1 "disk-tier fault p50, $same" "${DISK50:-n/a}" µs \
+		"kernel swap-in" "${SWAP50:-n/a}" "kernel anon first touch" "$ANON50"
+	row 1 "disk-tier fault p99, $same" "${DISK99:-n/a}" µs \
+		"kernel swap-in" "${SWAP99:-n/a}" "kernel anon first touch" "$ANON99"
+	bar latency "kernel anon first touch" "$ANON50" "$ANON99"
+	bar latency "kernel shmem first touch" "$SHMEM50" "$SHMEM99"
+	bar latency "uffd zero page" "$ZERO50" "$ZERO99"
+	scene1_placement_rows
+	bar latency "kernel swap-in" "${SWAP50:-NaN}" "${SWAP99:-NaN}"
+	bar latency "uffd disk tier" "${DISK50:-NaN}" "${DISK99:-NaN}"
+	bar latency "fio 4k read (QD1)" "${FIO50:-NaN}" "${FIO99:-NaN}"
+}
+
+# The shm tier under each fault-thread placement (the first is in the rows above).
+scene1_placement_rows() {
+	local i label cpu poll short
+	for i in "${!PLACEMENTS[@]}"; do
+		IFS='|' read -r label cpu poll short <<<"${PLACEMENTS[$i]}"
+		bar latency "uffd shm, $short" "${PL_P50[$i]:-NaN}" "${PL_P99[$i]:-NaN}"
+		[ "$i" -gt 0 ] || continue
+		row 1 "shm-tier fault p50, $label" "${PL_P50[$i]:-n/a}" µs \
+			"kernel anon first touch" "$ANON50"
+		row 1 "shm-tier fault p99, $label" "${PL_P99[$i]:-n/a}" µs \
+			"kernel anon first touch" "$ANON99"
+	done
+}
+
+scene3_rows() {
+	local iops=n/a
+	[ -z "${DISKMEAN:-}" ] || iops=$(awk -v m="$DISKMEAN" 'BEGIN { printf "%.0f", 1e6 / m }')
+	row 3 "disk-tier 4 KiB random reads through faults (one page per fault, QD1)" "$iops" IOPS \
+		"fio randread 4k QD1 direct io_uring, same file, same CPU" "${FIO_IOPS:-n/a}"
+	row 3 "disk-tier fault p50 against one fio read p50" "${DISK50:-n/a}" µs \
+		"fio randread 4k QD1 read latency p50" "${FIO50:-n/a}"
+}
+
+# ---- scene 2: regrowth ----
+
+RG=(--mb "$REGROW_MB" --cpu "$GUEST_CPU" --max-s "$PASS_S")
+
+# One regrowth run: label out cmd...; sets SEQ and RAND (MiB/s).
+regrow_run() {
+	local label=$1 o=$2
+	shift 2
+	say "scene 2: $label"
+	SEQ='' RAND=''
+	"$@" || { failed "regrowth ($label)"; return 0; }
+	SEQ=$(kv "$o" seq_mibs) RAND=$(kv "$o" rand_mibs)
+	say "  fill $(kv "$o" fill_s) s; sequential $SEQ MiB/s, random $RAND MiB/s"
+}
+
+regrow_vm() { # label vm run_size shm_max disk_max
+	policy "$2" ${REGROW_LIMIT}M "$3" "$4" "$5" $GUEST_CPU 0
+	regrow_run "$1" "$WORK/$2.out" managed "$2" "$WORK/$2.out" "$BIN/regrow" "${RG[@]}" \
+		--limit-mb $REGROW_LIMIT
+}
+
+scene2() {
+	local big=$((REGROW_MB * 2))M
+	regrow_run "memcpy of the same bytes, all resident (baseline)" "$WORK/rg-memcpy.out" \
+		run "$WORK/rg-memcpy.out" "$BIN/regrow" "${RG[@]}" --anon
+	MSEQ=$SEQ MRAND=$RAND
+	SEQ='' RAND=''
+	[ -z "$CG" ] ||
+		regrow_run "kernel swap-in, memory cgroup of $REGROW_LIMIT MiB, swap file (baseline)" \
+			"$WORK/rg-swap.out" in_cgroup $REGROW_LIMIT "$WORK/rg-swap.out" "$BIN/regrow" \
+			"${RG[@]}" --anon --limit-mb $REGROW_LIMIT
+	KSEQ=${SEQ:-n/a} KRAND=${RAND:-n/a}
+	row 2 "kernel swap-in, sequential" "$KSEQ" MiB/s "memcpy" "$MSEQ"
+	row 2 "kernel swap-in, random" "$KRAND" MiB/s "memcpy" "$MRAND"
+	bar regrow "memcpy" "$MSEQ" "$MRAND"
+	bar regrow "kernel swap-in" "$KSEQ" "$KRAND"
+	# label | VM | run_size | shm max | disk max | plot label
+	for cfg in "shm tier, run_size 64K (batched)|rg-shm64k|64K|$big|0|uffd shm, run 64K" \
+		"shm tier, run_size 4K (a page per fault)|rg-shm4k|4K|$big|0|uffd shm, run 4K" \
+		"disk tier (shm 32M), run_size 64K (batched)|rg-disk64k|64K|32M|$big|uffd disk, run 64K" \
+		"disk tier (shm 32M), run_size 4K (a page per fault)|rg-disk4k|4K|32M|$big|uffd disk, run 4K"; do
+		IFS='|' read -r label vm rs shm disk short <<<"$cfg"
+		regrow_vm "$label" "$vm" "$rs" "$shm" "$disk"
+		row 2 "$label, sequential" "${SEQ:-n/a}" MiB/s "kernel swap-in" "$KSEQ" memcpy "$MSEQ"
+		row 2 "$label, random" "${RAND:-n/a}" MiB/s "kernel swap-in" "$KRAND" memcpy "$MRAND"
+		bar regrow "$short" "${SEQ:-NaN}" "${RAND:-NaN}"
+	done
+}
+
+# ---- scene 4: real guest ----
+
+# Boots the test guest once with memstress: label log [wrapper]; sets GT and GV (ms of the
+# memstress phases, and of its verify phases alone). Returns non-zero when the guest failed.
+guest_once() {
+	local label=$1 log=$2 w=()
+	[ -z "${3:-}" ] || w=(--wrapper "$3")
+	say "scene 4: memstress ${GUEST_MB} MiB in a $GUEST_RAM $ACCEL guest, $label"
+	run "$log.out" "$SRC/tests/guest/run-guest.sh" --mem $GUEST_RAM --timeout 180 --log "$log" \
+		--append "memstress.mb=$GUEST_MB memstress.phases=grow,verify,verify" "${w[@]}" ||
+		return 1
+	GT=$(phase_ms "$log" '') GV=$(phase_ms "$log" verify)
+	say "  memstress phases $GT ms (verify $GV ms);" \
+		"$(sed -n 's/.*PASS in \(.*\) (log.*/\1/p' "$log.out.err") wall"
+}
+
+# Sum of the ms= of the MEMSTRESS phase lines in a console log whose phase starts with $2.
+phase_ms() {
+	tr -d '\r' <"$1" | awk -v p="MEMSTRESS phase=$2" -F'ms=' \
+		'index($0, p) { split($2, a, " "); s += a[1] } END { print s + 0 }'
+}
+
+median() {
+	printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)] }'
+}
+
+# Boots the guest GUEST_RUNS times (the guest's phases last about a second, and one boot is
+# noisy): label log wrapper short-label; sets GTOTAL and GVERIFY to the medians, empty on a
+# failure, and adds every boot's total to GBOOTS.
+guest_run() {
+	local totals=() verifies=() i
+	GTOTAL='' GVERIFY=''
+	for i in $(seq "$GUEST_RUNS"); do
+		if ! guest_once "$1 (boot $i of $GUEST_RUNS)" "$2.$i" "${3:-}"; then
+			failed "guest ($1)"
+			return 0
+		fi
+		totals+=("$GT") verifies+=("$GV")
+	done
+	GTOTAL=$(median "${totals[@]}") GVERIFY=$(median "${verifies[@]}")
+	GBOOTS="${GBOOTS:+$GBOOTS; }$4 ${totals[*]}"
+}
+
+scene4() {
+	local base base_v
+	guest_run "plain QEMU, all RAM resident (baseline)" "$WORK/guest-plain.log" "" "plain QEMU"
+	base=${GTOTAL:-n/a} base_v=${GVERIFY:-n/a}
+	bar guest "plain QEMU" "$base" "$base_v"
+	for cfg in "under uffd-mgr, no resident limit|g-nolimit|0" \
+		"under uffd-mgr, resident_max 64M (50%)|g-half|64M" \
+		"under uffd-mgr, resident_max 32M (25%)|g-quarter|32M"; do
+		IFS='|' read -r label vm lim <<<"$cfg"
+		policy "$vm" "$lim" 64K 512M 0 any 0
+		guest_run "$label" "$WORK/$vm.log" \
+			"$BUILD/uffd-qemu --policy $WORK/$vm.conf --socket $SOCK --" "resident_max $lim"
+		row 4 "memstress run time, $label" "${GTOTAL:-n/a}" ms "plain QEMU" "$base"
+		row 4 "memstress verify phases, $label" "${GVERIFY:-n/a}" ms "plain QEMU" "$base_v"
+		bar guest "${label#under uffd-mgr, }" "${GTOTAL:-NaN}" "${GVERIFY:-NaN}"
+	done
+	meta note8 "Scene 4, memstress time of every boot (ms): $GBOOTS" \
+		"(resident_max 0: no limit)."
+}
+
+# ---- the report ----
+
+machine_meta() {
+	local cpu mem hyp fs dev disk irq
+	cpu=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)
+	mem=$(free -g | awk '/Mem:/ { print $2 }')
+	hyp=$(lscpu | sed -n 's/^Hypervisor vendor: *//p')
+	fs=$(df --output=source,fstype "$WORK" | tail -n 1 | tr -s ' ')
+	meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
+	meta machine "Linux $(uname -r), $(nproc) x $cpu, $mem GiB${hyp:+, a $hyp guest}, disk $fs"
+	meta note1 "Guest threads are pinned to CPU $GUEST_CPU; each row says where the fault" \
+		"thread is (cpu = any is the policy default). The real guest (scene 4) runs under $ACCEL," \
+		"unpinned, with the default placement."
+	meta note2 "Scene 1: $LAT_MB MiB filled, resident limit $LAT_LIMIT MiB, run_size 4K;" \
+		"$LAT_SAMPLES pages first-touched, then $LAT_SAMPLES pushed-out pages read once each in" \
+		"random order, after the guest discarded as many resident pages so that no eviction" \
+		"runs meanwhile."
+	meta note3 "Scene 2: working set $REGROW_MB MiB, resident limit $REGROW_LIMIT MiB kept while" \
+		"reading back (the evictor runs alongside, as reclaim does in the cgroup); each pass" \
+		"stops after $PASS_S s and its rate is over the pages it read. Scene 4: median of" \
+		"$GUEST_RUNS boots per setting."
+	# Where the disk's completions land decides which CPU a waiting reader is woken on.
+	dev=$(basename "$(df --output=source "$WORK" | tail -n 1)")
+	disk=$(basename "$(readlink -f "/sys/block/$dev/device" 2>/dev/null)" 2>/dev/null || true)
+	irq=$(grep -E " $disk-req" /proc/interrupts 2>/dev/null |
+		awk '{ printf "CPU0 %s, CPU1 %s", $2, $3 }' || true)
+	[ -z "$irq" ] || meta note5 "Completion interrupts of the disk ($dev, $disk) so far: $irq."
+	meta note6 "Load average at the start: $(cut -d' ' -f1-3 /proc/loadavg) (anything else" \
+		"running on this host shares its $(nproc) CPUs)."
+}
+
+report() {
+	meta duration "$((SECONDS - T0)) s"
+	meta note7 "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+	python3 "$SRC/bench/report.py" table "$OUT" >"$OUT/table.txt"
+	gnuplot -e "dir='$OUT'; wset='$REGROW_MB MiB set, $REGROW_LIMIT MiB resident'" \
+		-e "gset='$GUEST_MB MiB, grow,verify,verify, $ACCEL (median of $GUEST_RUNS boots)'" \
+		"$SRC/bench/plots.gp" || failed "gnuplot"
+	cp "$OUT/latest.md" "$SRC/bench/latest.md"
+	[ ! -f "$OUT/main.png" ] || cp "$OUT/main.png" "$SRC/bench/latest.png"
+	echo
+	cat "$OUT/table.txt"
+	echo
+	say "done in $((SECONDS - T0)) s: $OUT/bench.json, $OUT/*.png, bench/latest.md, bench/latest.png"
+}
+
+main() {
+	check_prereqs
+	mkdir -p "$OUT"
+	rm -f "$OUT"/rows.tsv "$OUT"/plots.tsv "$OUT"/meta.txt "$OUT"/*.dat "$OUT"/*.png
+	WORK=$(mktemp -d /var/tmp/uffd-bench.XXXXXX) # the disk tier, swap file: one file system
+	SOCK=$WORK/uffd-mgr.sock
+	say "building bench programs into $BIN"
+	build_programs
+	machine_meta
+	setup_swap
+	start_daemon
+	lat_kernel
+	lat_shm
+	lat_disk
+	scene1_rows
+	scene3_rows
+	scene2
+	scene4
+	row 5 "tracker overhead (run time, tracker on / off)" "n/a (tracker not built yet)" ""
+	report
+	[ $FAILED -eq 0 ] || die "some steps failed (see above); their rows say n/a"
+}
+
+main "$@"

@@ -1,0 +1,627 @@
+/* disktier: see disktier.h. Slots come from a slotmap; I/O goes through one io_uring per thread
+ * with the swap file registered (index 0) and optionally one registered buffer region. */
+#include "shmswap/disktier.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "shmswap/slotmap.h"
+
+#define SLOT_SIZE 4096u
+#define PIECE	  (1ull << 30) /* io_uring registers at most 1 GiB per buffer */
+#define MAX_IO	  (1u << 30)   /* bytes per SQE, below the kernel's MAX_RW_COUNT (2 GiB - 4 KiB) */
+
+enum { OP_READ, OP_WRITE, NOPS };
+
+struct inject {
+	_Atomic uint64_t rule; /* every << 32 | errno, 0 when off */
+	_Atomic uint64_t seen; /* segments of this op since the rule was set */
+};
+
+struct tally {
+	_Atomic uint64_t segs, bytes, errors;
+};
+
+struct disktier {
+	int fd;
+	bool direct;
+	bool owned; /* the path is a regular file this tier truncated: unlink it on close */
+	char *path;
+	uint64_t nslots;
+	struct slotmap *slots;
+	struct inject inj[NOPS];
+	struct tally count[NOPS];
+};
+
+/* One segment in flight: done bytes of it have moved. */
+struct op {
+	unsigned seg;
+	uint64_t done;
+};
+
+struct disktier_io {
+	struct disktier *d;
+	struct io_uring ring;
+	bool have_ring;
+	bool broken; /* the ring failed with I/O in flight: refuse further I/O */
+	unsigned depth;
+	char *fixed; /* NULL unless registered */
+	size_t fixed_len;
+	struct op *ops;
+	struct op **free_ops;
+	unsigned nfree;
+};
+
+/* One disktier_read/disktier_write call. */
+struct xfer {
+	struct disktier_io *io;
+	const struct disktier_seg *segs;
+	int op;
+	int err;
+	uint64_t moved, bytes, failed;
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || !errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* The sysctl that turns io_uring off, or -1 when it cannot be read (kernels before 6.6). */
+static int uring_disabled_sysctl(void)
+{
+	FILE *f = fopen("/proc/sys/kernel/io_uring_disabled", "re");
+	int v = -1;
+
+	if (!f)
+		return -1;
+	if (fscanf(f, "%d", &v) != 1)
+		v = -1;
+	fclose(f);
+	return v;
+}
+
+/* Rings are made per thread later, where no error line can be returned: find out now. */
+static int probe_uring(const char *path, char *err, size_t errlen)
+{
+	struct io_uring ring;
+	int ret = io_uring_queue_init(1, &ring, 0), off;
+
+	if (!ret) {
+		io_uring_queue_exit(&ring);
+		return 0;
+	}
+	off = uring_disabled_sysctl();
+	if (ret == -ENOSYS)
+		set_err(err, errlen, "disk tier %s: io_uring is missing from this kernel", path);
+	else if (off > 0)
+		set_err(err, errlen,
+			"disk tier %s: io_uring refused (%s): sysctl kernel.io_uring_disabled = %d",
+			path, strerror(-ret), off);
+	else
+		set_err(err, errlen, "disk tier %s: io_uring_queue_init: %s", path, strerror(-ret));
+	return ret;
+}
+
+static int open_file(struct disktier *d)
+{
+	const int flags = O_RDWR | O_CREAT | O_CLOEXEC;
+	struct stat st;
+
+	/* No O_TRUNC: the file may be another live VM's swap (two policies naming one path);
+	 * only once we hold its lock is it ours to empty. */
+	d->fd = open(d->path, flags | O_DIRECT, 0600);
+	d->direct = d->fd >= 0;
+	if (d->fd < 0 && errno == EINVAL)
+		d->fd = open(d->path, flags, 0600);
+	if (d->fd < 0 || fstat(d->fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL; /* a device or fifo: not ours to truncate or unlink */
+	if (flock(d->fd, LOCK_EX | LOCK_NB) < 0)
+		return errno == EWOULDBLOCK ? -EBUSY : -errno;
+	d->owned = true;
+	if (ftruncate(d->fd, 0) < 0) /* stale contents of an earlier run mean nothing now */
+		return -errno;
+	/* A stale file keeps its mode through O_CREAT; it is about to hold guest memory. */
+	return fchmod(d->fd, 0600) < 0 ? -errno : 0;
+}
+
+int disktier_open(const char *path, uint64_t bytes, struct disktier **out, char *err, size_t errlen)
+{
+	struct disktier *d;
+	int ret;
+
+	if (bytes < SLOT_SIZE) {
+		set_err(err, errlen, "disk tier %s: size %llu holds no 4 KiB slot", path,
+			(unsigned long long)bytes);
+		return -EINVAL;
+	}
+	ret = probe_uring(path, err, errlen);
+	if (ret)
+		return ret;
+	d = calloc(1, sizeof(*d));
+	if (!d || !(d->path = strdup(path))) {
+		free(d);
+		set_err(err, errlen, "disk tier %s: out of memory", path);
+		return -ENOMEM;
+	}
+	d->fd = -1;
+	d->nslots = bytes / SLOT_SIZE;
+	ret = slotmap_create(d->nslots, &d->slots);
+	if (ret) {
+		set_err(err, errlen, "disk tier %s: slot map: %s", path, strerror(-ret));
+		goto fail;
+	}
+	ret = open_file(d);
+	if (ret) {
+		set_err(err, errlen, "disk tier %s: open: %s", path,
+			ret == -EINVAL && d->fd >= 0 ? "not a regular file"
+			: ret == -EBUSY		     ? "in use by another VM's disk tier (locked)"
+						     : strerror(-ret));
+		goto fail;
+	}
+	if (ftruncate(d->fd, (off_t)(d->nslots * SLOT_SIZE)) < 0) {
+		ret = -errno;
+		set_err(err, errlen, "disk tier %s: ftruncate to %llu bytes: %s", path,
+			(unsigned long long)(d->nslots * SLOT_SIZE), strerror(-ret));
+		goto fail;
+	}
+	*out = d;
+	return 0;
+fail:
+	disktier_close(d);
+	return ret;
+}
+
+void disktier_close(struct disktier *d)
+{
+	if (!d)
+		return;
+	if (d->fd >= 0)
+		close(d->fd);
+	if (d->owned)
+		unlink(d->path);
+	slotmap_destroy(d->slots);
+	free(d->path);
+	free(d);
+}
+
+int64_t disktier_alloc(struct disktier *d, uint32_t want, uint32_t *got)
+{
+	return slotmap_alloc(d->slots, want, got);
+}
+
+void disktier_free(struct disktier *d, uint64_t first, uint32_t n)
+{
+	/* Punch before the slots can be reused: a punch after reuse would destroy new data.
+	 * EOPNOTSUPP (ramfs) only means the space stays allocated until the file is closed. */
+	fallocate(d->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(first * SLOT_SIZE),
+		  (off_t)n * SLOT_SIZE);
+	slotmap_free(d->slots, first, n);
+}
+
+uint64_t disktier_slots(const struct disktier *d)
+{
+	return d->nslots;
+}
+
+uint64_t disktier_used(struct disktier *d)
+{
+	return slotmap_used(d->slots);
+}
+
+bool disktier_direct(const struct disktier *d)
+{
+	return d->direct;
+}
+
+const char *disktier_path(const struct disktier *d)
+{
+	return d->path;
+}
+
+/* Registered buffers are charged to RLIMIT_MEMLOCK unless the process has CAP_IPC_LOCK. Lift
+ * the limit for the whole process (needs CAP_SYS_RESOURCE), else raise the soft limit to the
+ * hard one. Returns 0 when the limit went up. */
+static int raise_memlock(void)
+{
+	struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
+
+	if (!setrlimit(RLIMIT_MEMLOCK, &rl))
+		return 0;
+	if (getrlimit(RLIMIT_MEMLOCK, &rl) || rl.rlim_cur == rl.rlim_max)
+		return -EPERM;
+	rl.rlim_cur = rl.rlim_max;
+	return setrlimit(RLIMIT_MEMLOCK, &rl) ? -errno : 0;
+}
+
+static int register_fixed(struct disktier_io *io, char *fixed, size_t len)
+{
+	size_t n = (len + PIECE - 1) / PIECE;
+	struct iovec *iov = calloc(n, sizeof(*iov));
+	int ret;
+
+	if (!iov)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		iov[i].iov_base = fixed + i * PIECE;
+		iov[i].iov_len = len - i * PIECE < PIECE ? len - i * PIECE : PIECE;
+	}
+	ret = io_uring_register_buffers(&io->ring, iov, (unsigned)n);
+	if (ret == -ENOMEM && !raise_memlock())
+		ret = io_uring_register_buffers(&io->ring, iov, (unsigned)n);
+	free(iov);
+	if (!ret) {
+		io->fixed = fixed;
+		io->fixed_len = len;
+	}
+	return ret;
+}
+
+static int init_ring(struct disktier_io *io, unsigned depth)
+{
+	struct io_uring_params p = {.flags = IORING_SETUP_COOP_TASKRUN};
+	int ret;
+
+	/* COOP_TASKRUN (5.19) spares an IPI per completion: this thread always waits in
+	 * io_uring_enter for its completions anyway. */
+	ret = io_uring_queue_init_params(depth, &io->ring, &p);
+	if (ret == -EINVAL) {
+		memset(&p, 0, sizeof(p));
+		ret = io_uring_queue_init_params(depth, &io->ring, &p);
+	}
+	/* Recent kernels (seen on 6.18) charge the rings themselves to RLIMIT_MEMLOCK too. */
+	if (ret == -ENOMEM && !raise_memlock()) {
+		unsigned flags = p.flags;
+
+		memset(&p, 0, sizeof(p));
+		p.flags = flags;
+		ret = io_uring_queue_init_params(depth, &io->ring, &p);
+	}
+	io->have_ring = !ret;
+	return ret;
+}
+
+int disktier_io_create(struct disktier *d, void *fixed, size_t fixed_len, unsigned depth,
+		       struct disktier_io **out)
+{
+	struct disktier_io *io;
+	int ret;
+
+	if (!depth ||
+	    (fixed && (!fixed_len || (uintptr_t)fixed % SLOT_SIZE || fixed_len % SLOT_SIZE)))
+		return -EINVAL;
+	io = calloc(1, sizeof(*io));
+	if (!io)
+		return -ENOMEM;
+	io->d = d;
+	io->depth = depth;
+	io->ops = calloc(depth, sizeof(*io->ops));
+	io->free_ops = calloc(depth, sizeof(*io->free_ops));
+	ret = -ENOMEM;
+	if (!io->ops || !io->free_ops)
+		goto fail;
+	for (unsigned i = 0; i < depth; i++)
+		io->free_ops[io->nfree++] = &io->ops[i];
+	ret = init_ring(io, depth);
+	if (ret)
+		goto fail;
+	ret = io_uring_register_files(&io->ring, &d->fd, 1);
+	if (ret)
+		goto fail;
+	if (fixed)
+		register_fixed(io, fixed, fixed_len); /* failure: plain READ/WRITE */
+	*out = io;
+	return 0;
+fail:
+	disktier_io_destroy(io);
+	return ret;
+}
+
+void disktier_io_destroy(struct disktier_io *io)
+{
+	if (!io)
+		return;
+	if (io->have_ring)
+		io_uring_queue_exit(&io->ring);
+	free(io->free_ops);
+	free(io->ops);
+	free(io);
+}
+
+bool disktier_io_fixed(const struct disktier_io *io)
+{
+	return io->fixed != NULL;
+}
+
+static int check_segs(const struct disktier *d, const struct disktier_seg *segs, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		const struct disktier_seg *s = &segs[i];
+
+		if (!s->npages || (uintptr_t)s->buf % SLOT_SIZE || s->slot >= d->nslots ||
+		    s->npages > d->nslots - s->slot)
+			return -EINVAL;
+	}
+	return 0;
+}
+
+/* Returns the injected -errno for the next segment of op, or 0. */
+static int injected(struct disktier *d, int op)
+{
+	uint64_t rule = atomic_load_explicit(&d->inj[op].rule, memory_order_relaxed);
+	uint32_t every = (uint32_t)(rule >> 32);
+	uint64_t n;
+
+	if (!every)
+		return 0;
+	n = atomic_fetch_add_explicit(&d->inj[op].seen, 1, memory_order_relaxed) + 1;
+	return n % every ? 0 : -(int)(uint32_t)rule;
+}
+
+/* The registered buffer holding all of segment s, with *len cut at its end; -1 when s is not
+ * wholly inside the fixed region. */
+static int fixed_index(const struct disktier_io *io, const struct disktier_seg *s, char *at,
+		       unsigned *len)
+{
+	uintptr_t base = (uintptr_t)io->fixed, buf = (uintptr_t)s->buf;
+	uint64_t seg_len = (uint64_t)s->npages * SLOT_SIZE, pos, piece_end;
+	int idx;
+
+	if (!io->fixed || buf < base || buf - base > io->fixed_len ||
+	    seg_len > io->fixed_len - (buf - base))
+		return -1;
+	pos = (uintptr_t)at - base;
+	idx = (int)(pos / PIECE);
+	piece_end = (uint64_t)(idx + 1) * PIECE;
+	if (pos + *len > piece_end)
+		*len = (unsigned)(piece_end - pos);
+	return idx;
+}
+
+/* Queues the rest of op's segment, or the part of it one SQE can take. */
+static void queue_rest(struct xfer *x, struct op *op)
+{
+	const struct disktier_seg *s = &x->segs[op->seg];
+	struct io_uring *ring = &x->io->ring;
+	uint64_t left = (uint64_t)s->npages * SLOT_SIZE - op->done;
+	uint64_t off = s->slot * SLOT_SIZE + op->done;
+	char *at = (char *)s->buf + op->done;
+	unsigned len = left > MAX_IO ? MAX_IO : (unsigned)left;
+	int idx = fixed_index(x->io, s, at, &len);
+	struct io_uring_sqe *sqe;
+
+	/* Every op holds at most one SQE, queued or in the kernel, and the SQ has at least depth
+	 * entries, so this loop never turns: it only guards against a broken invariant. */
+	while (!(sqe = io_uring_get_sqe(ring)))
+		io_uring_submit(ring);
+	if (idx >= 0 && x->op == OP_WRITE)
+		io_uring_prep_write_fixed(sqe, 0, at, len, off, idx);
+	else if (idx >= 0)
+		io_uring_prep_read_fixed(sqe, 0, at, len, off, idx);
+	else if (x->op == OP_WRITE)
+		io_uring_prep_write(sqe, 0, at, len, off);
+	else
+		io_uring_prep_read(sqe, 0, at, len, off);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	io_uring_sqe_set_data(sqe, op);
+}
+
+static void seg_failed(struct xfer *x, int err)
+{
+	x->failed++;
+	if (!x->err)
+		x->err = err;
+}
+
+/* Starts segment i. Returns true when it is in flight, false when it failed at once. */
+static bool start_seg(struct xfer *x, unsigned i)
+{
+	int err = injected(x->io->d, x->op);
+	struct op *op;
+
+	if (err) {
+		seg_failed(x, err);
+		return false;
+	}
+	op = x->io->free_ops[--x->io->nfree];
+	op->seg = i;
+	op->done = 0;
+	queue_rest(x, op);
+	return true;
+}
+
+/* Accounts a completion. Returns true when its segment is finished (moved or failed), false
+ * when the rest of a short transfer was queued. */
+static bool complete(struct xfer *x, struct op *op, int res)
+{
+	uint64_t len = (uint64_t)x->segs[op->seg].npages * SLOT_SIZE;
+
+	if (res > 0) {
+		op->done += (unsigned)res;
+		x->bytes += (unsigned)res;
+		if (op->done < len) {
+			queue_rest(x, op);
+			return false;
+		}
+		x->moved++;
+	} else {
+		/* 0 is no progress: an end of file, which a file sized to its slots lacks. */
+		seg_failed(x, res < 0 ? res : -EIO);
+	}
+	x->io->free_ops[x->io->nfree++] = op;
+	return true;
+}
+
+/* Submits what is queued and waits for one completion, then accounts every completion there
+ * is. Returns the number of segments finished, or -errno when the ring itself failed. */
+static int submit_and_reap(struct xfer *x)
+{
+	struct io_uring *ring = &x->io->ring;
+	struct io_uring_cqe *cqe;
+	int ret = io_uring_submit_and_wait(ring, 1), done = 0;
+
+	/* EINTR: a signal; EAGAIN/EBUSY: the kernel is short of requests or has completions to
+	 * flush: reaping what is there and coming back is the cure for each. */
+	if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
+		return ret;
+	while (!io_uring_peek_cqe(ring, &cqe)) {
+		struct op *op = io_uring_cqe_get_data(cqe);
+		int res = cqe->res;
+
+		io_uring_cqe_seen(ring, cqe);
+		done += complete(x, op, res);
+	}
+	return done;
+}
+
+static void account(struct disktier *d, const struct xfer *x)
+{
+	struct tally *t = &d->count[x->op];
+
+	atomic_fetch_add_explicit(&t->segs, x->moved, memory_order_relaxed);
+	atomic_fetch_add_explicit(&t->bytes, x->bytes, memory_order_relaxed);
+	atomic_fetch_add_explicit(&t->errors, x->failed, memory_order_relaxed);
+}
+
+static int transfer(struct disktier_io *io, const struct disktier_seg *segs, unsigned nsegs, int op)
+{
+	struct xfer x = {.io = io, .segs = segs, .op = op};
+	unsigned next = 0, inflight = 0;
+	int ret;
+
+	if (io->broken)
+		return -EIO;
+	ret = check_segs(io->d, segs, nsegs);
+	if (ret)
+		return ret;
+	while (next < nsegs || inflight) {
+		while (!x.err && next < nsegs && inflight < io->depth)
+			inflight += start_seg(&x, next++);
+		if (!inflight)
+			break;
+		ret = submit_and_reap(&x);
+		if (ret < 0) {
+			/* io_uring_enter failed outright with I/O in flight that may still land in
+			 * the caller's buffers: this ring can no longer keep its contract. */
+			io->broken = true;
+			seg_failed(&x, ret);
+			break;
+		}
+		inflight -= (unsigned)ret;
+	}
+	account(io->d, &x);
+	return x.err;
+}
+
+int disktier_write(struct disktier_io *io, const struct disktier_seg *segs, unsigned nsegs)
+{
+	return transfer(io, segs, nsegs, OP_WRITE);
+}
+
+int disktier_read(struct disktier_io *io, const struct disktier_seg *segs, unsigned nsegs)
+{
+	return transfer(io, segs, nsegs, OP_READ);
+}
+
+static const struct {
+	const char *name;
+	int op;
+} inject_ops[] = {{"read", OP_READ}, {"write", OP_WRITE}};
+
+static const struct {
+	const char *name;
+	int err;
+} inject_errs[] = {{"EIO", EIO}, {"ENOSPC", ENOSPC}};
+
+/* Returns p past word when p starts with it, else NULL. */
+static const char *match(const char *p, const char *word)
+{
+	size_t n = strlen(word);
+
+	return strncmp(p, word, n) ? NULL : p + n;
+}
+
+/* Parses one "OP:N:ERR" at *p into op and rule, leaving *p after it. Returns 0 or -EINVAL. */
+static int parse_rule(const char **p, int *op, uint64_t *rule)
+{
+	const char *s = *p, *e = NULL;
+	unsigned long long every;
+	char *end;
+	size_t i;
+
+	for (i = 0; i < sizeof(inject_ops) / sizeof(inject_ops[0]) && !e; i++) {
+		if ((e = match(s, inject_ops[i].name)) && *e == ':')
+			*op = inject_ops[i].op;
+		else
+			e = NULL;
+	}
+	if (!e || e[1] < '0' || e[1] > '9')
+		return -EINVAL;
+	errno = 0;
+	every = strtoull(e + 1, &end, 10);
+	if (errno || !every || every > UINT32_MAX || *end != ':')
+		return -EINVAL;
+	for (i = 0, e = NULL; i < sizeof(inject_errs) / sizeof(inject_errs[0]) && !e; i++) {
+		if ((e = match(end + 1, inject_errs[i].name)) && (*e == ',' || !*e))
+			*rule = every << 32 | (uint32_t)inject_errs[i].err;
+		else
+			e = NULL;
+	}
+	if (!e)
+		return -EINVAL;
+	*p = e;
+	return 0;
+}
+
+int disktier_set_injection(struct disktier *d, const char *spec)
+{
+	uint64_t rule[NOPS] = {0};
+	const char *p = spec;
+
+	if (!spec)
+		return -EINVAL;
+	while (*p) {
+		uint64_t r;
+		int op, ret = parse_rule(&p, &op, &r);
+
+		if (ret || rule[op])
+			return -EINVAL;
+		rule[op] = r;
+		if (*p == ',' && !*++p)
+			return -EINVAL; /* a trailing comma */
+	}
+	for (int op = 0; op < NOPS; op++) {
+		atomic_store(&d->inj[op].rule, 0);
+		atomic_store(&d->inj[op].seen, 0);
+		atomic_store(&d->inj[op].rule, rule[op]);
+	}
+	return 0;
+}
+
+void disktier_get_counters(struct disktier *d, struct disktier_counters *out)
+{
+	out->reads = atomic_load(&d->count[OP_READ].segs);
+	out->writes = atomic_load(&d->count[OP_WRITE].segs);
+	out->read_bytes = atomic_load(&d->count[OP_READ].bytes);
+	out->write_bytes = atomic_load(&d->count[OP_WRITE].bytes);
+	out->read_errors = atomic_load(&d->count[OP_READ].errors);
+	out->write_errors = atomic_load(&d->count[OP_WRITE].errors);
+}

@@ -1,0 +1,25 @@
+/* slotmap: an allocator of numbered slots in extents of adjacent slots, shared by the tiers
+ * (a run of guest pages is stored in adjacent slots so that it moves with one copy or one
+ * I/O). A bitmap searched next-fit from a cursor. Thread-safe. */
+#ifndef UFFD_SLOTMAP_H
+#define UFFD_SLOTMAP_H
+
+#include <stdint.h>
+
+struct slotmap;
+
+/* Creates a map of nslots free slots. Returns 0, -EINVAL (no slot) or -ENOMEM. */
+int slotmap_create(uint64_t nslots, struct slotmap **out);
+void slotmap_destroy(struct slotmap *m);
+
+/* Takes up to want adjacent slots: an extent of exactly want when one exists, else the
+ * longest free extent. Returns the first slot with *got set, or -ENOSPC when none is free. */
+int64_t slotmap_alloc(struct slotmap *m, uint32_t want, uint32_t *got);
+
+/* Returns n slots from first. Cannot fail. */
+void slotmap_free(struct slotmap *m, uint64_t first, uint32_t n);
+
+uint64_t slotmap_slots(const struct slotmap *m);
+uint64_t slotmap_used(struct slotmap *m);
+
+#endif

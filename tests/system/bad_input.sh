@@ -1,0 +1,53 @@
+# Bad input gets one clear line and a non-zero exit, and harms no running guest: a broken
+# policy (file:line), QEMU command lines the manager cannot serve, no daemon, a second
+# registration of a VM name or of the same memory, a second daemon on a socket. A fake guest
+# runs under the daemon throughout and must still verify every byte at the end.
+. "$(dirname "$0")/lib.bash"
+
+# expect EXIT PATTERN cmd...: exit status EXIT, stderr exactly one line matching PATTERN.
+expect() {
+	local want=$1 pattern=$2 rc=0
+	shift 2
+	"$@" >"$T/out" 2>"$T/err" </dev/null || rc=$?
+	[ "$rc" -eq "$want" ] || fail "'$*' exited $rc, expected $want: $(cat "$T/err")"
+	[ "$(wc -l <"$T/err")" -eq 1 ] || fail "'$*' printed $(wc -l <"$T/err") lines: $(cat "$T/err")"
+	grep -Eq -- "$pattern" "$T/err" || fail "'$*' said '$(cat "$T/err")', expected /$pattern/"
+	echo "ok: $(cat "$T/err")"
+}
+
+printf '[memory]\nresident_max = 8M\n[shm]\nmax = 64M\n[disk]\npath = %s\nmax = 64M\n' \
+	"$T/shared.swap" >"$T/good.conf"
+printf '[memory]\nresident_max = 8M\n' >"$T/plain.conf"
+printf '[memory]\nresident_max = 8M\n\n[shm]\nmax = 12Q\n' >"$T/bad.conf"
+printf '[memory]\nresident_mx = 8M\n' >"$T/typo.conf"
+Q="qemu-system-x86_64 -nographic -m 128M"
+
+start_daemon
+fakeguest victim "$T/good.conf" --mb 32 --threads 2 --seconds 12 >"$T/victim.log" 2>&1 &
+victim=$!
+sleep 1
+
+expect 2 "bad.conf:5: .*size" "$BUILD/uffd-qemu" --policy "$T/bad.conf" --socket "$SOCK" -- $Q
+expect 2 "typo.conf:2: unknown key 'resident_mx'" "$BUILD/uffd-qemu" --policy "$T/typo.conf" -- $Q
+expect 2 "nonexistent.conf: No such file" "$BUILD/uffd-qemu" --policy "$T/nonexistent.conf" -- $Q
+expect 2 "mem-path" "$BUILD/uffd-qemu" --socket "$SOCK" -- $Q -mem-path /dev/hugepages
+expect 2 "memory-backend-file" "$BUILD/uffd-qemu" --socket "$SOCK" -- $Q \
+	-object memory-backend-file,id=m,size=128M,mem-path=/tmp/x -machine memory-backend=m
+expect 2 "vhost-user" "$BUILD/uffd-qemu" --socket "$SOCK" -- $Q \
+	-chardev socket,id=c,path=/tmp/vu.sock -netdev vhost-user,id=n,chardev=c
+expect 2 "unknown QEMU option '-frobnicate'" "$BUILD/uffd-qemu" --socket "$SOCK" -- $Q -frobnicate
+expect 1 "no uffd-mgrd answers" "$BUILD/uffd-qemu" --no-start --socket "$T/none.sock" -- $Q
+expect 1 "no uffd-mgrd answers" "$BUILD/uffdctl" --socket "$T/none.sock" stats
+expect 1 "no uffd-mgrd answers at $T/none.sock" env UFFD_MGR_SOCKET="$T/none.sock" \
+	UFFD_MGR_VM=x LD_PRELOAD="$BUILD/libuffd-shim.so" "$BUILD/tests/fakeguest" --seconds 0
+expect 1 "refused.*a VM of this name is already registered as vm 'victim'" fakeguest victim \
+	"$T/good.conf" --mb 8 --seconds 0
+expect 1 "refused.*disk tier $T/shared.swap: open: in use by another VM's disk tier" \
+	fakeguest other "$T/good.conf" --mb 8 --seconds 0
+expect 1 "second guest-RAM memfd mapping" fakeguest twice "$T/plain.conf" --mb 8 --map-twice
+expect 1 "refused.*bad.conf:5:" fakeguest badpol "$T/bad.conf" --mb 8 --seconds 0
+expect 1 "another uffd-mgrd already answers" "$BUILD/uffd-mgrd" --socket "$SOCK"
+expect 2 "unexpected argument" "$BUILD/uffd-mgrd" --socket "$SOCK" extra
+
+wait $victim || fail "the running fake guest lost data: $(cat "$T/victim.log")"
+echo "running guest unharmed: $(cat "$T/victim.log")"

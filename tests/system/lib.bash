@@ -1,0 +1,68 @@
+# Shared helpers for system tests (sourced). Each test gets a scratch dir and its own daemon
+# socket there; everything it started is stopped on exit.
+set -eu
+SRC=${UFFD_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+BUILD=${BUILD:-$SRC/build}
+T=$(mktemp -d /tmp/uffd-test.XXXXXX)
+SOCK=$T/uffd-mgr.sock
+DAEMON_PID=
+
+cleanup() {
+	local rc=$?
+	[ -n "$DAEMON_PID" ] && kill "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null
+	if [ $rc -ne 0 ] && [ -f "$T/daemon.log" ]; then
+		echo "--- daemon log (last 30 lines) ---"
+		tail -n 30 "$T/daemon.log"
+	fi
+	rm -rf "$T"
+	exit $rc
+}
+trap cleanup EXIT
+
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+skip() {
+	echo "SKIP: $*"
+	exit 77
+}
+
+start_daemon() {
+	"$BUILD/uffd-mgrd" --socket "$SOCK" --log "$T/daemon.log" "$@" &
+	DAEMON_PID=$!
+	for _ in $(seq 100); do
+		[ -S "$SOCK" ] && return 0
+		sleep 0.05
+	done
+	fail "daemon did not start"
+}
+
+# Runs the fake guest through the shim against this test's daemon.
+fakeguest() { # vm policy args...
+	local vm=$1 policy=$2
+	shift 2
+	UFFD_MGR_SOCKET=$SOCK UFFD_MGR_VM=$vm UFFD_MGR_POLICY=$policy \
+		LD_PRELOAD=$BUILD/libuffd-shim.so "$BUILD/tests/fakeguest" "$@"
+}
+
+# Prints one number from the stats JSON of a VM: stat VM jq-path
+stat() {
+	"$BUILD/uffdctl" --socket "$SOCK" stats --json |
+		python3 -c "import json,sys; d=json.load(sys.stdin); v=[x for x in d['vms'] if x['name']=='$1'][-1]; print(eval('v'+''.join('[%r]'%k for k in '$2'.split('.'))))"
+}
+
+# Boots the test guest through uffd-qemu under this test's daemon with the policy $T/guest.conf
+# and memstress over 256 MiB of its 512 MiB (grow, verify, shrink, verify, regrow, verify);
+# fails the test unless it prints MEMSTRESS PASS. Prints the daemon's stats table after.
+run_memstress_guest() {
+	local rc=0
+	[ -f "$BUILD/guest/vmlinuz" ] || fail "no test guest: run 'make guest'"
+	"$SRC/tests/guest/run-guest.sh" --mem 512M --timeout 300 --log "$T/console.log" \
+		--append "memstress.mb=256 memstress.phases=grow,verify,shrink:64,verify,regrow,verify" \
+		--wrapper "$BUILD/uffd-qemu --policy $T/guest.conf --socket $SOCK --" || rc=$?
+	grep -a MEMSTRESS "$T/console.log" || true
+	[ $rc -eq 0 ] || { tail -n 20 "$T/console.log"; fail "guest run failed (exit $rc)"; }
+	"$BUILD/uffdctl" --socket "$SOCK" stats
+}

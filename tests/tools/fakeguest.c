@@ -1,0 +1,241 @@
+/* fakeguest: a host process that stands in for a guest, for fast exact stress tests.
+ *
+ * It creates a memfd named like QEMU's guest RAM (memory-backend-memfd) and maps it
+ * MAP_SHARED, so with LD_PRELOAD=libuffd-shim.so the shim registers it with uffd-mgrd exactly
+ * as it does QEMU's. Then T threads read and write seeded patterns for a while.
+ *
+ * What it checks: every page has a version (kept in private memory, one writer per page:
+ * thread t owns pages p with p % T == t); a page's bytes are a function of (seed, page,
+ * version), version 0 meaning never written, which must read as zeros. A write rewrites the
+ * whole page with the next version, in 64-bit words, so a write that races an eviction blocks
+ * part-way on a write-protect fault and must then finish on the page brought back from the
+ * tier. Every read verifies the whole page, and at the end every page is verified.
+ * With --discard-pct, some operations discard a page as QEMU does (hole punch, then
+ * MADV_DONTNEED, which raises UFFD_EVENT_REMOVE): the page must then read zero, wherever it
+ * lived (resident, shm or disk tier).
+ * Any mismatch prints the page, word, expected and found value and exits 1. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAGE 4096u
+#define WORDS (PAGE / 8)
+
+struct config {
+	uint64_t mb;
+	unsigned threads;
+	double seconds;
+	uint64_t seed;
+	unsigned write_pct;
+	unsigned hot_pct; /* share of accesses that go to the hot 1/8 of the pages */
+	int map_twice;    /* map the guest memfd a second time: the shim must refuse */
+	int fill;         /* write every page once before the random phase */
+	unsigned discard_pct; /* share of operations that discard a page as QEMU does */
+};
+
+struct worker {
+	const struct config *cfg;
+	unsigned id;
+	uint64_t *mem;
+	int fd;
+	uint32_t *version;
+	uint64_t npages;
+	uint64_t reads, writes, discards;
+	int failed;
+	pthread_t tid;
+};
+
+static uint64_t mix(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ull;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+static uint64_t expected(uint64_t seed, uint64_t page, uint32_t version, unsigned word)
+{
+	if (!version)
+		return 0;
+	return mix(seed ^ (page << 20) ^ ((uint64_t)version << 44) ^ word);
+}
+
+static int check_page(struct worker *w, uint64_t page)
+{
+	const uint64_t *p = w->mem + page * WORDS;
+	uint32_t v = w->version[page];
+
+	for (unsigned i = 0; i < WORDS; i++) {
+		uint64_t want = expected(w->cfg->seed, page, v, i);
+
+		if (p[i] != want) {
+			fprintf(stderr,
+				"FAKEGUEST FAIL page %llu word %u version %u: expected %016llx "
+				"found %016llx\n",
+				(unsigned long long)page, i, v, (unsigned long long)want,
+				(unsigned long long)p[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void write_page(struct worker *w, uint64_t page)
+{
+	uint64_t *p = w->mem + page * WORDS;
+	uint32_t v = ++w->version[page];
+
+	for (unsigned i = 0; i < WORDS; i++)
+		p[i] = expected(w->cfg->seed, page, v, i);
+}
+
+/* Discards a page the way QEMU does (balloon, free page reporting): punch it out of the
+ * memfd, then drop the mapping (which raises UFFD_EVENT_REMOVE). It must read zero after. */
+static void discard_page(struct worker *w, uint64_t page)
+{
+	fallocate(w->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(page * PAGE), PAGE);
+	madvise(w->mem + page * WORDS, PAGE, MADV_DONTNEED);
+	w->version[page] = 0;
+	w->discards++;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Picks one of this thread's pages: mostly from the hot eighth when hot_pct is set. */
+static uint64_t pick(struct worker *w, uint64_t *rng)
+{
+	uint64_t r = mix((*rng)++), span = w->npages;
+
+	if (w->cfg->hot_pct && (r % 100) < w->cfg->hot_pct)
+		span = w->npages / 8 ? w->npages / 8 : 1;
+	r = mix(r) % span;
+	r -= r % w->cfg->threads;
+	r += w->id;
+	return r < w->npages ? r : w->id;
+}
+
+static void *run(void *arg)
+{
+	struct worker *w = arg;
+	uint64_t rng = w->cfg->seed * 1000003 + w->id;
+	double end;
+
+	for (uint64_t p = w->id; w->cfg->fill && p < w->npages; p += w->cfg->threads)
+		write_page(w, p);
+	end = now_s() + w->cfg->seconds;
+	while (now_s() < end && !w->failed) {
+		for (int i = 0; i < 64; i++) {
+			uint64_t page = pick(w, &rng);
+
+			uint64_t dice = mix(rng++) % 100;
+
+			if (dice < w->cfg->discard_pct) {
+				discard_page(w, page);
+			} else if (dice < w->cfg->discard_pct + w->cfg->write_pct) {
+				write_page(w, page);
+				w->writes++;
+			} else {
+				if (check_page(w, page))
+					w->failed = 1;
+				w->reads++;
+			}
+		}
+	}
+	return NULL;
+}
+
+static int parse(int argc, char **argv, struct config *c)
+{
+	static const struct option opts[] = {
+		{"mb", required_argument, NULL, 'm'},      {"threads", required_argument, NULL, 't'},
+		{"seconds", required_argument, NULL, 's'}, {"seed", required_argument, NULL, 'S'},
+		{"write-pct", required_argument, NULL, 'w'}, {"hot-pct", required_argument, NULL, 'H'},
+		{"map-twice", no_argument, NULL, '2'},     {"fill", no_argument, NULL, 'f'},
+		{"discard-pct", required_argument, NULL, 'D'},
+		{NULL, 0, NULL, 0},
+	};
+	int o;
+
+	*c = (struct config){.mb = 64, .threads = 2, .seconds = 5, .seed = 1, .write_pct = 50};
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case 'm': c->mb = strtoull(optarg, NULL, 0); break;
+		case 't': c->threads = (unsigned)atoi(optarg); break;
+		case 's': c->seconds = atof(optarg); break;
+		case 'S': c->seed = strtoull(optarg, NULL, 0); break;
+		case 'w': c->write_pct = (unsigned)atoi(optarg); break;
+		case 'H': c->hot_pct = (unsigned)atoi(optarg); break;
+		case '2': c->map_twice = 1; break;
+		case 'f': c->fill = 1; break;
+		case 'D': c->discard_pct = (unsigned)atoi(optarg); break;
+		default:
+			fprintf(stderr, "usage: fakeguest [--mb N] [--threads T] [--seconds S] "
+					"[--seed S] [--write-pct P] [--hot-pct P] [--map-twice] [--fill] [--discard-pct P]\n");
+			return -EINVAL;
+		}
+	}
+	return c->mb && c->threads && c->threads <= 64 ? 0 : -EINVAL;
+}
+
+int main(int argc, char **argv)
+{
+	struct config cfg;
+	struct worker *ws;
+	uint64_t npages, reads = 0, writes = 0, discards = 0;
+	uint32_t *version;
+	uint64_t *mem;
+	int fd, failed = 0;
+
+	if (parse(argc, argv, &cfg))
+		return 2;
+	npages = cfg.mb * 1024 * 1024 / PAGE;
+	fd = memfd_create("memory-backend-memfd", MFD_CLOEXEC);
+	if (fd < 0 || ftruncate(fd, (off_t)(npages * PAGE)) < 0) {
+		perror("fakeguest: memfd");
+		return 1;
+	}
+	mem = mmap(NULL, npages * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (cfg.map_twice)
+		mmap(NULL, npages * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	version = calloc(npages, sizeof(*version));
+	ws = calloc(cfg.threads, sizeof(*ws));
+	if (mem == MAP_FAILED || !version || !ws) {
+		perror("fakeguest: mmap");
+		return 1;
+	}
+	for (unsigned t = 0; t < cfg.threads; t++) {
+		ws[t] = (struct worker){.cfg = &cfg, .id = t, .mem = mem, .fd = fd,
+					.version = version, .npages = npages};
+		pthread_create(&ws[t].tid, NULL, run, &ws[t]);
+	}
+	for (unsigned t = 0; t < cfg.threads; t++) {
+		pthread_join(ws[t].tid, NULL);
+		failed |= ws[t].failed;
+		reads += ws[t].reads;
+		writes += ws[t].writes;
+		discards += ws[t].discards;
+	}
+	for (uint64_t p = 0; p < npages && !failed; p++)
+		if (check_page(&ws[p % cfg.threads], p))
+			failed = 1;
+	if (failed)
+		return 1;
+	printf("FAKEGUEST PASS pages=%llu threads=%u reads=%llu writes=%llu discards=%llu\n",
+	       (unsigned long long)npages, cfg.threads, (unsigned long long)reads,
+	       (unsigned long long)writes, (unsigned long long)discards);
+	return 0;
+}

@@ -1,0 +1,655 @@
+/* test_policy: the policy file parser (uffd-mgr/policy.c).
+ *
+ * Table-driven: sizes that parse (with their values), that are garbage (-EINVAL) and that
+ * overflow (-ERANGE); whole policy files that parse (with every field checked); and bad
+ * files, each with the exact one-line error it must give. Every row runs as a cmocka test
+ * of its own, named after the row. Then: the defaults, policy_load on real files (missing,
+ * a directory, NUL bytes, too large, errors naming the path), lines at inih's length limit,
+ * a failed parse leaving *p alone, and examples/vm.conf, which must parse and be exactly
+ * policy_print_example()'s output after its header comment.
+ *
+ * Run from the repo root, or set UFFD_SRC to it. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "uffd-mgr/policy.h"
+
+#define K (UINT64_C(1) << 10)
+#define M (UINT64_C(1) << 20)
+#define G (UINT64_C(1) << 30)
+#define T (UINT64_C(1) << 40)
+
+/* ---- Tables ---- */
+
+struct size_case {
+	const char *text;
+	int ret;	/* 0, -EINVAL or -ERANGE */
+	uint64_t bytes; /* when ret == 0 */
+};
+
+static const struct size_case size_cases[] = {
+    {"0", 0, 0},
+    {"1", 0, 1},
+    {"4096", 0, 4096},
+    {"007", 0, 7},
+    {"64K", 0, 64 * K},
+    {"64k", 0, 64 * K},
+    {"64KB", 0, 64 * K},
+    {"64kb", 0, 64 * K},
+    {"64KiB", 0, 64 * K},
+    {"64kib", 0, 64 * K},
+    {"64KIB", 0, 64 * K},
+    {"512m", 0, 512 * M},
+    {"512MiB", 0, 512 * M},
+    {"2G", 0, 2 * G},
+    {"2gb", 0, 2 * G},
+    {"1T", 0, T},
+    {"1tib", 0, T},
+    {"0K", 0, 0},
+    {"18446744073709551615", 0, UINT64_MAX},
+    {"16777215T", 0, 16777215 * T},
+    {"17179869183G", 0, 17179869183 * G},
+    {"", -EINVAL, 0},
+    {"-1", -EINVAL, 0},
+    {"-64K", -EINVAL, 0},
+    {"+1", -EINVAL, 0},
+    {" 1", -EINVAL, 0},
+    {"1 ", -EINVAL, 0},
+    {"1 K", -EINVAL, 0},
+    {"K", -EINVAL, 0},
+    {"KiB", -EINVAL, 0},
+    {"64Q", -EINVAL, 0},
+    {"1KK", -EINVAL, 0},
+    {"1KiBB", -EINVAL, 0},
+    {"1Ki", -EINVAL, 0},
+    {"1Kb2", -EINVAL, 0},
+    {"1B", -EINVAL, 0},
+    {"1iB", -EINVAL, 0},
+    {"1.5G", -EINVAL, 0},
+    {"1e3", -EINVAL, 0},
+    {"0x1000", -EINVAL, 0},
+    {"abc", -EINVAL, 0},
+    {"1P", -EINVAL, 0},
+    {"99999999999999999999Q", -EINVAL, 0},
+    {"18446744073709551616", -ERANGE, 0},
+    {"99999999999999999999999", -ERANGE, 0},
+    {"16777216T", -ERANGE, 0},
+    {"17179869184G", -ERANGE, 0},
+    {"18014398509481984K", -ERANGE, 0},
+    {"99999999999999999999K", -ERANGE, 0},
+};
+
+/* The expected policy, every field spelled out. */
+#define POL(n, res, run, shm, cpu, poll)                                                           \
+	{                                                                                          \
+		.name = n, .resident_max = (res), .run_size = (run), .shm_max = (shm),             \
+		.fault_cpu = (cpu), .busy_poll_us = (poll)                                         \
+	}
+#define DEFAULTS POL("", 0, 64 * K, 256 * M, -1, 0)
+
+struct good_case {
+	const char *name;
+	const char *text;
+	struct policy want;
+};
+
+static const struct good_case good_cases[] = {
+    {"empty", "", DEFAULTS},
+    {"comments_only", "# a\n; b\n\n   # indented comment\n\t; tab\n", DEFAULTS},
+    {"empty_sections", "[vm]\n[memory]\n[shm]\n[fault]\n", DEFAULTS},
+    {"every_key",
+     "[vm]\nname = db-1.prod_2\n[memory]\nresident_max = 2G\nrun_size = 2M\n"
+     "[shm]\nmax = 1T\n[fault]\ncpu = 3\nbusy_poll = 50\n",
+     POL("db-1.prod_2", 2 * G, 2 * M, T, 3, 50)},
+    {"keys_in_any_order",
+     "[fault]\nbusy_poll = 1000\ncpu = 4095\n[memory]\nrun_size = 4K\n[vm]\nname = x\n",
+     POL("x", 0, 4 * K, 256 * M, 4095, 1000)},
+    {"section_twice", "[memory]\nrun_size = 4K\n[shm]\nmax = 1M\n[memory]\nresident_max = 1M\n",
+     POL("", M, 4 * K, M, -1, 0)},
+    {"no_spaces", "[memory]\nrun_size=128K\n", POL("", 0, 128 * K, 256 * M, -1, 0)},
+    {"wide_spaces", "[memory]\nrun_size   =\t 128k  \t\n", POL("", 0, 128 * K, 256 * M, -1, 0)},
+    {"colon", "[shm]\nmax: 1G\n", POL("", 0, 64 * K, G, -1, 0)},
+    {"no_final_newline", "[shm]\nmax = 512MiB", POL("", 0, 64 * K, 512 * M, -1, 0)},
+    {"crlf", "[vm]\r\nname = a\r\n[fault]\r\ncpu = 2\r\n", POL("a", 0, 64 * K, 256 * M, 2, 0)},
+    {"bom", "\xef\xbb\xbf[fault]\ncpu = 1\n", POL("", 0, 64 * K, 256 * M, 1, 0)},
+    {"bom_comment", "\xef\xbb\xbf# c\n[fault]\ncpu = 1\n", POL("", 0, 64 * K, 256 * M, 1, 0)},
+    {"cpu_any", "[fault]\ncpu = any\n", DEFAULTS},
+    {"cpu_ANY", "[fault]\ncpu = ANY\n", DEFAULTS},
+    {"cpu_minus_one", "[fault]\ncpu = -1\n", DEFAULTS},
+    {"cpu_zero", "[fault]\ncpu = 0\n", POL("", 0, 64 * K, 256 * M, 0, 0)},
+    {"name_empty", "[vm]\nname =\n", DEFAULTS},
+    {"name_63", "[vm]\nname = 123456789012345678901234567890123456789012345678901234567890123\n",
+     POL("123456789012345678901234567890123456789012345678901234567890123", 0, 64 * K, 256 * M, -1,
+	 0)},
+    {"resident_zero", "[memory]\nresident_max = 0K\n", DEFAULTS},
+    {"resident_equals_run", "[memory]\nresident_max = 2M\nrun_size = 2M\n",
+     POL("", 2 * M, 2 * M, 256 * M, -1, 0)},
+    {"resident_huge", "[memory]\nresident_max = 16777215T\n",
+     POL("", 16777215 * T, 64 * K, 256 * M, -1, 0)},
+    {"shm_equals_run", "[memory]\nrun_size = 1M\n[shm]\nmax = 1M\n", POL("", 0, M, M, -1, 0)},
+    {"bytes", "[memory]\nrun_size = 8192\n[shm]\nmax = 1048576\n", POL("", 0, 8 * K, M, -1, 0)},
+};
+
+struct bad_case {
+	const char *name;
+	const char *text;
+	const char *err; /* exact, with the label "vm.conf" */
+};
+
+static const struct bad_case bad_cases[] = {
+    /* Keys and sections */
+    {"unknown_key", "[memory]\nrun_size = 64K\nresident_mx = 1G\n",
+     "vm.conf:3: unknown key 'resident_mx' in [memory]"},
+    {"key_case", "[memory]\nRun_Size = 64K\n", "vm.conf:2: unknown key 'Run_Size' in [memory]"},
+    {"key_with_space", "[memory]\nrun size = 64K\n",
+     "vm.conf:2: unknown key 'run size' in [memory]"},
+    {"empty_key", "[vm]\n= x\n", "vm.conf:2: unknown key '' in [vm]"},
+    {"misplaced_key", "[memory]\ncpu = 1\n",
+     "vm.conf:2: unknown key 'cpu' in [memory] (it belongs in [fault])"},
+    {"outside_section", "name = x\n[vm]\n",
+     "vm.conf:1: key 'name' outside any section (it belongs in [vm])"},
+    {"outside_section_unknown", "# c\nfoo = 1\n", "vm.conf:2: key 'foo' outside any section"},
+    {"unknown_section", "[vm]\nname = a\n\n\n\n\n[memroy]\nrun_size = 64K\n",
+     "vm.conf:7: unknown section [memroy]"},
+    {"unknown_section_empty", "[memroy]\n", "vm.conf:1: unknown section [memroy]"},
+    {"section_case", "[Memory]\n", "vm.conf:1: unknown section [Memory]"},
+    {"section_spaces", "[ memory ]\n", "vm.conf:1: unknown section [ memory ]"},
+    {"section_empty_name", "[]\n", "vm.conf:1: unknown section []"},
+    {"section_no_bracket", "[vm]\n[memory\n", "vm.conf:2: missing ']' in section header"},
+    {"section_trailing_text", "[memory] x\n",
+     "vm.conf:1: unexpected text after section header [memory]"},
+    {"section_semicolon_inside", "[memory ; x]\n", "vm.conf:1: unknown section [memory ; x]"},
+    {"duplicate_key", "[memory]\nrun_size = 64K\n\nresident_max = 1G\nresident_max = 2G\n",
+     "vm.conf:5: duplicate key [memory] resident_max"},
+    {"duplicate_key_same_value", "[memory]\nresident_max = 1G\nrun_size = 64K\nresident_max = 1G\n",
+     "vm.conf:4: duplicate key [memory] resident_max"},
+    {"duplicate_across_sections", "[shm]\nmax = 1G\n[vm]\nname = a\n[shm]\nmax = 1G\n",
+     "vm.conf:6: duplicate key [shm] max"},
+
+    /* inih quirks we refuse */
+    {"inline_comment_semicolon", "[shm]\nmax = 1G ; big\n",
+     "vm.conf:2: comment after a value (comments go on lines of their own)"},
+    {"inline_comment_hash", "[shm]\nmax = 1G # big\n",
+     "vm.conf:2: comment after a value (comments go on lines of their own)"},
+    {"inline_comment_no_space", "[shm]\nmax = 1G;big\n",
+     "vm.conf:2: comment after a value (comments go on lines of their own)"},
+    {"comment_after_section", "[shm] ; the shm tier\n",
+     "vm.conf:1: comment after a section header (comments go on lines of their own)"},
+    {"comment_after_section_hash", "[shm]# x\n",
+     "vm.conf:1: comment after a section header (comments go on lines of their own)"},
+    {"continuation", "[memory]\nrun_size = 64K\n  resident_max = 1G\n",
+     "vm.conf:3: indented line: multi-line values are not supported (remove the leading "
+     "whitespace)"},
+    {"continuation_after_blank", "[memory]\nrun_size = 64K\n\n# c\n\t4K\n",
+     "vm.conf:5: indented line: multi-line values are not supported (remove the leading "
+     "whitespace)"},
+    {"indented_first_key", "[memory]\n    run_size = 64K\n",
+     "vm.conf:2: indented line: multi-line values are not supported (remove the leading "
+     "whitespace)"},
+    {"indented_section", "[vm]\nname = a\n  [shm]\n",
+     "vm.conf:3: indented line: multi-line values are not supported (remove the leading "
+     "whitespace)"},
+
+    /* inih's own syntax errors, and which error wins */
+    {"no_equals", "[memory]\nrun_size\n", "vm.conf:2: syntax error"},
+    {"no_equals_outside", "hello\n", "vm.conf:1: syntax error"},
+    {"syntax_before_key_error", "[memory]\ngarbage\nresident_mx = 1\n", "vm.conf:2: syntax error"},
+    {"key_error_before_syntax", "[memory]\nresident_mx = 1\ngarbage\n",
+     "vm.conf:2: unknown key 'resident_mx' in [memory]"},
+    {"section_error_after_syntax", "[memory]\ngarbage\n[memroy]\n", "vm.conf:2: syntax error"},
+
+    /* Values */
+    {"bad_size", "[vm]\nname = a\n\n[shm]\nmax = 64Q\n",
+     "vm.conf:5: bad size '64Q' for [shm] max (use bytes or K/M/G/T)"},
+    {"empty_size", "[shm]\nmax =\n", "vm.conf:2: bad size '' for [shm] max (use bytes or K/M/G/T)"},
+    {"negative_size", "[memory]\nresident_max = -1\n",
+     "vm.conf:2: bad size '-1' for [memory] resident_max (use bytes or K/M/G/T)"},
+    {"size_with_space", "[memory]\nresident_max = 1 G\n",
+     "vm.conf:2: bad size '1 G' for [memory] resident_max (use bytes or K/M/G/T)"},
+    {"size_fraction", "[memory]\nresident_max = 1.5G\n",
+     "vm.conf:2: bad size '1.5G' for [memory] resident_max (use bytes or K/M/G/T)"},
+    {"size_overflow", "[memory]\nresident_max = 16777216T\n",
+     "vm.conf:2: size '16777216T' for [memory] resident_max does not fit in 64 bits"},
+    {"size_control_char", "[shm]\nmax = 1\x1b[2J\n",
+     "vm.conf:2: bad size '1?[2J' for [shm] max (use bytes or K/M/G/T)"},
+    {"size_long_quoted",
+     "[shm]\nmax = 1xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n",
+     "vm.conf:2: bad size '1xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...' for [shm] max "
+     "(use bytes or K/M/G/T)"},
+    {"run_size_not_pow2", "[memory]\nrun_size = 48K\n",
+     "vm.conf:2: [memory] run_size must be a power of two between 4K and 2M"},
+    {"run_size_small", "[memory]\nrun_size = 2K\n",
+     "vm.conf:2: [memory] run_size must be a power of two between 4K and 2M"},
+    {"run_size_big", "[memory]\nrun_size = 4M\n",
+     "vm.conf:2: [memory] run_size must be a power of two between 4K and 2M"},
+    {"run_size_zero", "[memory]\nrun_size = 0\n",
+     "vm.conf:2: [memory] run_size must be a power of two between 4K and 2M"},
+    {"resident_small", "[memory]\nresident_max = 1023K\n",
+     "vm.conf:2: [memory] resident_max must be 0 or at least 1M"},
+    {"shm_small", "[shm]\nmax = 512K\n", "vm.conf:2: [shm] max must be between 1M and 1T"},
+    {"shm_zero", "[shm]\nmax = 0\n", "vm.conf:2: [shm] max must be between 1M and 1T"},
+    {"shm_big", "[shm]\nmax = 2T\n", "vm.conf:2: [shm] max must be between 1M and 1T"},
+    {"cpu_big", "[fault]\ncpu = 4096\n",
+     "vm.conf:2: [fault] cpu must be any or between 0 and 4095"},
+    {"cpu_overflow", "[fault]\ncpu = 99999999999999999999999\n",
+     "vm.conf:2: [fault] cpu must be any or between 0 and 4095"},
+    {"cpu_minus_two", "[fault]\ncpu = -2\n",
+     "vm.conf:2: bad CPU '-2' for [fault] cpu (use a CPU number or any)"},
+    {"cpu_word", "[fault]\ncpu = all\n",
+     "vm.conf:2: bad CPU 'all' for [fault] cpu (use a CPU number or any)"},
+    {"cpu_empty", "[fault]\ncpu =\n",
+     "vm.conf:2: bad CPU '' for [fault] cpu (use a CPU number or any)"},
+    {"busy_poll_big", "[fault]\nbusy_poll = 1001\n",
+     "vm.conf:2: [fault] busy_poll must be between 0 and 1000"},
+    {"busy_poll_unit", "[fault]\nbusy_poll = 10us\n",
+     "vm.conf:2: bad number '10us' for [fault] busy_poll (use a whole number)"},
+    {"busy_poll_negative", "[fault]\nbusy_poll = -1\n",
+     "vm.conf:2: bad number '-1' for [fault] busy_poll (use a whole number)"},
+    {"busy_poll_hex", "[fault]\nbusy_poll = 0x10\n",
+     "vm.conf:2: bad number '0x10' for [fault] busy_poll (use a whole number)"},
+    {"name_space", "[vm]\nname = my vm\n",
+     "vm.conf:2: [vm] name must be at most 63 characters of A-Z a-z 0-9 . _ -"},
+    {"name_slash", "[vm]\nname = ../etc\n",
+     "vm.conf:2: [vm] name must be at most 63 characters of A-Z a-z 0-9 . _ -"},
+    {"name_utf8", "[vm]\nname = caf\xc3\xa9\n",
+     "vm.conf:2: [vm] name must be at most 63 characters of A-Z a-z 0-9 . _ -"},
+    {"name_64", "[vm]\nname = 1234567890123456789012345678901234567890123456789012345678901234\n",
+     "vm.conf:2: [vm] name must be at most 63 characters of A-Z a-z 0-9 . _ -"},
+
+    /* Cross-key rules: the line is the later of the two keys' lines */
+    {"resident_below_run", "[memory]\nresident_max = 1M\nrun_size = 2M\n",
+     "vm.conf:3: [memory] resident_max (1M) is smaller than [memory] run_size (2M)"},
+    {"resident_below_default_run", "[memory]\nrun_size = 2M\n[shm]\nmax = 1M\n",
+     "vm.conf:4: [shm] max (1M) is smaller than [memory] run_size (2M)"},
+    {"shm_below_run_set_first", "[shm]\nmax = 1M\n[memory]\nrun_size = 2M\n",
+     "vm.conf:4: [shm] max (1M) is smaller than [memory] run_size (2M)"},
+};
+
+/* ---- Helpers ---- */
+
+static void assert_policy_equal(const struct policy *got, const struct policy *want)
+{
+	assert_string_equal(got->name, want->name);
+	assert_int_equal(got->resident_max, want->resident_max);
+	assert_int_equal(got->run_size, want->run_size);
+	assert_int_equal(got->shm_max, want->shm_max);
+	assert_int_equal(got->fault_cpu, want->fault_cpu);
+	assert_int_equal(got->busy_poll_us, want->busy_poll_us);
+}
+
+/* The path of a file in the source tree: $UFFD_SRC/rel, or rel from the current folder. */
+static void src_path(char *buf, size_t len, const char *rel)
+{
+	const char *root = getenv("UFFD_SRC");
+
+	snprintf(buf, len, "%s%s%s", root ? root : "", root ? "/" : "", rel);
+}
+
+/* Writes len bytes of text to a new temporary file whose path is left in path. */
+static void write_temp(char *path, size_t pathlen, const char *text, size_t len)
+{
+	int fd;
+
+	snprintf(path, pathlen, "/tmp/test_policy.XXXXXX");
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, len), (ssize_t)len);
+	close(fd);
+}
+
+static char *capture(void (*print)(FILE *))
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	assert_non_null(f);
+	print(f);
+	fclose(f);
+	return buf;
+}
+
+/* ---- Table rows ---- */
+
+static void test_size(void **state)
+{
+	const struct size_case *c = *state;
+	uint64_t bytes = 12345;
+
+	assert_int_equal(policy_parse_size(c->text, &bytes), c->ret);
+	assert_int_equal(bytes, c->ret ? 12345 : c->bytes); /* untouched on error */
+}
+
+static void test_good(void **state)
+{
+	const struct good_case *c = *state;
+	struct policy p;
+	char err[256] = "junk";
+
+	assert_int_equal(policy_parse_string(c->text, "vm.conf", &p, err, sizeof(err)), 0);
+	assert_string_equal(err, "");
+	assert_policy_equal(&p, &c->want);
+}
+
+static void test_bad(void **state)
+{
+	const struct bad_case *c = *state;
+	struct policy p;
+	char err[256] = "";
+
+	assert_int_equal(policy_parse_string(c->text, "vm.conf", &p, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, c->err);
+	assert_null(strchr(err, '\n'));
+}
+
+/* ---- Single tests ---- */
+
+/* The disk tier and shm watermark keys: values, the watermark order rule, path checks and
+ * the %n expansion. */
+static void test_disk_keys(void **state)
+{
+	static const struct {
+		const char *text, *err;
+	} bad[] = {
+		{"[disk]\npath = relative/x.swap\n", "vm.conf:2: [disk] path must be empty, or an "
+		 "absolute path (at most 1023 characters) whose only % escapes are %n and %%"},
+		{"[disk]\npath = /x/%d.swap\n", "vm.conf:2: [disk] path must be empty, or an "
+		 "absolute path (at most 1023 characters) whose only % escapes are %n and %%"},
+		{"[shm]\nhigh_watermark = 50\nlow_watermark = 50\n",
+		 "vm.conf:3: [shm] low_watermark (50) must be below high_watermark (50)"},
+		{"[shm]\nhigh_watermark = 101\n",
+		 "vm.conf:2: [shm] high_watermark must be between 1 and 100"},
+		{"[disk]\nmax = 512K\n", "vm.conf:2: [disk] max must be between 1M and 64T"},
+	};
+	struct policy p;
+	char err[256], path[64];
+
+	(void)state;
+	assert_int_equal(policy_parse_string("[shm]\nhigh_watermark = 80\nlow_watermark = 10\n"
+					     "[disk]\npath = /var/tmp/%n-%%.swap\nmax = 8G\n",
+					     "vm.conf", &p, err, sizeof(err)),
+			 0);
+	assert_int_equal(p.shm_high_pct, 80);
+	assert_int_equal(p.shm_low_pct, 10);
+	assert_int_equal(p.disk_max, 8ull << 30);
+	assert_string_equal(p.disk_path, "/var/tmp/%n-%%.swap");
+	assert_int_equal(policy_disk_path(&p, "web1", path, sizeof(path)), 0);
+	assert_string_equal(path, "/var/tmp/web1-%.swap");
+	assert_int_equal(policy_disk_path(&p, "web1", path, 10), -ENAMETOOLONG);
+	policy_defaults(&p);
+	assert_string_equal(p.disk_path, "");
+	assert_int_equal(p.shm_high_pct, 90);
+	assert_int_equal(p.shm_low_pct, 75);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(policy_parse_string(bad[i].text, "vm.conf", &p, err, sizeof(err)),
+				 -EINVAL);
+		assert_string_equal(err, bad[i].err);
+	}
+}
+
+static void test_defaults(void **state)
+{
+	const struct policy want = DEFAULTS;
+	struct policy p;
+
+	memset(&p, 0x5a, sizeof(p));
+	policy_defaults(&p);
+	assert_policy_equal(&p, &want);
+}
+
+static void test_error_leaves_policy(void **state)
+{
+	struct policy p, before;
+	char err[256];
+
+	memset(&p, 0x5a, sizeof(p));
+	before = p;
+	assert_int_equal(policy_parse_string("[memory]\nrun_size = 4K\nresident_max = 1\n",
+					     "vm.conf", &p, err, sizeof(err)),
+			 -EINVAL);
+	assert_memory_equal(&p, &before, sizeof(p));
+}
+
+static void test_null_err_and_label(void **state)
+{
+	struct policy p;
+	char err[256], small[12];
+
+	assert_int_equal(policy_parse_string("[x]\n", "vm.conf", &p, NULL, 0), -EINVAL);
+	assert_int_equal(policy_parse_string("[x]\n", "vm.conf", &p, err, 0), -EINVAL);
+	assert_int_equal(policy_parse_string("[x]\n", NULL, &p, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "<string>:1: unknown section [x]");
+	assert_int_equal(policy_parse_string("[x]\n", "vm.conf", &p, small, sizeof(small)),
+			 -EINVAL);
+	assert_string_equal(small, "vm.conf:1: "); /* truncated, still terminated */
+}
+
+/* inih's line buffer holds 197 characters plus "\r\n\0"; a longer line would be cut and its
+ * tail read as a line of its own, so it is an error. */
+static void test_long_lines(void **state)
+{
+	char text[512], comment[300], err[256];
+	struct policy p;
+
+	memset(comment, 'x', sizeof(comment));
+	comment[0] = '#';
+	comment[197] = '\0';
+	snprintf(text, sizeof(text), "%s\r\n[fault]\ncpu = 1\n", comment);
+	assert_int_equal(policy_parse_string(text, "vm.conf", &p, err, sizeof(err)), 0);
+	assert_int_equal(p.fault_cpu, 1);
+
+	/* 198 characters; the tail would be "[fault]" then "cpu = 2". */
+	comment[197] = 'x';
+	snprintf(text, sizeof(text), "[fault]\n%.*s[vm]\n", 197, comment);
+	assert_int_equal(policy_parse_string(text, "vm.conf", &p, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "vm.conf:2: line too long (at most 197 characters)");
+
+	memset(comment + 150, 'x', 100);
+	memcpy(comment + 190, "cpu = 2", 7);
+	comment[197] = '\0';
+	snprintf(text, sizeof(text), "[fault]\n%sx\ncpu = 1\n", comment);
+	assert_int_equal(policy_parse_string(text, "vm.conf", &p, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "vm.conf:2: line too long (at most 197 characters)");
+}
+
+static void test_load_missing(void **state)
+{
+	struct policy p;
+	char err[256];
+
+	assert_int_equal(policy_load("/nonexistent/vm.conf", &p, err, sizeof(err)), -ENOENT);
+	assert_string_equal(err, "/nonexistent/vm.conf: No such file or directory");
+}
+
+static void test_load_directory(void **state)
+{
+	struct policy p;
+	char err[256];
+
+	assert_int_equal(policy_load("/tmp", &p, err, sizeof(err)), -EISDIR);
+	assert_string_equal(err, "/tmp: Is a directory");
+}
+
+static void test_load_good_and_bad(void **state)
+{
+	const char good[] = "[vm]\nname = vm7\n[memory]\nresident_max = 4G\n";
+	const char bad[] = "[vm]\nname = vm7\n[memory]\nresident_max = 4Q\n";
+	char path[64], want[256], err[256];
+	struct policy p;
+
+	write_temp(path, sizeof(path), good, strlen(good));
+	assert_int_equal(policy_load(path, &p, err, sizeof(err)), 0);
+	assert_string_equal(p.name, "vm7");
+	assert_int_equal(p.resident_max, 4 * G);
+	unlink(path);
+
+	write_temp(path, sizeof(path), bad, strlen(bad));
+	assert_int_equal(policy_load(path, &p, err, sizeof(err)), -EINVAL);
+	snprintf(want, sizeof(want),
+		 "%s:4: bad size '4Q' for [memory] resident_max (use bytes or K/M/G/T)", path);
+	assert_string_equal(err, want);
+	unlink(path);
+}
+
+static void test_load_nul_byte(void **state)
+{
+	const char text[] = "[vm]\nname = a\n[shm]\nmax = 1G\0\n";
+	char path[64], want[256], err[256];
+	struct policy p;
+
+	write_temp(path, sizeof(path), text, sizeof(text) - 1);
+	assert_int_equal(policy_load(path, &p, err, sizeof(err)), -EINVAL);
+	snprintf(want, sizeof(want), "%s:4: NUL byte in line", path);
+	assert_string_equal(err, want);
+	unlink(path);
+}
+
+static void test_load_too_large(void **state)
+{
+	size_t len = 1024 * 1024 + 1;
+	char *text = malloc(len), path[64], want[256], err[256];
+	struct policy p;
+
+	assert_non_null(text);
+	memset(text, '\n', len);
+	write_temp(path, sizeof(path), text, len);
+	assert_int_equal(policy_load(path, &p, err, sizeof(err)), -EFBIG);
+	snprintf(want, sizeof(want), "%s: File too large", path);
+	assert_string_equal(err, want);
+	unlink(path);
+
+	/* Exactly the limit is fine. */
+	write_temp(path, sizeof(path), text, len - 1);
+	assert_int_equal(policy_load(path, &p, err, sizeof(err)), 0);
+	unlink(path);
+	free(text);
+}
+
+/* examples/vm.conf is a header comment then exactly what policy_print_example() prints. */
+static void test_example_file(void **state)
+{
+	const struct policy want = DEFAULTS;
+	char path[4096], err[512], *example = capture(policy_print_example), *file;
+	size_t len = 0, elen = strlen(example);
+	struct policy p;
+	const char *s;
+	FILE *f;
+
+	src_path(path, sizeof(path), "examples/vm.conf");
+	if (policy_load(path, &p, err, sizeof(err)))
+		fail_msg("%s (run from the repo root, or set UFFD_SRC to it)", err);
+	assert_policy_equal(&p, &want);
+
+	f = fopen(path, "r");
+	assert_non_null(f);
+	file = calloc(1, 1 << 16);
+	assert_non_null(file);
+	len = fread(file, 1, (1 << 16) - 1, f);
+	fclose(f);
+	assert_true(len >= elen);
+	if (strcmp(file + len - elen, example))
+		fail_msg("examples/vm.conf differs from policy_print_example(); regenerate it");
+	for (s = file; s < file + len - elen; s = strchr(s, '\n') + 1)
+		if (*s != '#' && *s != '\n')
+			fail_msg("examples/vm.conf: header has a line that is not a comment");
+	free(file);
+	free(example);
+}
+
+static void test_example_output_parses(void **state)
+{
+	const struct policy want = DEFAULTS;
+	char *example = capture(policy_print_example), err[256];
+	struct policy p;
+
+	assert_int_equal(policy_parse_string(example, "example", &p, err, sizeof(err)), 0);
+	assert_policy_equal(&p, &want);
+	free(example);
+}
+
+static void test_print_keys(void **state)
+{
+	static const char *const want[] = {
+	    "[vm]",
+	    "[memory]",
+	    "[shm]",
+	    "[fault]",
+	    "name = NAME (default: \"\")",
+	    "resident_max = SIZE (default: 0)",
+	    "run_size = SIZE (default: 64K)",
+	    "max = SIZE (default: 256M)",
+	    "cpu = CPU (default: any)",
+	    "busy_poll = NUMBER (default: 0)",
+	    "Allowed: a power of two between 4K and 2M.",
+	};
+	char *keys = capture(policy_print_keys);
+	size_t i;
+
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		if (!strstr(keys, want[i]))
+			fail_msg("policy_print_keys() lacks '%s'", want[i]);
+	free(keys);
+}
+
+/* ---- Runner ---- */
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+int main(void)
+{
+	static const struct CMUnitTest single[] = {
+	    cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_disk_keys),
+	    cmocka_unit_test(test_error_leaves_policy),
+	    cmocka_unit_test(test_null_err_and_label),
+	    cmocka_unit_test(test_long_lines),
+	    cmocka_unit_test(test_load_missing),
+	    cmocka_unit_test(test_load_directory),
+	    cmocka_unit_test(test_load_good_and_bad),
+	    cmocka_unit_test(test_load_nul_byte),
+	    cmocka_unit_test(test_load_too_large),
+	    cmocka_unit_test(test_example_file),
+	    cmocka_unit_test(test_example_output_parses),
+	    cmocka_unit_test(test_print_keys),
+	};
+	size_t n = 0, i,
+	       max = ARRAY_SIZE(size_cases) + ARRAY_SIZE(good_cases) + ARRAY_SIZE(bad_cases) +
+		     ARRAY_SIZE(single);
+	struct CMUnitTest *tests = calloc(max, sizeof(*tests));
+	char(*names)[80] = calloc(ARRAY_SIZE(size_cases), sizeof(*names));
+	int failed;
+
+	if (!tests || !names)
+		return 1;
+	for (i = 0; i < ARRAY_SIZE(size_cases); i++) {
+		snprintf(names[i], sizeof(names[i]), "size '%s'", size_cases[i].text);
+		tests[n++] = (struct CMUnitTest){.name = names[i],
+						 .test_func = test_size,
+						 .initial_state = (void *)&size_cases[i]};
+	}
+	for (i = 0; i < ARRAY_SIZE(good_cases); i++)
+		tests[n++] = (struct CMUnitTest){.name = good_cases[i].name,
+						 .test_func = test_good,
+						 .initial_state = (void *)&good_cases[i]};
+	for (i = 0; i < ARRAY_SIZE(bad_cases); i++)
+		tests[n++] = (struct CMUnitTest){.name = bad_cases[i].name,
+						 .test_func = test_bad,
+						 .initial_state = (void *)&bad_cases[i]};
+	for (i = 0; i < ARRAY_SIZE(single); i++)
+		tests[n++] = single[i];
+	failed = _cmocka_run_group_tests("policy", tests, n, NULL, NULL);
+	free(names);
+	free(tests);
+	return failed ? 1 : 0;
+}

@@ -1,0 +1,1181 @@
+/* test_vm: one managed VM in-process (uffd-mgr/vm.c, fault.c, evict.c, stats.c).
+ *
+ * This process plays both sides. As "QEMU" it creates a memfd named memory-backend-memfd,
+ * maps it MAP_SHARED and registers the mapping with a userfaultfd; as the daemon it hands
+ * both to vm_create and vm_start, which run the real fault thread and evictor. Test threads
+ * are the guest's vCPUs: they touch the mapping and fault. Every page's bytes are a function
+ * of (seed, page, generation, word), so each check reads back every word of every page.
+ * Nothing here may hold vm->lock while touching guest memory (the fault thread needs it).
+ *
+ * What it stresses:
+ *  - patterns: two vCPU threads write and verify all of a 16 MiB guest, three generations,
+ *    with resident_max at 2 MiB: the evictor must pull resident back under the limit, the
+ *    stats must show evictions and shm faults and no errors; then "one home per page": every
+ *    page the map calls resident is data in the memfd, every other page is a hole, every shm
+ *    page's slot holds exactly its bytes, and no slot is used twice;
+ *  - zero pages: untouched pages read zero, evicted zero pages take no slot and read zero;
+ *  - evict_run on one run: zero pages dropped, the rest in adjacent slots, holes punched,
+ *    one fault brings back the whole span with one copy;
+ *  - the eviction race: a writer keeps per-page counters and a reader checks they never go
+ *    back while the test thread evicts the same runs over and over: no write lost, nothing
+ *    served stale;
+ *  - a discard (fallocate PUNCH_HOLE + MADV_DONTNEED, which gives UFFD_EVENT_REMOVE): the
+ *    pages read zero after, their slots are freed, pages outside are untouched; pages only
+ *    madvised (no punch) keep their data; resident pages only punched read zero and count
+ *    as discarded; and discards racing a thread that evicts the same runs without pause;
+ *  - a 1 MiB shm tier under a 16 MiB guest: the evictor reports tier_full (flag, event
+ *    count, aborts) and the guest runs on without losing a byte;
+ *  - stats_vm_json: every field README.md documents, with the right type and values that
+ *    agree with the page map;
+ *  - a guest under its resident_max loses no page to the evictor;
+ *  - a region at an offset inside a larger memfd: nothing outside it is touched;
+ *  - vm_release against a fake shim: every tiered page is back in the memfd before the
+ *    shim unregisters, and the evictor stays stopped;
+ *  - vm_create's checks and its ownership of the descriptors.
+ * Skips (77) with the reason when no userfaultfd with the needed features can be opened. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "shmswap/shmpool.h"
+#include "uffd-mgr/evict.h"
+#include "uffd-mgr/pagemap.h"
+#include "uffd-mgr/policy.h"
+#include "uffd-mgr/proto.h"
+#include "uffd-mgr/stats.h"
+#include "uffd-mgr/uffd.h"
+#include "uffd-mgr/vm.h"
+
+#define PG    PAGE_SIZE_4K
+#define WORDS (PG / 8)
+#define KIB   (UINT64_C(1) << 10)
+#define MIB   (UINT64_C(1) << 20)
+
+struct fx {
+	int memfd;    /* QEMU's own descriptor of guest RAM */
+	uint8_t *map; /* QEMU's mapping, registered with the uffd */
+	size_t len, npages;
+	off_t off;     /* where the region starts in the memfd */
+	int shim_uffd; /* the shim's own copy of the uffd (QEMU keeps one) */
+	struct vm *vm;
+};
+
+static struct proto_register req; /* 4 KiB of policy path: not on the stack */
+static struct fx *open_fx;	  /* the fixture to close if a test fails part-way */
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+static uint64_t now_ms(void)
+{
+	return vm_now_ns() / 1000000;
+}
+
+/* Builds guest RAM (len bytes at offset off of a memfd of off + len + tail bytes), its uffd
+ * and a running VM with the given limits. */
+static void fx_open_at(struct fx *f, off_t off, size_t len, size_t tail, uint64_t resident_max,
+		       uint64_t shm_max, uint64_t run_size)
+{
+	struct policy pol;
+	uint64_t features;
+	char err[256];
+	int uffd, mfd;
+
+	memset(f, 0, sizeof(*f));
+	f->len = len;
+	f->npages = len / PG;
+	f->off = off;
+	f->memfd = memfd_create("memory-backend-memfd", MFD_CLOEXEC);
+	assert_true(f->memfd >= 0);
+	assert_int_equal(ftruncate(f->memfd, off + (off_t)(len + tail)), 0);
+	f->map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, f->memfd, off);
+	assert_true(f->map != MAP_FAILED);
+	assert_int_equal(uffd_open(&uffd, &features, err, sizeof(err)), 0);
+	assert_int_equal(uffd_register(uffd, (uint64_t)(uintptr_t)f->map, len), 0);
+	mfd = dup(f->memfd);
+	assert_true(mfd >= 0);
+	f->shim_uffd = dup(uffd);
+	assert_true(f->shim_uffd >= 0);
+
+	memset(&req, 0, sizeof(req));
+	proto_hdr_init(&req.hdr, PROTO_REGISTER, sizeof(req));
+	req.host_addr = (uint64_t)(uintptr_t)f->map;
+	req.length = len;
+	req.memfd_offset = (uint64_t)off;
+	req.pid = getpid();
+	req.uffd_features = features;
+	snprintf(req.vm_name, sizeof(req.vm_name), "test-vm");
+	snprintf(req.block_name, sizeof(req.block_name), "memory-backend-memfd");
+
+	policy_defaults(&pol);
+	pol.resident_max = resident_max;
+	pol.shm_max = shm_max;
+	pol.run_size = run_size;
+	err[0] = 0;
+	if (vm_create(&req, uffd, mfd, &pol, &f->vm, err, sizeof(err)))
+		print_error("vm_create: %s\n", err);
+	assert_non_null(f->vm);
+	open_fx = f;
+	assert_int_equal(vm_start(f->vm), 0);
+}
+
+static void fx_open(struct fx *f, size_t len, uint64_t resident_max, uint64_t shm_max,
+		    uint64_t run_size)
+{
+	fx_open_at(f, 0, len, 0, resident_max, shm_max, run_size);
+}
+
+static void fx_close(struct fx *f)
+{
+	vm_destroy(f->vm);
+	munmap(f->map, f->len);
+	close(f->memfd);
+	close(f->shim_uffd);
+	open_fx = NULL;
+}
+
+/* cmocka teardown: a failed assertion skips the test's own fx_close. */
+static int cleanup(void **state)
+{
+	if (open_fx)
+		fx_close(open_fx);
+	return 0;
+}
+
+/* ---- page patterns ---- */
+
+static uint64_t pat(uint64_t seed, size_t page, uint32_t gen, size_t word)
+{
+	uint64_t x = seed ^ (page * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)gen << 40) ^
+		     (word * 0xbf58476d1ce4e5b9ull);
+
+	x ^= x >> 31;
+	x *= 0x94d049bb133111ebull;
+	x ^= x >> 29;
+	return x | 1; /* never zero: a patterned page is never a zero page */
+}
+
+static void write_page(uint8_t *p, uint64_t seed, size_t page, uint32_t gen)
+{
+	uint64_t *w = (uint64_t *)p;
+
+	for (size_t k = 0; k < WORDS; k++)
+		w[k] = pat(seed, page, gen, k);
+}
+
+/* Returns the number of words that differ. */
+static size_t bad_words(const uint8_t *p, uint64_t seed, size_t page, uint32_t gen)
+{
+	const uint64_t *w = (const uint64_t *)p;
+	size_t bad = 0;
+
+	for (size_t k = 0; k < WORDS; k++)
+		bad += w[k] != pat(seed, page, gen, k);
+	return bad;
+}
+
+static size_t nonzero_words(const uint8_t *p)
+{
+	const uint64_t *w = (const uint64_t *)p;
+	size_t bad = 0;
+
+	for (size_t k = 0; k < WORDS; k++)
+		bad += w[k] != 0;
+	return bad;
+}
+
+static void write_range(struct fx *f, size_t first, size_t n, uint64_t seed, uint32_t gen)
+{
+	for (size_t p = first; p < first + n; p++)
+		write_page(f->map + p * PG, seed, p, gen);
+}
+
+static void verify_range(struct fx *f, size_t first, size_t n, uint64_t seed, uint32_t gen)
+{
+	for (size_t p = first; p < first + n; p++) {
+		size_t bad = bad_words(f->map + p * PG, seed, p, gen);
+
+		if (bad)
+			print_error("page %zu: %zu words wrong (gen %u)\n", p, bad, gen);
+		assert_int_equal(bad, 0);
+	}
+}
+
+static void verify_zero(struct fx *f, size_t first, size_t n)
+{
+	for (size_t p = first; p < first + n; p++) {
+		size_t bad = nonzero_words(f->map + p * PG);
+
+		if (bad)
+			print_error("page %zu: %zu words not zero\n", p, bad);
+		assert_int_equal(bad, 0);
+	}
+}
+
+/* ---- looking at the VM ---- */
+
+static void snap(struct fx *f, struct vm_stats *s)
+{
+	pthread_mutex_lock(&f->vm->lock);
+	*s = f->vm->st;
+	pthread_mutex_unlock(&f->vm->lock);
+}
+
+static size_t count(struct fx *f, enum page_state st)
+{
+	size_t n;
+
+	pthread_mutex_lock(&f->vm->lock);
+	n = pagemap_count(f->vm->pm, st);
+	pthread_mutex_unlock(&f->vm->lock);
+	return n;
+}
+
+static enum page_state state_of(struct fx *f, size_t page)
+{
+	enum page_state st;
+
+	pthread_mutex_lock(&f->vm->lock);
+	st = pagemap_state(f->vm->pm, page);
+	pthread_mutex_unlock(&f->vm->lock);
+	return st;
+}
+
+static int has_data(struct fx *f, size_t page)
+{
+	off_t off = f->off + (off_t)(page * PG);
+
+	return lseek(f->memfd, off, SEEK_DATA) == off;
+}
+
+static int resident_under_limit(struct fx *f)
+{
+	return count(f, PS_RESIDENT) * PG <= f->vm->pol.resident_max;
+}
+
+static int wait_for(struct fx *f, int (*cond)(struct fx *), long ms)
+{
+	uint64_t until = now_ms() + (uint64_t)ms;
+
+	while (!cond(f)) {
+		if (now_ms() > until)
+			return 0;
+		sleep_ms(2);
+	}
+	return 1;
+}
+
+/* One home per page, checked under the VM's lock: pages not being evicted are data in the
+ * memfd exactly when resident; shm pages own distinct slots holding their bytes (when gen is
+ * known, i.e. >= 0); with no eviction in flight the pool's use equals the shm pages. */
+static void check_homes(struct fx *f, uint64_t seed, int gen)
+{
+	struct vm *vm = f->vm;
+	uint64_t nslots = shmpool_slots(vm->shm);
+	uint8_t *owner = calloc(nslots, 1);
+	size_t evicting = 0, shm = 0, wrong = 0;
+
+	assert_non_null(owner);
+	pthread_mutex_lock(&vm->lock);
+	for (size_t p = 0; p < f->npages; p++) {
+		enum page_state st = pagemap_state(vm->pm, p);
+
+		if (pagemap_flags(vm->pm, p) & PF_EVICTING) {
+			evicting++;
+			continue;
+		}
+		if ((st == PS_RESIDENT) != has_data(f, p)) {
+			print_error("page %zu: state %d but memfd %s\n", p, st,
+				    has_data(f, p) ? "data" : "hole");
+			wrong++;
+		}
+		if (st == PS_SHM) {
+			uint64_t s = pagemap_slot(vm->pm, p);
+
+			shm++;
+			if (s >= nslots || owner[s]) {
+				print_error("page %zu: slot %llu out of range or shared\n", p,
+					    (unsigned long long)s);
+				wrong++;
+				continue;
+			}
+			owner[s] = 1;
+			if (gen >= 0 &&
+			    bad_words(shmpool_addr(vm->shm, s), seed, p, (uint32_t)gen)) {
+				print_error("page %zu: slot %llu holds wrong bytes\n", p,
+					    (unsigned long long)s);
+				wrong++;
+			}
+		}
+	}
+	if (!evicting && shmpool_used(vm->shm) != shm) {
+		print_error("pool uses %llu slots for %zu shm pages\n",
+			    (unsigned long long)shmpool_used(vm->shm), shm);
+		wrong++;
+	}
+	pthread_mutex_unlock(&vm->lock);
+	free(owner);
+	assert_int_equal(wrong, 0);
+}
+
+static void print_stats(const char *what, const struct vm_stats *s)
+{
+	print_message(
+	    "%s: faults zero %llu shm %llu (%llu pages) wp %llu dup %llu parked %llu "
+	    "discarded %llu errors %llu; evict runs %llu pages %llu zero %llu aborts %llu; "
+	    "tier full %llu; removes %llu\n",
+	    what, (unsigned long long)s->faults_zero, (unsigned long long)s->faults_shm,
+	    (unsigned long long)s->faults_shm_pages, (unsigned long long)s->faults_wp,
+	    (unsigned long long)s->faults_dup, (unsigned long long)s->faults_parked,
+	    (unsigned long long)s->faults_discarded, (unsigned long long)s->fault_errors,
+	    (unsigned long long)s->evict_runs, (unsigned long long)s->evict_pages,
+	    (unsigned long long)s->evict_zero_pages, (unsigned long long)s->evict_aborts,
+	    (unsigned long long)s->tier_full_events, (unsigned long long)s->removes);
+}
+
+/* ---- vCPU threads for the pattern passes ---- */
+
+#define NVCPU 2
+
+struct vcpu {
+	pthread_t tid;
+	struct fx *f;
+	int id;
+	uint64_t seed;
+	uint32_t gens;
+	size_t bad;
+};
+
+/* Writes then verifies its share of the pages (every NVCPU-th, so both threads work in the
+ * same runs), in a scattered order, once per generation. */
+static void *vcpu_main(void *arg)
+{
+	struct vcpu *c = arg;
+	struct fx *f = c->f;
+	size_t mine = f->npages / NVCPU;
+
+	for (uint32_t g = 0; g < c->gens; g++) {
+		for (size_t i = 0; i < mine; i++) {
+			size_t p = ((i * 769 + g * 131) % mine) * NVCPU + (size_t)c->id;
+
+			write_page(f->map + p * PG, c->seed, p, g);
+		}
+		for (size_t i = 0; i < mine; i++) {
+			size_t p = ((i * 1031 + g * 17) % mine) * NVCPU + (size_t)c->id;
+
+			c->bad += bad_words(f->map + p * PG, c->seed, p, g);
+		}
+	}
+	return NULL;
+}
+
+static void run_vcpus(struct fx *f, uint64_t seed, uint32_t gens)
+{
+	struct vcpu c[NVCPU];
+
+	for (int i = 0; i < NVCPU; i++) {
+		c[i] = (struct vcpu){.f = f, .id = i, .seed = seed, .gens = gens};
+		assert_int_equal(pthread_create(&c[i].tid, NULL, vcpu_main, &c[i]), 0);
+	}
+	for (int i = 0; i < NVCPU; i++)
+		pthread_join(c[i].tid, NULL);
+	for (int i = 0; i < NVCPU; i++) {
+		if (c[i].bad)
+			print_error("vcpu %d: %zu words wrong\n", i, c[i].bad);
+		assert_int_equal(c[i].bad, 0);
+	}
+}
+
+/* ---- tests ---- */
+
+static void test_patterns_under_eviction(void **state)
+{
+	static struct fx f; /* static: cleanup() may close it after a failed assertion */
+	struct vm_stats s;
+	const uint64_t seed = 0xfeedface12345678ull;
+	const uint32_t gens = 3;
+
+	fx_open(&f, 16 * MIB, 2 * MIB, 64 * MIB, 64 * KIB);
+	run_vcpus(&f, seed, gens);
+
+	/* The evictor brings resident back under the limit once the guest is quiet. */
+	if (!wait_for(&f, resident_under_limit, 3000))
+		print_error("resident %zu pages, limit %llu\n", count(&f, PS_RESIDENT),
+			    (unsigned long long)(f.vm->pol.resident_max / PG));
+	assert_true(resident_under_limit(&f));
+	assert_int_equal(count(&f, PS_NONE), 0);
+	assert_int_equal(count(&f, PS_RESIDENT) + count(&f, PS_SHM) + count(&f, PS_ZERO), f.npages);
+	check_homes(&f, seed, (int)gens - 1);
+
+	/* And from the guest's side, every byte once more: most of it now comes from the tier
+	 * (whatever the scheduler let the evictor do during the passes). */
+	verify_range(&f, 0, f.npages, seed, gens - 1);
+	assert_true(wait_for(&f, resident_under_limit, 3000));
+	snap(&f, &s);
+	print_stats("patterns", &s);
+	assert_true(s.evict_runs > 0);
+	assert_true(s.evict_pages >= f.npages - 2 * MIB / PG);
+	assert_true(s.faults_shm > 0);
+	assert_true(s.faults_shm_pages >= s.faults_shm);
+	assert_true(s.faults_zero >= f.npages); /* every page was first touched once */
+	assert_int_equal(s.fault_errors, 0);
+	assert_int_equal(s.tier_full_events, 0);
+	assert_true(s.fault_ns.count > 0);
+	check_homes(&f, seed, (int)gens - 1);
+	fx_close(&f);
+}
+
+static void test_zero_pages(void **state)
+{
+	static struct fx f; /* static: cleanup() may close it after a failed assertion */
+	struct vm_stats s0, s1;
+
+	fx_open(&f, 4 * MIB, 0, 8 * MIB, 64 * KIB); /* no limit: only evict_run evicts */
+	verify_zero(&f, 0, 256);
+	snap(&f, &s0);
+	assert_int_equal(s0.faults_zero, 256);
+	assert_int_equal(count(&f, PS_RESIDENT), 256);
+	assert_int_equal(count(&f, PS_NONE), f.npages - 256);
+
+	/* Evicting zero pages takes no slot and punches them out. */
+	for (size_t r = 0; r < 256 / 16; r++)
+		assert_int_equal(evict_run(f.vm, r * 16), 16);
+	snap(&f, &s1);
+	assert_int_equal(s1.evict_runs, 16);
+	assert_int_equal(s1.evict_pages, 256);
+	assert_int_equal(s1.evict_zero_pages, 256);
+	assert_int_equal(shmpool_used(f.vm->shm), 0);
+	assert_int_equal(count(&f, PS_ZERO), 256);
+	assert_int_equal(count(&f, PS_RESIDENT), 0);
+	check_homes(&f, 0, -1);
+
+	/* They read zero again, each with one zero-page fault. */
+	verify_zero(&f, 0, 256);
+	snap(&f, &s1);
+	assert_int_equal(s1.faults_zero, 512);
+	assert_int_equal(s1.faults_shm, 0);
+	assert_int_equal(s1.fault_errors, 0);
+	/* Untouched runs: nothing to evict. */
+	assert_int_equal(evict_run(f.vm, 512), 0);
+	fx_close(&f);
+}
+
+static void test_evict_run_direct(void **state)
+{
+	static struct fx f; /* static: cleanup() may close it after a failed assertion */
+	struct vm_stats s;
+	const uint64_t seed = 77;
+	const size_t run = 2 * 16; /* pages 32-47 */
+
+	fx_open(&f, 4 * MIB, 0, 8 * MIB, 64 * KIB);
+	write_range(&f, run, 8, seed, 0);	   /* 32-39 data */
+	memset(f.map + (run + 8) * PG, 0, 4 * PG); /* 40-43 zero (written, so resident) */
+	write_range(&f, run + 12, 4, seed, 0);	   /* 44-47 data */
+	assert_int_equal(count(&f, PS_RESIDENT), 16);
+
+	assert_int_equal(evict_run(f.vm, run), 16);
+	snap(&f, &s);
+	assert_int_equal(s.evict_runs, 1);
+	assert_int_equal(s.evict_pages, 16);
+	assert_int_equal(s.evict_zero_pages, 4);
+	assert_int_equal(shmpool_used(f.vm->shm), 12);
+	pthread_mutex_lock(&f.vm->lock);
+	for (size_t i = 0; i < 16; i++) {
+		size_t p = run + i;
+		int zero = i >= 8 && i < 12;
+
+		assert_int_equal(pagemap_state(f.vm->pm, p), zero ? PS_ZERO : PS_SHM);
+		assert_int_equal(pagemap_flags(f.vm->pm, p), 0);
+		assert_false(has_data(&f, p));
+	}
+	/* Runs, not pages: each stretch of data pages sits in adjacent slots. */
+	for (size_t i = 1; i < 8; i++)
+		assert_true(pagemap_slot(f.vm->pm, run + i) == pagemap_slot(f.vm->pm, run) + i);
+	for (size_t i = 13; i < 16; i++)
+		assert_true(pagemap_slot(f.vm->pm, run + i) ==
+			    pagemap_slot(f.vm->pm, run + 12) + (i - 12));
+	pthread_mutex_unlock(&f.vm->lock);
+	check_homes(&f, seed, 0);
+
+	/* One read brings back its whole span (32-39) with one copy; 44-47 stay out. */
+	assert_int_equal(f.map[(run + 3) * PG + 8], (uint8_t)pat(seed, run + 3, 0, 1));
+	snap(&f, &s);
+	assert_int_equal(s.faults_shm, 1);
+	assert_int_equal(s.faults_shm_pages, 8);
+	for (size_t i = 0; i < 8; i++)
+		assert_int_equal(state_of(&f, run + i), PS_RESIDENT);
+	for (size_t i = 12; i < 16; i++)
+		assert_int_equal(state_of(&f, run + i), PS_SHM);
+	assert_int_equal(shmpool_used(f.vm->shm), 4);
+	verify_range(&f, run, 8, seed, 0);
+	verify_zero(&f, run + 8, 4);
+	verify_range(&f, run + 12, 4, seed, 0);
+	snap(&f, &s);
+	assert_int_equal(s.faults_shm, 2);
+	assert_int_equal(s.faults_shm_pages, 12);
+	assert_int_equal(s.faults_zero, 16 + 4); /* first touch of the run, then 40-43 again */
+	assert_int_equal(s.fault_errors, 0);
+	assert_int_equal(shmpool_used(f.vm->shm), 0);
+	check_homes(&f, seed, 0);
+	fx_close(&f);
+}
+
+/* ---- the eviction race ---- */
+
+#define RACE_FIRST 64 /* runs 4-7 */
+#define RACE_PAGES 64
+
+struct racer {
+	struct fx *f;
+	atomic_int stop;
+	uint64_t counters[RACE_PAGES];
+	uint64_t passes, bad, stale, reads;
+};
+
+/* Word 0 of each page counts the writes to it, word 256 names the page, word 511 is ~count.
+ * The writer checks that each page holds its own last write before the next one. */
+static void *race_writer(void *arg)
+{
+	struct racer *r = arg;
+
+	while (!atomic_load(&r->stop)) {
+		for (size_t i = 0; i < RACE_PAGES; i++) {
+			volatile uint64_t *w = (uint64_t *)(r->f->map + (RACE_FIRST + i) * PG);
+			uint64_t c = r->counters[i];
+
+			if (w[0] != c || w[256] != RACE_FIRST + i || w[511] != ~c)
+				r->bad++;
+			w[0] = c + 1;
+			w[511] = ~(c + 1);
+			r->counters[i] = c + 1;
+		}
+		r->passes++;
+	}
+	return NULL;
+}
+
+/* A reader: a page's counter never goes back (a stale copy served would make it). */
+static void *race_reader(void *arg)
+{
+	struct racer *r = arg;
+	uint64_t last[RACE_PAGES] = {0};
+
+	while (!atomic_load(&r->stop)) {
+		for (size_t i = RACE_PAGES; i-- > 0;) {
+			volatile uint64_t *w = (uint64_t *)(r->f->map + (RACE_FIRST + i) * PG);
+			uint64_t c = w[0];
+
+			if (c < last[i] || w[256] != RACE_FIRST + i)
+				r->stale++;
+			last[i] = c;
+			r->reads++;
+		}
+	}
+	return NULL;
+}
+
+static void test_eviction_race(void **state)
+{
+	static struct racer r;
+	static struct fx f; /* static: cleanup() may close it after a failed assertion */
+	struct vm_stats s;
+	pthread_t wt, rt;
+	uint64_t moved = 0, rounds = 0, errors = 0, until;
+
+	fx_open(&f, 4 * MIB, 0, 8 * MIB, 64 * KIB);
+	memset(&r, 0, sizeof(r));
+	r.f = &f;
+	for (size_t i = 0; i < RACE_PAGES; i++) {
+		uint64_t *w = (uint64_t *)(f.map + (RACE_FIRST + i) * PG);
+
+		w[0] = 0;
+		w[256] = RACE_FIRST + i;
+		w[511] = ~UINT64_C(0);
+	}
+	assert_int_equal(pthread_create(&wt, NULL, race_writer, &r), 0);
+	assert_int_equal(pthread_create(&rt, NULL, race_reader, &r), 0);
+	until = now_ms() + 1000;
+	while (now_ms() < until) {
+		for (size_t run = RACE_FIRST; run < RACE_FIRST + RACE_PAGES; run += 16) {
+			int m = evict_run(f.vm, run);
+
+			if (m < 0)
+				errors++;
+			else
+				moved += (uint64_t)m;
+		}
+		rounds++;
+	}
+	atomic_store(&r.stop, 1);
+	pthread_join(wt, NULL);
+	pthread_join(rt, NULL);
+	snap(&f, &s);
+	print_stats("race", &s);
+	print_message("race: %llu eviction rounds moved %llu pages; writer %llu passes, reader "
+		      "%llu reads\n",
+		      (unsigned long long)rounds, (unsigned long long)moved,
+		      (unsigned long long)r.passes, (unsigned long long)r.reads);
+	assert_int_equal(errors, 0);
+	assert_int_equal(r.bad, 0);
+	assert_int_equal(r.stale, 0);
+	assert_true(moved > 0);
+	assert_true(r.passes > 10);
+	assert_int_equal(s.fault_errors, 0);
+	/* The final counters, once more from the guest's side. */
+	for (size_t i = 0; i < RACE_PAGES; i++) {
+		uint64_t *w = (uint64_t *)(f.map + (RACE_FIRST + i) * PG);
+
+		assert_true(w[0] == r.counters[i] && w[511] == ~r.counters[i]);
+	}
+	check_homes(&f, 0, -1);
+	fx_close(&f);
+}
+
+/* ---- discards ---- */
+
+static int one_remove_seen(struct fx *f)
+{
+	struct vm_stats s;
+
+	snap(f, &s);
+	return s.removes >= 1;
+}
+
+static int two_removes_seen(struct fx *f)
+{
+	struct vm_stats s;
+
+	snap(f, &s);
+	return s.removes >= 2;
+}
+
+static void test_discard(void **state)
+{
+	static struct fx f; /* static: cleanup() may close it after a failed assertion */
+	struct vm_stats s;
+	const uint64_t seed = 0xd15c4;
+
+	fx_open(&f, 4 * MIB, 0, 8 * MIB, 64 * KIB);
+	write_range(&f, 0, 128, seed, 0);
+	for (size_t run = 32; run < 64; run += 16)
+		assert_int_equal(evict_run(f.vm, run), 16);
+	assert_int_equal(shmpool_used(f.vm->shm), 32);
+
+	/* QEMU's discard of pages 24-55: resident 24-31, in the tier 32-55. */
+	assert_int_equal(
+	    fallocate(f.memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 24 * PG, 32 * PG), 0);
+	assert_int_equal(madvise(f.map + 24 * PG, 32 * PG, MADV_DONTNEED), 0);
+	assert_true(wait_for(&f, one_remove_seen, 2000));
+	snap(&f, &s);
+	assert_int_equal(s.removes, 1);
+	assert_int_equal(s.removed_pages, 32);
+	for (size_t p = 24; p < 56; p++)
+		assert_int_equal(state_of(&f, p), PS_ZERO);
+	assert_int_equal(shmpool_used(f.vm->shm), 8); /* 56-63 still there */
+	check_homes(&f, seed, 0);
+
+	/* Discarded pages read zero; the rest is intact. */
+	verify_zero(&f, 24, 32);
+	verify_range(&f, 0, 24, seed, 0);
+	verify_range(&f, 56, 128 - 56, seed, 0);
+
+	/* Only madvised (no punch): a shared memfd keeps the data, and so does the VM. */
+	assert_int_equal(madvise(f.map + 100 * PG, 4 * PG, MADV_DONTNEED), 0);
+	assert_true(wait_for(&f, two_removes_seen, 2000));
+	for (size_t p = 100; p < 104; p++)
+		assert_int_equal(state_of(&f, p), PS_RESIDENT);
+	verify_range(&f, 96, 12, seed, 0);
+
+	/* Only punched (no madvise yet): QEMU's mapping faults on the hole, which the VM
+	 * serves as a zero page and counts as discarded. */
+	assert_int_equal(
+	    fallocate(f.memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 110 * PG, 2 * PG), 0);
+	verify_zero(&f, 110, 2);
+	verify_range(&f, 108, 2, seed, 0);
+	verify_range(&f, 112, 2, seed, 0);
+	snap(&f, &s);
+	assert_int_equal(s.faults_discarded, 2);
+	assert_int_equal(state_of(&f, 110), PS_RESIDENT);
+	print_stats("discard", &s);
+	assert_int_equal(s.fault_errors, 0);
+	check_homes(&f, seed, 0);
+	fx_close(&f);
+}
+
+/* Discards racing evictions: a thread evicts runs 8-15 over and over while the test thread
+ * rewrites them, discards a seeded sub-range and checks it reads zero and the rest does not
+ * change. Discards land before, during and after an eviction of the same pages. */
+struct churn {
+	struct fx *f;
+	atomic_int stop;
+	uint64_t moved, errors;
+};
+
+static void *churn_main(void *arg)
+{
+	struct churn *c = arg;
+
+	while (!atomic_load(&c->stop)) {
+		for (size_t run = 128; run < 256; run += 16) {
+			int m = evict_run(c->f->vm, run);
+
+			if (m < 0)
+				c->errors++;
+			else
+				c->moved += (uint64_t)m;
+		}
+	}
+	return NULL;
+}
+
+static void test_discard_race(void **state)
+{
+	static struct fx f;
+	static struct churn c;
+	struct vm_stats s;
+	pthread_t t;
+	uint64_t seed = 0xd1d1, rng = 0x2545f4914f6cdd1dull, until;
+	uint32_t gen = 0;
+	size_t bad = 0;
+
+	fx_open(&f, 4 * MIB, 0, 8 * MIB, 64 * KIB);
+	memset(&c, 0, sizeof(c));
+	c.f = &f;
+	assert_int_equal(pthread_create(&t, NULL, churn_main, &c), 0);
+	until = now_ms() + 700;
+	while (now_ms() < until && !bad) {
+		size_t first, n;
+
+		rng ^= rng << 13;
+		rng ^= rng >> 7;
+		rng ^= rng << 17;
+		first = 128 + rng % 120;
+		n = 1 + (rng >> 20) % (256 - first);
+		gen++;
+		write_range(&f, 128, 128, seed, gen);
+		assert_int_equal(fallocate(f.memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					   (off_t)(first * PG), (off_t)(n * PG)),
+				 0);
+		assert_int_equal(madvise(f.map + first * PG, n * PG, MADV_DONTNEED), 0);
+		for (size_t p = 128; p < 256; p++) {
+			const uint8_t *pg = f.map + p * PG;
+			size_t b = p >= first && p < first + n ? nonzero_words(pg)
+							       : bad_words(pg, seed, p, gen);
+
+			if (b)
+				print_error(
+				    "round %u: page %zu (discarded %zu-%zu): %zu words wrong\n",
+				    gen, p, first, first + n - 1, b);
+			bad += b;
+		}
+	}
+	atomic_store(&c.stop, 1);
+	pthread_join(t, NULL);
+	snap(&f, &s);
+	print_stats("discard race", &s);
+	print_message("discard race: %u rounds, %llu pages evicted\n", gen,
+		      (unsigned long long)c.moved);
+	assert_int_equal(bad, 0);
+	assert_int_equal(c.errors, 0);
+	assert_true(c.moved > 0);
+	assert_int_equal(s.fault_errors, 0);
+	assert_int_equal(s.removes, gen);
+	check_homes(&f, 0, -1);
+	fx_close(&f);
+}
+
+/* ---- tier full ---- */
+
+static int tier_full_now(struct fx *f)
+{
+	int full;
+
+	pthread_mutex_lock(&f->vm->lock);
+	full = f->vm->tier_full;
+	pthread_mutex_unlock(&f->vm->lock);
+	return full;
+}
+
+static void test_tier_full(void **state)
+{
+	static struct fx f; /* static: cleanup() may close it after a failed assertion */
+	struct vm_stats s;
+	const uint64_t seed = 0x7135;
+	struct json_object *j, *v;
+
+	fx_open(&f, 16 * MIB, 2 * MIB, 1 * MIB, 64 * KIB);
+	run_vcpus(&f, seed, 2);
+	assert_true(wait_for(&f, tier_full_now, 2000));
+	snap(&f, &s);
+	print_stats("tier full", &s);
+	assert_true(s.tier_full_events >= 1);
+	assert_true(s.evict_aborts >= 1);
+	assert_true(s.evict_pages > 0);
+	assert_int_equal(s.fault_errors, 0);
+	assert_true(shmpool_used(f.vm->shm) <= shmpool_slots(f.vm->shm));
+	/* The guest runs on over its limit rather than lose anything. */
+	assert_true(count(&f, PS_RESIDENT) * PG > 2 * MIB);
+	j = stats_vm_json(f.vm, "running");
+	assert_non_null(j);
+	assert_true(json_object_object_get_ex(j, "tier_full", &v));
+	assert_true(json_object_get_boolean(v));
+	json_object_put(j);
+	check_homes(&f, seed, 1);
+	verify_range(&f, 0, f.npages, seed, 1);
+	fx_close(&f);
+}
+
+/* ---- stats ---- */
+
+static uint64_t get_u64(struct json_object *o, const char *key, const char *sub)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v))
+		print_error("stats: no field %s\n", key);
+	assert_true(json_object_object_get_ex(o, key, &v));
+	if (sub) {
+		struct json_object *w;
+
+		if (!json_object_object_get_ex(v, sub, &w))
+			print_error("stats: no field %s.%s\n", key, sub);
+		assert_true(json_object_object_get_ex(v, sub, &w));
+		v = w;
+	}
+	assert_true(json_object_is_type(v, json_type_int));
+	return json_object_get_uint64(v);
+}
+
+static double get_double(struct json_object *o, const char *key, const char *sub)
+{
+	struct json_object *v;
+
+	assert_true(json_object_object_get_ex(o, key, &v));
+	if (sub)
+		assert_true(json_object_object_get_ex(v, sub, &v));
+	assert_true(json_object_is_type(v, json_type_double) ||
+		    json_object_is_type(v, json_type_int));
+	return json_object_get_double(v);
+}
+
+static void test_stats_json(void **state)
+{
+	static const char *const fault_keys[] = {"zero", "shm", "shm_pages", "discarded",
+						 "wp",	 "dup", "parked",    "errors"};
+	static const char *const evict_keys[] = {"runs", "pages", "zero_pages", "aborts"};
+	static struct fx f; /* static: cleanup() may close it after a failed assertion */
+	struct vm_stats s;
+	struct json_object *j, *v;
+	const uint64_t seed = 5;
+
+	fx_open(&f, 4 * MIB, 1 * MIB, 8 * MIB, 64 * KIB);
+	write_range(&f, 0, 512, seed, 0);
+	verify_zero(&f, 600, 10);
+	assert_true(wait_for(&f, resident_under_limit, 3000));
+	verify_range(&f, 0, 512, seed, 0); /* half of it from the tier */
+	assert_true(wait_for(&f, resident_under_limit, 3000));
+
+	/* Quiet the VM's counters for a consistent picture: hold the lock across both. */
+	pthread_mutex_lock(&f.vm->lock);
+	s = f.vm->st;
+	size_t res = pagemap_count(f.vm->pm, PS_RESIDENT), shm = pagemap_count(f.vm->pm, PS_SHM);
+	size_t zero = pagemap_count(f.vm->pm, PS_ZERO), none = pagemap_count(f.vm->pm, PS_NONE);
+	pthread_mutex_unlock(&f.vm->lock);
+	j = stats_vm_json(f.vm, "running");
+	assert_non_null(j);
+	print_message("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
+
+	assert_true(json_object_object_get_ex(j, "name", &v));
+	assert_string_equal(json_object_get_string(v), "test-vm");
+	assert_true(json_object_object_get_ex(j, "state", &v));
+	assert_string_equal(json_object_get_string(v), "running");
+	assert_true(json_object_object_get_ex(j, "pid", &v));
+	assert_int_equal(json_object_get_int(v), getpid());
+	assert_true(get_double(j, "uptime_s", NULL) >= 0);
+	assert_int_equal(get_u64(j, "guest_bytes", NULL), 4 * MIB);
+	assert_int_equal(get_u64(j, "resident_max", NULL), 1 * MIB);
+	assert_int_equal(get_u64(j, "shm_max", NULL), 8 * MIB);
+	/* The evictor may have moved on since: the sizes must still add up to the guest. */
+	uint64_t rb = get_u64(j, "resident_bytes", NULL), sb = get_u64(j, "shm_bytes", NULL);
+	uint64_t zp = get_u64(j, "zero_pages", NULL), up = get_u64(j, "untouched_pages", NULL);
+	assert_int_equal(rb + sb + (zp + up) * PG, 4 * MIB);
+	assert_int_equal(up, none);
+	assert_true(rb <= 1 * MIB);
+	assert_true(sb > 0);
+	/* Slots: one per shm page, plus at most the run the evictor may be moving now. */
+	uint64_t used = get_u64(j, "shm_slots_used", NULL);
+	assert_true(used >= sb / PG && used <= sb / PG + 16);
+	print_message("at snapshot: resident %zu shm %zu zero %zu\n", res, shm, zero);
+	for (size_t i = 0; i < sizeof(fault_keys) / sizeof(fault_keys[0]); i++)
+		(void)get_u64(j, "faults", fault_keys[i]);
+	for (size_t i = 0; i < sizeof(evict_keys) / sizeof(evict_keys[0]); i++)
+		(void)get_u64(j, "evictions", evict_keys[i]);
+	assert_true(get_u64(j, "faults", "zero") >= s.faults_zero);
+	assert_true(get_u64(j, "faults", "zero") >= 522);
+	assert_true(get_u64(j, "faults", "shm") >= s.faults_shm);
+	assert_true(get_u64(j, "faults", "shm") > 0);
+	assert_true(get_u64(j, "evictions", "pages") >= s.evict_pages);
+	assert_true(get_u64(j, "evictions", "pages") > 0);
+	assert_int_equal(get_u64(j, "faults", "errors"), 0);
+	assert_int_equal(get_u64(j, "tier_full_events", NULL), 0);
+	assert_true(json_object_object_get_ex(j, "tier_full", &v));
+	assert_true(json_object_is_type(v, json_type_boolean));
+	assert_false(json_object_get_boolean(v));
+	(void)get_u64(j, "removes", "events");
+	(void)get_u64(j, "removes", "pages");
+	assert_true(get_u64(j, "fault_latency_us", "count") > 0);
+	double p50 = get_double(j, "fault_latency_us", "p50");
+	double p99 = get_double(j, "fault_latency_us", "p99");
+	double mx = get_double(j, "fault_latency_us", "max");
+	assert_true(p50 > 0 && p50 <= p99 && p99 <= mx);
+	assert_true(mx < 10e6); /* microseconds, not nanoseconds: no fault took 10 s */
+	json_object_put(j);
+
+	j = stats_vm_json(f.vm, "exited");
+	assert_true(json_object_object_get_ex(j, "state", &v));
+	assert_string_equal(json_object_get_string(v), "exited");
+	json_object_put(j);
+	fx_close(&f);
+}
+
+/* ---- limits and offsets ---- */
+
+/* A guest that stays under its resident_max keeps all its pages: the evictor starts only
+ * when resident goes over the limit (vm_over_limit), and nothing is evicted while it is not. */
+static void test_no_eviction_under_limit(void **state)
+{
+	static struct fx f; /* static: cleanup() may close it after a failed assertion */
+	struct vm_stats s;
+	const uint64_t seed = 0x11;
+	const size_t pages = 480; /* limit 512 pages; 94% of it */
+
+	fx_open(&f, 4 * MIB, 2 * MIB, 8 * MIB, 64 * KIB);
+	write_range(&f, 0, pages, seed, 0);
+	assert_int_equal(count(&f, PS_RESIDENT), pages);
+	sleep_ms(350); /* several of the evictor's 100 ms wake-ups */
+	snap(&f, &s);
+	print_stats("under limit", &s);
+	if (s.evict_runs)
+		print_error("%llu pages evicted from a guest %zu pages under its limit of %llu\n",
+			    (unsigned long long)s.evict_pages,
+			    (size_t)(f.vm->pol.resident_max / PG) - pages,
+			    (unsigned long long)(f.vm->pol.resident_max / PG));
+	assert_int_equal(s.evict_runs, 0);
+	assert_int_equal(count(&f, PS_RESIDENT), pages);
+	verify_range(&f, 0, pages, seed, 0);
+	fx_close(&f);
+}
+
+/* The region starts 1 MiB into the memfd, with 1 MiB after it: evictions punch, discards
+ * look for holes, and the daemon's mapping reads, at the region's offset, never outside. */
+static void test_memfd_offset(void **state)
+{
+	static uint8_t head[MIB], tail[MIB], back[MIB];
+	static struct fx f; /* static: cleanup() may close it after a failed assertion */
+	struct vm_stats s;
+	const uint64_t seed = 0x0ff5e7;
+
+	fx_open_at(&f, MIB, 2 * MIB, MIB, 0, 4 * MIB, 64 * KIB);
+	memset(head, 0xaa, sizeof(head));
+	memset(tail, 0xbb, sizeof(tail));
+	assert_int_equal(pwrite(f.memfd, head, MIB, 0), MIB);
+	assert_int_equal(pwrite(f.memfd, tail, MIB, 3 * MIB), MIB);
+
+	write_range(&f, 0, 512, seed, 0);
+	for (size_t run = 0; run < 512; run += 16)
+		assert_int_equal(evict_run(f.vm, run), 16);
+	check_homes(&f, seed, 0);
+	/* A discard of pages 0-31. */
+	assert_int_equal(
+	    fallocate(f.memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, MIB, 32 * PG), 0);
+	assert_int_equal(madvise(f.map, 32 * PG, MADV_DONTNEED), 0);
+	assert_true(wait_for(&f, one_remove_seen, 2000));
+	verify_zero(&f, 0, 32);
+	verify_range(&f, 32, 512 - 32, seed, 0);
+	snap(&f, &s);
+	assert_int_equal(s.fault_errors, 0);
+	assert_int_equal(s.evict_pages, 512);
+
+	/* Outside the region, the memfd holds exactly what was put there. */
+	assert_int_equal(pread(f.memfd, back, MIB, 0), MIB);
+	assert_memory_equal(back, head, MIB);
+	assert_int_equal(pread(f.memfd, back, MIB, 3 * MIB), MIB);
+	assert_memory_equal(back, tail, MIB);
+	fx_close(&f);
+}
+
+/* ---- release ---- */
+
+/* The shim's side of a release: answer PROTO_RELEASE by unregistering guest RAM. */
+struct fake_shim {
+	struct fx *f;
+	int sock;
+	int got_release, unregister_ret;
+};
+
+static void *fake_shim_main(void *arg)
+{
+	struct fake_shim *sh = arg;
+	struct proto_hdr h;
+	ssize_t n = proto_recv(sh->sock, &h, sizeof(h), NULL, NULL);
+
+	if (n == (ssize_t)sizeof(h) && !proto_hdr_check(&h, (size_t)n) && h.type == PROTO_RELEASE) {
+		sh->got_release = 1;
+		sh->unregister_ret =
+		    uffd_unregister(sh->f->shim_uffd, (uint64_t)(uintptr_t)sh->f->map, sh->f->len);
+		proto_reply(sh->sock, sh->unregister_ret, "released");
+	}
+	return NULL;
+}
+
+/* vm_release hands the region back: every tiered page is back in the memfd before the shim
+ * unregisters, so QEMU, unmanaged from then on, reads every byte from the memfd itself. */
+static void test_release(void **state)
+{
+	static struct fx f; /* static: cleanup() may close it after a failed assertion */
+	static struct fake_shim sh;
+	struct vm_stats s0, s1;
+	const uint64_t seed = 0x2e1ea5e;
+	pthread_t t;
+	char err[256] = "";
+	int sv[2];
+
+	fx_open(&f, 4 * MIB, 1 * MIB, 8 * MIB, 64 * KIB);
+	write_range(&f, 0, 768, seed, 0); /* 3 MiB: 2 MiB or more go to the tier */
+	assert_true(wait_for(&f, resident_under_limit, 3000));
+	assert_true(count(&f, PS_SHM) > 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	f.vm->ctl_sock = sv[0];
+	sh = (struct fake_shim){.f = &f, .sock = sv[1]};
+	assert_int_equal(pthread_create(&t, NULL, fake_shim_main, &sh), 0);
+
+	int r = vm_release(f.vm, err, sizeof(err));
+	pthread_join(t, NULL);
+	if (r)
+		print_error("vm_release: %s\n", err);
+	assert_int_equal(r, 0);
+	assert_true(sh.got_release);
+	assert_int_equal(sh.unregister_ret, 0);
+	assert_int_equal(count(&f, PS_SHM), 0);
+	assert_int_equal(shmpool_used(f.vm->shm), 0);
+	check_homes(&f, seed, 0);
+
+	/* Unregistered now: these reads never reach the VM; a page left in a hole reads zero. */
+	snap(&f, &s0);
+	verify_range(&f, 0, 768, seed, 0);
+	verify_zero(&f, 768, 32);
+	/* The evictor has stopped for good, though resident is now over the limit. */
+	sleep_ms(250);
+	snap(&f, &s1);
+	assert_true(s1.evict_runs == s0.evict_runs);
+	assert_true(s1.faults_zero == s0.faults_zero && s1.faults_shm == s0.faults_shm);
+	assert_int_equal(s1.fault_errors, 0);
+	close(sv[0]);
+	close(sv[1]);
+	f.vm->ctl_sock = -1;
+	fx_close(&f);
+}
+
+/* ---- vm_create ---- */
+
+static void test_create_checks_and_ownership(void **state)
+{
+	struct policy pol;
+	struct vm *vm = NULL;
+	char err[256];
+	int uffd, mfd = memfd_create("memory-backend-memfd", MFD_CLOEXEC);
+	uint64_t features;
+
+	vm_destroy(NULL);
+	assert_true(mfd >= 0);
+	assert_int_equal(ftruncate(mfd, 1 * MIB), 0);
+	assert_int_equal(uffd_open(&uffd, &features, err, sizeof(err)), 0);
+	policy_defaults(&pol);
+	memset(&req, 0, sizeof(req));
+	proto_hdr_init(&req.hdr, PROTO_REGISTER, sizeof(req));
+	req.host_addr = 0x7f0000000000ull;
+	req.pid = getpid();
+	snprintf(req.vm_name, sizeof(req.vm_name), "bad");
+
+	req.length = 1 * MIB + 100; /* not page aligned */
+	err[0] = 0;
+	assert_int_equal(vm_create(&req, uffd, mfd, &pol, &vm, err, sizeof(err)), -EINVAL);
+	assert_true(err[0]);
+	print_message("unaligned: %s\n", err);
+	req.length = 2 * MIB; /* larger than the memfd */
+	err[0] = 0;
+	assert_int_equal(vm_create(&req, uffd, mfd, &pol, &vm, err, sizeof(err)), -EINVAL);
+	assert_true(err[0]);
+	print_message("too large: %s\n", err);
+	req.length = 1 * MIB;
+	req.memfd_offset = 4096; /* offset + length past the end */
+	assert_int_equal(vm_create(&req, uffd, mfd, &pol, &vm, err, sizeof(err)), -EINVAL);
+	req.memfd_offset = 0;
+	req.pid = 0x3ffffff0; /* no such process */
+	err[0] = 0;
+	assert_true(vm_create(&req, uffd, mfd, &pol, &vm, err, sizeof(err)) < 0);
+	assert_true(err[0]);
+	print_message("no pid: %s\n", err);
+	assert_null(vm);
+	/* Every failure left the descriptors with the caller. */
+	assert_true(fcntl(uffd, F_GETFD) >= 0);
+	assert_true(fcntl(mfd, F_GETFD) >= 0);
+
+	/* Success takes them: vm_destroy closes both (no threads started). */
+	req.pid = getpid();
+	assert_int_equal(vm_create(&req, uffd, mfd, &pol, &vm, err, sizeof(err)), 0);
+	assert_non_null(vm);
+	assert_string_equal(vm->name, "bad");
+	assert_int_equal(pagemap_npages(vm->pm), 256);
+	assert_int_equal(shmpool_slots(vm->shm), pol.shm_max / PG);
+	vm_destroy(vm);
+	assert_int_equal(fcntl(uffd, F_GETFD), -1);
+	assert_int_equal(fcntl(mfd, F_GETFD), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_teardown(test_create_checks_and_ownership, cleanup),
+	    cmocka_unit_test_teardown(test_zero_pages, cleanup),
+	    cmocka_unit_test_teardown(test_evict_run_direct, cleanup),
+	    cmocka_unit_test_teardown(test_eviction_race, cleanup),
+	    cmocka_unit_test_teardown(test_discard, cleanup),
+	    cmocka_unit_test_teardown(test_discard_race, cleanup),
+	    cmocka_unit_test_teardown(test_patterns_under_eviction, cleanup),
+	    cmocka_unit_test_teardown(test_tier_full, cleanup),
+	    cmocka_unit_test_teardown(test_stats_json, cleanup),
+	    cmocka_unit_test_teardown(test_no_eviction_under_limit, cleanup),
+	    cmocka_unit_test_teardown(test_memfd_offset, cleanup),
+	    cmocka_unit_test_teardown(test_release, cleanup),
+	};
+	char err[256];
+	int fd;
+
+	if (uffd_open(&fd, NULL, err, sizeof(err))) {
+		printf("SKIP: %s\n", err);
+		return 77;
+	}
+	close(fd);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,504 @@
+/* evict: see evict.h.
+ *
+ * The protocol, per run (DESIGN.md, race-free eviction):
+ *   1. mark the run's resident pages EVICTING (lock held): faults on them now park;
+ *   2. write-protect them in QEMU's mapping: a guest write blocks on a WP fault;
+ *   3. copy each page to a shm slot (zero pages get no slot);
+ *   4. punch the pages out of the guest memfd;
+ *   5. commit the new homes (lock held) and wake parked faults;
+ *   6. drop the protection, waking blocked writers: their retry misses and is served from
+ *      the tier, and only then is their write applied.
+ * Between 4 and 5 a missing fault parks, so it never sees a hole before its page's home is
+ * recorded. A discard racing 3-4 is settled at 5 as a zero page. */
+#include "uffd-mgr/evict.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "uffd-mgr/log.h"
+#include "uffd-mgr/uffd.h"
+#include "uffd-mgr/vm.h"
+
+enum { HOME_KEEP = 0, HOME_ZERO, HOME_SHM };
+
+struct victim {
+	size_t first;   /* first page of the run */
+	size_t n;       /* pages in the run */
+	uint8_t *chosen; /* page i of the run is being evicted */
+	uint8_t *home;  /* HOME_* decided for each chosen page */
+	uint64_t *slot;
+};
+
+static void pause_us(long us)
+{
+	struct timespec ts = {.tv_sec = 0, .tv_nsec = us * 1000};
+
+	nanosleep(&ts, NULL);
+}
+
+/* Runs a uffd ioctl over each span of chosen pages; EAGAIN (a REMOVE queued, which the
+ * fault thread will read) is waited out. */
+static int for_each_span(struct vm *vm, struct victim *v, const uint8_t *sel, bool protect)
+{
+	for (size_t i = 0; i < v->n;) {
+		size_t j = i;
+		int r;
+
+		if (!sel[i]) {
+			i++;
+			continue;
+		}
+		while (j < v->n && sel[j])
+			j++;
+		do {
+			r = uffd_wp(vm->uffd, vm_page_addr(vm, v->first + i),
+				    (j - i) * PAGE_SIZE_4K, protect, !protect);
+			if (r == -EAGAIN)
+				pause_us(20);
+		} while (r == -EAGAIN && !vm->stopping);
+		if (r)
+			return r;
+		i = j;
+	}
+	return 0;
+}
+
+static size_t choose(struct vm *vm, struct victim *v)
+{
+	size_t count = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	for (size_t i = 0; i < v->n; i++) {
+		size_t p = v->first + i;
+
+		if (pagemap_state(vm->pm, p) == PS_RESIDENT && !pagemap_flags(vm->pm, p)) {
+			pagemap_set_flags(vm->pm, p, PF_EVICTING);
+			v->chosen[i] = 1;
+			count++;
+		}
+	}
+	pthread_mutex_unlock(&vm->lock);
+	return count;
+}
+
+static bool page_is_zero(const uint8_t *p)
+{
+	const uint64_t *w = (const uint64_t *)p;
+
+	for (size_t i = 0; i < PAGE_SIZE_4K / 8; i++)
+		if (w[i])
+			return false;
+	return true;
+}
+
+/* Step 3: gives each chosen page a home and copies it there. Returns 0 or -ENOSPC when the
+ * tier filled part-way (pages without a home stay HOME_KEEP). */
+static int copy_out(struct vm *vm, struct victim *v)
+{
+	for (size_t i = 0; i < v->n;) {
+		size_t j = i;
+		uint32_t got;
+		int64_t s;
+
+		if (!v->chosen[i]) {
+			i++;
+			continue;
+		}
+		if (page_is_zero(vm->local + (v->first + i) * PAGE_SIZE_4K)) {
+			v->home[i++] = HOME_ZERO;
+			continue;
+		}
+		while (j < v->n && v->chosen[j] &&
+		       !page_is_zero(vm->local + (v->first + j) * PAGE_SIZE_4K))
+			j++;
+		s = shmpool_alloc(vm->shm, (uint32_t)(j - i), &got);
+		if (s < 0)
+			return (int)s;
+		memcpy(shmpool_addr(vm->shm, (uint64_t)s), vm->local + (v->first + i) * PAGE_SIZE_4K,
+		       (size_t)got * PAGE_SIZE_4K);
+		for (uint32_t k = 0; k < got; k++) {
+			v->home[i + k] = HOME_SHM;
+			v->slot[i + k] = (uint64_t)s + k;
+		}
+		i += got;
+	}
+	return 0;
+}
+
+/* Undoes step 3 for pages [from, to) of the run: they stay resident. */
+static void forget_homes(struct vm *vm, struct victim *v, size_t from, size_t to)
+{
+	for (size_t i = from; i < to; i++) {
+		if (v->home[i] == HOME_SHM)
+			shmpool_free(vm->shm, v->slot[i], 1);
+		v->home[i] = HOME_KEEP;
+	}
+}
+
+/* Step 4: punches every page that has a new home out of the guest memfd. A span whose punch
+ * fails keeps its pages where they are (its slots are given back): nothing moved, nothing
+ * lost. Returns 0 or the first error. */
+static int punch(struct vm *vm, struct victim *v)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < v->n;) {
+		size_t j = i;
+
+		if (v->home[i] == HOME_KEEP) {
+			i++;
+			continue;
+		}
+		while (j < v->n && v->home[j] != HOME_KEEP)
+			j++;
+		if (fallocate(vm->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			      (off_t)(vm->memfd_offset + (v->first + i) * PAGE_SIZE_4K),
+			      (off_t)((j - i) * PAGE_SIZE_4K)) < 0) {
+			ret = ret ? ret : -errno;
+			forget_homes(vm, v, i, j);
+		}
+		i = j;
+	}
+	return ret;
+}
+
+/* Step 5. Returns the pages moved out of guest RAM. */
+static int commit(struct vm *vm, struct victim *v, bool tier_full)
+{
+	int moved = 0, zero = 0;
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&vm->lock);
+	for (size_t i = 0; i < v->n; i++) {
+		size_t p = v->first + i;
+		bool discarded;
+
+		if (!v->chosen[i])
+			continue;
+		discarded = pagemap_flags(vm->pm, p) & PF_DISCARDED;
+		pagemap_set_flags(vm->pm, p, 0);
+		if (v->home[i] == HOME_KEEP)
+			continue; /* not punched by us: the memfd holds whatever the discard left */
+		if (discarded && v->home[i] == HOME_SHM)
+			shmpool_free(vm->shm, v->slot[i], 1);
+		if (discarded || v->home[i] == HOME_ZERO) {
+			pagemap_set(vm->pm, p, PS_ZERO, 0);
+			zero++;
+		} else {
+			pagemap_set(vm->pm, p, PS_SHM, v->slot[i]);
+		}
+		moved++;
+	}
+	vm->st.evict_runs++;
+	vm->st.evict_pages += (uint64_t)moved;
+	vm->st.evict_zero_pages += (uint64_t)zero;
+	/* A full shm tier stops eviction only when demotion cannot make room: with a disk tier
+	 * that has room it is the normal trigger for demotion. */
+	if (tier_full)
+		vm->st.evict_aborts++;
+	tier_full = tier_full && (!vm->disk || vm_now_ns() < vm->disk_retry_ns);
+	if (tier_full && !vm->tier_full && vm->st.tier_full_events++ % 100 == 0)
+		log_warn(vm->name, "shm tier full (%llu MiB)%s: eviction paused, the guest runs on "
+			 "past resident_max (%llu times so far)",
+			 (unsigned long long)(vm->pol.shm_max >> 20),
+			 vm->disk ? " and the disk tier cannot take more" : "",
+			 (unsigned long long)vm->st.tier_full_events);
+	vm->tier_full = tier_full;
+	pthread_mutex_unlock(&vm->lock);
+	(void)!write(vm->wake_efd, &one, sizeof(one));
+	return moved;
+}
+
+int evict_run(struct vm *vm, size_t first_page)
+{
+	struct victim v = {.first = first_page, .n = pagemap_run_pages(vm->pm)};
+	int r, moved = 0;
+	bool full = false;
+
+	if (v.first + v.n > pagemap_npages(vm->pm))
+		v.n = pagemap_npages(vm->pm) - v.first;
+	v.chosen = calloc(v.n, 1);
+	v.home = calloc(v.n, 1);
+	v.slot = calloc(v.n, sizeof(*v.slot));
+	if (!v.chosen || !v.home || !v.slot) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (!choose(vm, &v)) {
+		r = 0;
+		goto out;
+	}
+	r = for_each_span(vm, &v, v.chosen, true);
+	if (r) /* nothing copied yet: every page keeps its home */
+		goto settle;
+	r = copy_out(vm, &v);
+	full = (r == -ENOSPC);
+	r = punch(vm, &v);
+	if (r)
+		log_err(vm->name, "punching run at page %#zx failed: %s; its pages stay resident",
+			v.first, strerror(-r));
+settle:
+	moved = commit(vm, &v, full);
+	r = for_each_span(vm, &v, v.chosen, false);
+	if (r && r != -ESRCH)
+		log_err(vm->name, "cannot lift write-protection on run %#zx: %s", v.first,
+			strerror(-r));
+	r = full && !moved ? -ENOSPC : moved;
+out:
+	free(v.chosen);
+	free(v.home);
+	free(v.slot);
+	return r;
+}
+
+/* ---- Demotion: shm tier -> disk tier ----
+ *
+ * The run's shm pages are flagged EVICTING (faults on them park), staged in guest order into
+ * the registered staging buffer, and written to adjacent disk slots, as one I/O where the
+ * disk allocator gives one extent. Only once the write completed are the new homes committed
+ * and the shm slots freed; a failed write frees the disk slots and leaves every page where
+ * it was. A discard during the write is settled at the commit as a zero page. */
+
+struct demotion {
+	size_t first, n;
+	uint8_t chosen[512];   /* run_size is at most 2M = 512 pages */
+	uint64_t shm_slot[512];
+	uint64_t disk_slot[512];
+	struct disktier_seg segs[512];
+	unsigned nsegs;
+	size_t count;
+};
+
+static size_t demote_choose(struct vm *vm, struct demotion *d)
+{
+	d->count = 0;
+	pthread_mutex_lock(&vm->lock);
+	for (size_t i = 0; i < d->n; i++) {
+		size_t p = d->first + i;
+
+		d->chosen[i] = pagemap_state(vm->pm, p) == PS_SHM && !pagemap_flags(vm->pm, p);
+		if (!d->chosen[i])
+			continue;
+		pagemap_set_flags(vm->pm, p, PF_EVICTING);
+		d->shm_slot[i] = pagemap_slot(vm->pm, p);
+		memcpy(vm->evict_stage + d->count * PAGE_SIZE_4K, shmpool_addr(vm->shm, d->shm_slot[i]),
+		       PAGE_SIZE_4K);
+		d->count++;
+	}
+	pthread_mutex_unlock(&vm->lock);
+	return d->count;
+}
+
+/* Gives the chosen pages adjacent disk slots, in as few extents as the allocator allows. */
+static int demote_alloc(struct vm *vm, struct demotion *d)
+{
+	size_t placed = 0;
+
+	d->nsegs = 0;
+	while (placed < d->count) {
+		uint32_t got;
+		int64_t s = disktier_alloc(vm->disk, (uint32_t)(d->count - placed), &got);
+
+		if (s < 0) {
+			for (unsigned k = 0; k < d->nsegs; k++)
+				disktier_free(vm->disk, d->segs[k].slot, d->segs[k].npages);
+			d->nsegs = 0;
+			return (int)s;
+		}
+		d->segs[d->nsegs++] = (struct disktier_seg){
+			.slot = (uint64_t)s, .buf = vm->evict_stage + placed * PAGE_SIZE_4K,
+			.npages = got};
+		placed += got;
+	}
+	for (size_t i = 0, k = 0, in_seg = 0; i < d->n; i++) {
+		if (!d->chosen[i])
+			continue;
+		d->disk_slot[i] = d->segs[k].slot + in_seg;
+		if (++in_seg == d->segs[k].npages) {
+			k++;
+			in_seg = 0;
+		}
+	}
+	return 0;
+}
+
+/* Settles the pages: moved to disk when moved, else back to plain shm pages. */
+static void demote_commit(struct vm *vm, struct demotion *d, bool moved)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&vm->lock);
+	for (size_t i = 0; i < d->n; i++) {
+		size_t p = d->first + i;
+		bool discarded;
+
+		if (!d->chosen[i])
+			continue;
+		discarded = pagemap_flags(vm->pm, p) & PF_DISCARDED;
+		pagemap_set_flags(vm->pm, p, 0);
+		if (discarded) {
+			shmpool_free(vm->shm, d->shm_slot[i], 1);
+			if (moved)
+				disktier_free(vm->disk, d->disk_slot[i], 1);
+			pagemap_set(vm->pm, p, PS_ZERO, 0);
+		} else if (moved) {
+			shmpool_free(vm->shm, d->shm_slot[i], 1);
+			pagemap_set(vm->pm, p, PS_DISK, d->disk_slot[i]);
+		}
+	}
+	if (moved) {
+		vm->st.demote_runs++;
+		vm->st.demote_pages += d->count;
+	}
+	pthread_mutex_unlock(&vm->lock);
+	(void)!write(vm->wake_efd, &one, sizeof(one));
+}
+
+static void disk_full(struct vm *vm, int err)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (!vm->disk_retry_ns && vm->st.disk_full_events++ % 100 == 0)
+		log_warn(vm->name, "disk tier %s full (%s): demotion paused (%llu times so far)",
+			 disktier_path(vm->disk), strerror(-err),
+			 (unsigned long long)vm->st.disk_full_events);
+	vm->disk_retry_ns = vm_now_ns() + 1000000000ull;
+	pthread_mutex_unlock(&vm->lock);
+}
+
+/* Demotes one run. Returns the pages moved, -ENOENT when the shm tier holds no run that can
+ * move, or -errno (-ENOSPC: the disk tier is full). */
+static int demote_run(struct vm *vm)
+{
+	struct demotion *d = calloc(1, sizeof(*d));
+	int r;
+
+	if (!d)
+		return -ENOMEM;
+	pthread_mutex_lock(&vm->lock);
+	r = pagemap_demote_pick(vm->pm, &d->first);
+	pthread_mutex_unlock(&vm->lock);
+	if (r)
+		goto out;
+	d->n = pagemap_run_pages(vm->pm);
+	if (d->first + d->n > pagemap_npages(vm->pm))
+		d->n = pagemap_npages(vm->pm) - d->first;
+	if (!demote_choose(vm, d))
+		goto out; /* r == 0: nothing movable in this run right now */
+	r = demote_alloc(vm, d);
+	if (!r) {
+		r = disktier_write(vm->evict_io, d->segs, d->nsegs);
+		for (unsigned k = 0; r && k < d->nsegs; k++)
+			disktier_free(vm->disk, d->segs[k].slot, d->segs[k].npages);
+	}
+	if (r && r != -ENOSPC) {
+		pthread_mutex_lock(&vm->lock);
+		vm->st.demote_errors++;
+		pthread_mutex_unlock(&vm->lock);
+		log_err(vm->name, "writing run %#zx to the disk tier failed: %s; it stays in shm",
+			d->first, strerror(-r));
+	}
+	demote_commit(vm, d, r == 0);
+	r = r ? r : (int)d->count;
+out:
+	free(d);
+	return r;
+}
+
+/* Demotes the coldest shm runs once the shm tier passes its high watermark, down to its low
+ * watermark. A full disk pauses demotion for a second. */
+static void demote_round(struct vm *vm, bool force)
+{
+	uint64_t slots, high, low;
+
+	if (!vm->disk || vm_now_ns() < vm->disk_retry_ns)
+		return;
+	slots = shmpool_slots(vm->shm);
+	high = slots * vm->pol.shm_high_pct / 100;
+	low = slots * vm->pol.shm_low_pct / 100;
+	if (!force && !vm->demoting && shmpool_used(vm->shm) < high)
+		return;
+	vm->demoting = true;
+	while (!vm->stopping && !vm->evict_stop && shmpool_used(vm->shm) > low) {
+		int r = demote_run(vm);
+
+		if (r == -ENOSPC) {
+			disk_full(vm, r);
+			return;
+		}
+		if (r == -ENOENT || r < 0)
+			break;
+		vm->disk_retry_ns = 0;
+	}
+	vm->demoting = false;
+}
+
+/* Evicts until resident is a little under the limit (the slack batches the work), or the
+ * clock finds nothing, or the tier is full. */
+static void evict_round(struct vm *vm)
+{
+	uint64_t limit = vm->pol.resident_max / PAGE_SIZE_4K;
+	uint64_t slack = limit / 32 > 4ull * pagemap_run_pages(vm->pm) ? limit / 32
+								     : 4ull * pagemap_run_pages(vm->pm);
+	uint64_t low = limit > slack ? limit - slack : 0;
+
+	while (!vm->stopping && !vm->evict_stop) {
+		size_t first;
+		int r;
+
+		pthread_mutex_lock(&vm->lock);
+		if (pagemap_count(vm->pm, PS_RESIDENT) <= low)
+			r = -EALREADY;
+		else
+			r = pagemap_clock_pick(vm->pm, &first);
+		pthread_mutex_unlock(&vm->lock);
+		if (r)
+			return;
+		r = evict_run(vm, first);
+		if (r == -ENOSPC) {
+			uint64_t before = shmpool_used(vm->shm);
+
+			demote_round(vm, true); /* make room in shm, then go on */
+			if (shmpool_used(vm->shm) < before)
+				continue;
+			pause_us(100000);
+			return;
+		}
+		if (r < 0 && r != -ESRCH)
+			log_err(vm->name, "eviction of run %#zx failed: %s", first, strerror(-r));
+		if (r == -ESRCH)
+			return;
+	}
+}
+
+void *evict_thread_main(void *arg)
+{
+	struct vm *vm = arg;
+
+	while (!vm->stopping && !vm->evict_stop) {
+		struct timespec until;
+		bool over;
+
+		pthread_mutex_lock(&vm->lock);
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 100 * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		if (!vm->stopping && !vm->evict_stop && !vm_over_limit(vm))
+			pthread_cond_timedwait(&vm->evict_cv, &vm->lock, &until);
+		over = vm_over_limit(vm);
+		pthread_mutex_unlock(&vm->lock);
+		/* Start only past the limit; evict_round then goes down to its low mark, so a
+		 * working set between the two is left alone. */
+		if (over)
+			evict_round(vm);
+		demote_round(vm, false);
+	}
+	return NULL;
+}

@@ -1,0 +1,589 @@
+/* uffd-mgrd: the host daemon. Top level: options, start-up checks, the control socket and
+ * its poll loop (registrations from shims, stats requests from uffdctl, VM exits). */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "uffd-mgr/log.h"
+#include "uffd-mgr/policy.h"
+#include "uffd-mgr/proto.h"
+#include "uffd-mgr/stats.h"
+#include "uffd-mgr/uffd.h"
+#include "uffd-mgr/vm.h"
+
+#define MAX_CLIENTS 256
+#define MAX_EXITED 32
+#define EMBEDDED_IDLE_S 60
+
+enum client_kind { CLIENT_NEW, CLIENT_SHIM, CLIENT_WATCH };
+
+struct client {
+	int fd;
+	enum client_kind kind;
+	struct vm *vm;          /* CLIENT_SHIM */
+	uint32_t interval_ms;   /* CLIENT_WATCH */
+	uint64_t next_ns;
+};
+
+struct daemon {
+	const char *socket_path;
+	bool embedded;
+	int listen_fd, sig_fd;
+	struct client clients[MAX_CLIENTS];
+	int nclients;
+	bool had_vm;
+	uint64_t started_ns;
+	struct json_object *exited[MAX_EXITED]; /* final snapshots of VMs gone, oldest first */
+	int nexited;
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"NAME\n"
+		"    uffd-mgrd - host memory manager for QEMU guests (userfaultfd, shm tier)\n\n"
+		"SYNOPSIS\n"
+		"    uffd-mgrd [--socket PATH] [--log FILE] [--embedded]\n\n"
+		"DESCRIPTION\n"
+		"    Serves the guest RAM of every QEMU started through uffd-qemu: never-touched\n"
+		"    pages as zero pages, cold runs moved to a per-VM shared-memory tier when the\n"
+		"    VM's resident memory passes its policy's resident_max, and brought back a run\n"
+		"    at a time on the next access. One daemon serves many VMs; each VM's policy\n"
+		"    file is named by uffd-qemu --policy. Runs in the foreground; logs to stderr.\n\n"
+		"OPTIONS\n"
+		"    --socket PATH  control and stats socket (default $UFFD_MGR_SOCKET, else\n"
+		"                   %s)\n"
+		"    --log FILE     append the log to FILE instead of stderr\n"
+		"    --embedded     exit when the last VM has gone (uffd-qemu starts the daemon\n"
+		"                   this way when none answers at the socket)\n"
+		"    -h, --help     this text\n\n"
+		"SIGNALS\n"
+		"    SIGTERM, SIGINT  stop: every running guest gets all its tiered pages back in\n"
+		"                     its RAM and is handed back to QEMU, which runs on unmanaged.\n\n"
+		"EXIT STATUS\n"
+		"    0 on a clean stop, 1 when it cannot start (the reason is printed).\n\n"
+		"POLICY KEYS\n",
+		PROTO_DEFAULT_SOCKET);
+	policy_print_keys(out);
+	fprintf(out, "\nSEE ALSO\n    uffd-qemu(1), uffdctl(1), examples/vm.conf\n");
+}
+
+/* Checks the kernel features every VM will need, so a missing one is named at start. */
+static int check_kernel(void)
+{
+	char err[256];
+	uint64_t features;
+	int fd, r = uffd_open(&fd, &features, err, sizeof(err));
+
+	if (r) {
+		fprintf(stderr, "uffd-mgrd: %s\n", err);
+		return r;
+	}
+	close(fd);
+	return 0;
+}
+
+static int make_dirs(const char *path)
+{
+	char dir[PATH_MAX];
+	char *slash;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return 0;
+	*slash = 0;
+	for (char *p = dir + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		mkdir(dir, 0755);
+		*p = '/';
+	}
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int listen_on(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd, probe;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "uffd-mgrd: socket path too long: %s\n", path);
+		return -ENAMETOOLONG;
+	}
+	probe = proto_connect(path);
+	if (probe >= 0) {
+		close(probe);
+		fprintf(stderr, "uffd-mgrd: another uffd-mgrd already answers at %s\n", path);
+		return -EADDRINUSE;
+	}
+	if (make_dirs(path) < 0) {
+		fprintf(stderr, "uffd-mgrd: cannot create the directory of %s: %s\n", path,
+			strerror(errno));
+		return -errno;
+	}
+	unlink(path); /* stale: nobody answered */
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0) {
+		int e = -errno;
+
+		fprintf(stderr, "uffd-mgrd: cannot listen on %s: %s\n", path, strerror(-e));
+		if (fd >= 0)
+			close(fd);
+		return e;
+	}
+	chmod(path, 0660);
+	return fd;
+}
+
+static int running_vms(const struct daemon *d)
+{
+	int n = 0;
+
+	for (int i = 0; i < d->nclients; i++)
+		n += d->clients[i].kind == CLIENT_SHIM;
+	return n;
+}
+
+static struct vm *find_vm(struct daemon *d, const char *name, ino_t ino, dev_t dev)
+{
+	for (int i = 0; i < d->nclients; i++) {
+		struct vm *vm = d->clients[i].vm;
+		struct stat sb;
+
+		if (d->clients[i].kind != CLIENT_SHIM)
+			continue;
+		if (!strcmp(vm->name, name))
+			return vm;
+		if (fstat(vm->memfd, &sb) == 0 && sb.st_ino == ino && sb.st_dev == dev)
+			return vm;
+	}
+	return NULL;
+}
+
+static bool valid_name(const char *s)
+{
+	size_t n = strnlen(s, POLICY_NAME_MAX);
+
+	if (!n || n >= POLICY_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!(s[i] == '-' || s[i] == '_' || s[i] == '.' || (s[i] >= '0' && s[i] <= '9') ||
+		      ((s[i] | 32) >= 'a' && (s[i] | 32) <= 'z')))
+			return false;
+	return true;
+}
+
+/* Validates a registration and builds its VM. Returns 0, or -errno with a one-line reason. */
+static int accept_registration(struct daemon *d, struct client *c, struct proto_register *req,
+			       const int *fds, int nfds, char *err, size_t errlen)
+{
+	struct ucred cred;
+	socklen_t clen = sizeof(cred);
+	struct policy pol;
+	struct stat sb;
+	struct vm *other, *vm;
+	int r;
+
+	if (nfds != 2) {
+		snprintf(err, errlen, "registration must carry the uffd and the memfd");
+		return -EPROTO;
+	}
+	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
+	    (cred.uid != 0 && cred.uid != geteuid())) {
+		snprintf(err, errlen, "permission denied: peer uid %u is not root or %u", cred.uid,
+			 geteuid());
+		return -EPERM;
+	}
+	if (cred.pid != req->pid) {
+		snprintf(err, errlen, "pid %d in the request is not the peer's pid %d", req->pid,
+			 cred.pid);
+		return -EPERM;
+	}
+	req->vm_name[sizeof(req->vm_name) - 1] = 0;
+	req->policy_path[sizeof(req->policy_path) - 1] = 0;
+	if (!valid_name(req->vm_name)) {
+		snprintf(err, errlen, "bad VM name '%.63s' (use [A-Za-z0-9._-], 1-63 chars)",
+			 req->vm_name);
+		return -EINVAL;
+	}
+	if (fstat(fds[1], &sb) < 0)
+		return -errno;
+	other = find_vm(d, req->vm_name, sb.st_ino, sb.st_dev);
+	if (other) {
+		snprintf(err, errlen, "%s already registered as vm '%s' (pid %d)",
+			 strcmp(other->name, req->vm_name) ? "this guest memory is"
+							    : "a VM of this name is",
+			 other->name, other->pid);
+		return -EEXIST;
+	}
+	policy_defaults(&pol);
+	if (req->policy_path[0] && policy_load(req->policy_path, &pol, err, errlen))
+		return -EINVAL;
+	r = vm_create(req, fds[0], fds[1], &pol, &vm, err, errlen);
+	if (r)
+		return r;
+	r = vm_start(vm);
+	if (r) {
+		snprintf(err, errlen, "cannot start the VM's threads: %s", strerror(-r));
+		vm_destroy(vm);
+		return r;
+	}
+	c->kind = CLIENT_SHIM;
+	c->vm = vm;
+	vm->ctl_sock = c->fd;
+	d->had_vm = true;
+	return 0;
+}
+
+static void handle_register(struct daemon *d, struct client *c, struct proto_register *req,
+			    int *fds, int nfds)
+{
+	char err[512] = "";
+	int r = accept_registration(d, c, req, fds, nfds, err, sizeof(err));
+
+	if (r) {
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
+		log_warn(NULL, "registration refused (pid %d, vm '%.63s'): %s", req->pid,
+			 req->vm_name, err[0] ? err : strerror(-r));
+		proto_reply(c->fd, r, "%s", err[0] ? err : strerror(-r));
+		return;
+	}
+	log_info(c->vm->name,
+		 "registered pid %d: %llu MiB at %#llx, resident_max %llu MiB, shm %llu MiB",
+		 c->vm->pid, (unsigned long long)(req->length >> 20),
+		 (unsigned long long)req->host_addr,
+		 (unsigned long long)(c->vm->pol.resident_max >> 20),
+		 (unsigned long long)(c->vm->pol.shm_max >> 20));
+	proto_reply(c->fd, 0, "registered vm %s: %llu MiB managed by uffd-mgrd (pid %d)",
+		    c->vm->name, (unsigned long long)(req->length >> 20), getpid());
+}
+
+static struct json_object *snapshot(struct daemon *d)
+{
+	struct json_object *root = json_object_new_object(), *vms = json_object_new_array();
+	struct json_object *dm = json_object_new_object();
+
+	json_object_object_add(dm, "pid", json_object_new_int(getpid()));
+	json_object_object_add(dm, "socket", json_object_new_string(d->socket_path));
+	json_object_object_add(dm, "uptime_s",
+			       json_object_new_double((vm_now_ns() - d->started_ns) / 1e9));
+	json_object_object_add(root, "daemon", dm);
+	for (int i = 0; i < d->nclients; i++)
+		if (d->clients[i].kind == CLIENT_SHIM)
+			json_object_array_add(vms, stats_vm_json(d->clients[i].vm, "running"));
+	for (int i = 0; i < d->nexited; i++)
+		json_object_array_add(vms, json_object_get(d->exited[i]));
+	json_object_object_add(root, "vms", vms);
+	return root;
+}
+
+static int send_stats(struct daemon *d, int fd)
+{
+	struct json_object *root = snapshot(d);
+	const char *text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN);
+	size_t len = sizeof(struct proto_hdr) + strlen(text) + 1;
+	char *msg = malloc(len);
+	int r = -ENOMEM;
+
+	if (msg && len <= PROTO_MSG_MAX) {
+		proto_hdr_init((struct proto_hdr *)msg, PROTO_STATS_JSON, len);
+		memcpy(msg + sizeof(struct proto_hdr), text, strlen(text) + 1);
+		r = proto_send(fd, msg, len, NULL, 0);
+	}
+	free(msg);
+	json_object_put(root);
+	return r;
+}
+
+static void drop_client(struct daemon *d, int idx)
+{
+	struct client *c = &d->clients[idx];
+
+	if (c->kind == CLIENT_SHIM) {
+		struct json_object *last = stats_vm_json(c->vm, "exited");
+
+		if (d->nexited == MAX_EXITED) {
+			json_object_put(d->exited[0]);
+			memmove(d->exited, d->exited + 1, (MAX_EXITED - 1) * sizeof(d->exited[0]));
+			d->nexited--;
+		}
+		d->exited[d->nexited++] = last;
+		log_info(c->vm->name, "pid %d has gone; VM released", c->vm->pid);
+		vm_destroy(c->vm);
+	}
+	close(c->fd);
+	d->clients[idx] = d->clients[--d->nclients];
+}
+
+/* Handles one message from a client. Returns 0, or -1 when the client should be dropped. */
+static int handle_client(struct daemon *d, int idx)
+{
+	struct client *c = &d->clients[idx];
+	static union {
+		struct proto_hdr hdr;
+		struct proto_register reg;
+		struct proto_stats_req stats;
+		char raw[8192];
+	} msg;
+	int fds[4], nfds = 4;
+	ssize_t n = proto_recv(c->fd, &msg, sizeof(msg), fds, &nfds);
+
+	if (n <= 0 || proto_hdr_check(&msg.hdr, (size_t)n)) {
+		for (int i = 0; i < nfds && n > 0; i++)
+			close(fds[i]);
+		return -1;
+	}
+	if (c->kind == CLIENT_SHIM) { /* a shim says nothing after registering */
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
+		return 0;
+	}
+	switch (msg.hdr.type) {
+	case PROTO_REGISTER:
+		if ((size_t)n != sizeof(msg.reg))
+			return -1;
+		handle_register(d, c, &msg.reg, fds, nfds);
+		return c->kind == CLIENT_SHIM ? 0 : -1;
+	case PROTO_STATS:
+	case PROTO_STATS_WATCH:
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
+		if (send_stats(d, c->fd))
+			return -1;
+		if (msg.hdr.type == PROTO_STATS || (size_t)n != sizeof(msg.stats))
+			return -1;
+		c->kind = CLIENT_WATCH;
+		c->interval_ms = msg.stats.interval_ms < 100 ? 100 : msg.stats.interval_ms;
+		c->next_ns = vm_now_ns() + (uint64_t)c->interval_ms * 1000000;
+		return 0;
+	default:
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
+		log_warn(NULL, "unexpected control message type %u", msg.hdr.type);
+		return -1;
+	}
+}
+
+static void accept_clients(struct daemon *d)
+{
+	for (;;) {
+		int fd = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+
+		if (fd < 0)
+			return;
+		if (d->nclients == MAX_CLIENTS) {
+			close(fd);
+			log_warn(NULL, "too many clients; connection refused");
+			continue;
+		}
+		d->clients[d->nclients++] = (struct client){.fd = fd, .kind = CLIENT_NEW};
+	}
+}
+
+/* Sends due watch snapshots; returns the poll timeout until the next one (ms, -1 none). */
+static int tick_watchers(struct daemon *d)
+{
+	uint64_t now = vm_now_ns(), next = UINT64_MAX;
+
+	for (int i = 0; i < d->nclients; i++) {
+		struct client *c = &d->clients[i];
+
+		if (c->kind != CLIENT_WATCH)
+			continue;
+		if (c->next_ns <= now) {
+			if (send_stats(d, c->fd)) {
+				drop_client(d, i--);
+				continue;
+			}
+			c->next_ns = now + (uint64_t)c->interval_ms * 1000000;
+		}
+		if (c->next_ns < next)
+			next = c->next_ns;
+	}
+	if (d->embedded && !d->had_vm)
+		next = next < d->started_ns + EMBEDDED_IDLE_S * 1000000000ull
+			       ? next
+			       : d->started_ns + EMBEDDED_IDLE_S * 1000000000ull;
+	return next == UINT64_MAX ? -1 : (int)((next > now ? next - now : 0) / 1000000 + 1);
+}
+
+/* On stop, every running guest gets its pages back and QEMU is told to unregister, so the
+ * guests run on without the daemon and lose nothing. */
+static void release_all(struct daemon *d)
+{
+	for (int i = d->nclients - 1; i >= 0; i--) {
+		struct vm *vm = d->clients[i].vm;
+		char err[256];
+
+		if (d->clients[i].kind != CLIENT_SHIM)
+			continue;
+		if (vm_release(vm, err, sizeof(err)))
+			log_err(vm->name, "cannot hand guest RAM back to QEMU: %s", err);
+		else
+			log_info(vm->name, "every page is back in guest RAM; QEMU (pid %d) runs on "
+					   "unmanaged", vm->pid);
+		drop_client(d, i);
+	}
+}
+
+static void handle_pidfd(struct daemon *d, int idx)
+{
+	/* The QEMU process exited; its socket closes too, but not if it left a child holding
+	 * a copy. Either way the VM is gone. */
+	drop_client(d, idx);
+}
+
+static int serve(struct daemon *d)
+{
+	struct pollfd pfd[2 + 2 * MAX_CLIENTS];
+
+	for (;;) {
+		int timeout = tick_watchers(d), n = 0;
+		int owner[2 * MAX_CLIENTS];
+
+		if (d->embedded && ((d->had_vm && !running_vms(d)) ||
+				    (!d->had_vm && vm_now_ns() - d->started_ns >
+							   EMBEDDED_IDLE_S * 1000000000ull))) {
+			log_info(NULL, "embedded daemon: no VM left, exiting");
+			return 0;
+		}
+		pfd[n++] = (struct pollfd){.fd = d->listen_fd, .events = POLLIN};
+		pfd[n++] = (struct pollfd){.fd = d->sig_fd, .events = POLLIN};
+		for (int i = 0; i < d->nclients; i++) {
+			owner[n - 2] = i;
+			pfd[n++] = (struct pollfd){.fd = d->clients[i].fd, .events = POLLIN};
+			if (d->clients[i].kind == CLIENT_SHIM && d->clients[i].vm->pidfd >= 0) {
+				owner[n - 2] = i | 0x10000;
+				pfd[n++] = (struct pollfd){.fd = d->clients[i].vm->pidfd,
+							   .events = POLLIN};
+			}
+		}
+		if (poll(pfd, (nfds_t)n, timeout) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (pfd[1].revents & POLLIN) {
+			struct signalfd_siginfo si;
+
+			if (read(d->sig_fd, &si, sizeof(si)) == sizeof(si)) {
+				log_info(NULL, "signal %u: stopping with %d VM(s) running",
+					 si.ssi_signo, running_vms(d));
+				release_all(d);
+				return 0;
+			}
+		}
+		/* Walk backwards: dropping a client moves the last one into its place. */
+		for (int k = n - 1; k >= 2; k--) {
+			int i = owner[k - 2] & 0xffff;
+
+			if (!pfd[k].revents || i >= d->nclients)
+				continue;
+			if (owner[k - 2] & 0x10000)
+				handle_pidfd(d, i);
+			else if (handle_client(d, i) < 0)
+				drop_client(d, i);
+			break; /* indices may have moved: poll again */
+		}
+		if (pfd[0].revents & POLLIN)
+			accept_clients(d);
+	}
+}
+
+static int setup_signals(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+static int parse_args(int argc, char **argv, struct daemon *d)
+{
+	static const struct option opts[] = {
+		{"socket", required_argument, NULL, 's'}, {"log", required_argument, NULL, 'l'},
+		{"embedded", no_argument, NULL, 'e'},     {"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	int o;
+
+	d->socket_path = getenv("UFFD_MGR_SOCKET") ? getenv("UFFD_MGR_SOCKET")
+						     : PROTO_DEFAULT_SOCKET;
+	while ((o = getopt_long(argc, argv, "s:l:eh", opts, NULL)) != -1) {
+		switch (o) {
+		case 's':
+			d->socket_path = optarg;
+			break;
+		case 'l':
+			if (!freopen(optarg, "a", stderr)) {
+				fprintf(stdout, "uffd-mgrd: cannot open log %s\n", optarg);
+				return 1;
+			}
+			setvbuf(stderr, NULL, _IOLBF, 0);
+			break;
+		case 'e':
+			d->embedded = true;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			fprintf(stderr, "uffd-mgrd: try 'uffd-mgrd --help'\n");
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "uffd-mgrd: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static struct daemon d;
+	int r = parse_args(argc, argv, &d);
+
+	if (r)
+		return r;
+	d.started_ns = vm_now_ns();
+	if (check_kernel())
+		return 1;
+	d.sig_fd = setup_signals();
+	d.listen_fd = listen_on(d.socket_path);
+	if (d.listen_fd < 0 || d.sig_fd < 0)
+		return 1;
+	log_info(NULL, "listening on %s (pid %d%s)", d.socket_path, getpid(),
+		 d.embedded ? ", embedded" : "");
+	r = serve(&d);
+	while (d.nclients)
+		drop_client(&d, d.nclients - 1);
+	for (int i = 0; i < d.nexited; i++)
+		json_object_put(d.exited[i]);
+	unlink(d.socket_path);
+	close(d.listen_fd);
+	return r ? 1 : 0;
+}

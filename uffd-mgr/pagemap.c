@@ -1,0 +1,202 @@
+/* pagemap: see pagemap.h. An entry is 64 bits: state in bits 0-3, flags in 4-7, slot above. */
+#include "uffd-mgr/pagemap.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#define ST_MASK 0xfull
+#define FL_SHIFT 4
+#define FL_MASK (0xfull << FL_SHIFT)
+#define SLOT_SHIFT 8
+
+struct pagemap {
+	size_t npages;
+	uint32_t run_pages;
+	size_t nruns;
+	size_t hand;
+	size_t demote_hand;
+	uint64_t *ent;
+	uint32_t *run_resident;
+	uint8_t *run_ref;
+	uint32_t *run_evicting;
+	uint32_t *run_shm;
+	uint32_t *run_disk;
+	size_t counts[PS_NSTATES];
+};
+
+int pagemap_create(size_t npages, uint32_t run_pages, struct pagemap **out)
+{
+	struct pagemap *pm;
+
+	if (!npages || !run_pages || (run_pages & (run_pages - 1)))
+		return -EINVAL;
+	pm = calloc(1, sizeof(*pm));
+	if (!pm)
+		return -ENOMEM;
+	pm->npages = npages;
+	pm->run_pages = run_pages;
+	pm->nruns = (npages + run_pages - 1) / run_pages;
+	pm->ent = calloc(npages, sizeof(*pm->ent));
+	pm->run_resident = calloc(pm->nruns, sizeof(*pm->run_resident));
+	pm->run_ref = calloc(pm->nruns, sizeof(*pm->run_ref));
+	pm->run_evicting = calloc(pm->nruns, sizeof(*pm->run_evicting));
+	pm->run_shm = calloc(pm->nruns, sizeof(*pm->run_shm));
+	pm->run_disk = calloc(pm->nruns, sizeof(*pm->run_disk));
+	if (!pm->ent || !pm->run_resident || !pm->run_ref || !pm->run_evicting || !pm->run_shm ||
+	    !pm->run_disk) {
+		pagemap_destroy(pm);
+		return -ENOMEM;
+	}
+	pm->counts[PS_NONE] = npages;
+	*out = pm;
+	return 0;
+}
+
+void pagemap_destroy(struct pagemap *pm)
+{
+	if (!pm)
+		return;
+	free(pm->ent);
+	free(pm->run_resident);
+	free(pm->run_ref);
+	free(pm->run_evicting);
+	free(pm->run_shm);
+	free(pm->run_disk);
+	free(pm);
+}
+
+size_t pagemap_npages(const struct pagemap *pm)
+{
+	return pm->npages;
+}
+
+uint32_t pagemap_run_pages(const struct pagemap *pm)
+{
+	return pm->run_pages;
+}
+
+enum page_state pagemap_state(const struct pagemap *pm, size_t page)
+{
+	return (enum page_state)(pm->ent[page] & ST_MASK);
+}
+
+uint64_t pagemap_slot(const struct pagemap *pm, size_t page)
+{
+	return pm->ent[page] >> SLOT_SHIFT;
+}
+
+unsigned pagemap_flags(const struct pagemap *pm, size_t page)
+{
+	return (unsigned)((pm->ent[page] & FL_MASK) >> FL_SHIFT);
+}
+
+void pagemap_set_flags(struct pagemap *pm, size_t page, unsigned flags)
+{
+	size_t run = page / pm->run_pages;
+	unsigned old = pagemap_flags(pm, page);
+
+	if ((old & PF_EVICTING) && !(flags & PF_EVICTING))
+		pm->run_evicting[run]--;
+	else if (!(old & PF_EVICTING) && (flags & PF_EVICTING))
+		pm->run_evicting[run]++;
+	pm->ent[page] = (pm->ent[page] & ~FL_MASK) | ((uint64_t)(flags & 0xf) << FL_SHIFT);
+}
+
+void pagemap_set(struct pagemap *pm, size_t page, enum page_state st, uint64_t slot)
+{
+	enum page_state old = pagemap_state(pm, page);
+	size_t run = page / pm->run_pages;
+	uint64_t keep_flags = pm->ent[page] & FL_MASK;
+
+	uint32_t *per_run[PS_NSTATES] = {[PS_RESIDENT] = pm->run_resident,
+					 [PS_SHM] = pm->run_shm,
+					 [PS_DISK] = pm->run_disk};
+
+	if (st != PS_SHM && st != PS_DISK)
+		slot = 0;
+	pm->counts[old]--;
+	pm->counts[st]++;
+	if (per_run[old])
+		per_run[old][run]--;
+	if (per_run[st])
+		per_run[st][run]++;
+	pm->ent[page] = (slot << SLOT_SHIFT) | keep_flags | (uint64_t)st;
+}
+
+size_t pagemap_count(const struct pagemap *pm, enum page_state st)
+{
+	return pm->counts[st];
+}
+
+void pagemap_touch(struct pagemap *pm, size_t page)
+{
+	pm->run_ref[page / pm->run_pages] = 1;
+}
+
+int pagemap_clock_pick(struct pagemap *pm, size_t *first_page)
+{
+	for (size_t step = 0; step < 2 * pm->nruns; step++) {
+		size_t run = pm->hand;
+
+		pm->hand = (pm->hand + 1) % pm->nruns;
+		if (!pm->run_resident[run] || pm->run_evicting[run])
+			continue;
+		if (pm->run_ref[run]) {
+			pm->run_ref[run] = 0;
+			continue;
+		}
+		*first_page = run * pm->run_pages;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+int pagemap_demote_pick(struct pagemap *pm, size_t *first_page)
+{
+	for (size_t step = 0; step < pm->nruns; step++) {
+		size_t run = pm->demote_hand;
+
+		pm->demote_hand = (pm->demote_hand + 1) % pm->nruns;
+		if (pm->run_shm[run] && !pm->run_evicting[run]) {
+			*first_page = run * pm->run_pages;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+size_t pagemap_runs_with(const struct pagemap *pm, enum page_state st)
+{
+	const uint32_t *per_run = st == PS_RESIDENT ? pm->run_resident
+				  : st == PS_SHM    ? pm->run_shm
+				  : st == PS_DISK   ? pm->run_disk
+						    : NULL;
+	size_t n = 0;
+
+	for (size_t r = 0; per_run && r < pm->nruns; r++)
+		n += per_run[r] != 0;
+	return n;
+}
+
+static int span_member(const struct pagemap *pm, size_t page, enum page_state st, uint64_t slot)
+{
+	return pagemap_state(pm, page) == st && pagemap_slot(pm, page) == slot;
+}
+
+void pagemap_tier_span(const struct pagemap *pm, size_t page, enum page_state st, size_t *first,
+		       size_t *count)
+{
+	size_t run_lo = page - page % pm->run_pages;
+	size_t run_hi = run_lo + pm->run_pages;
+	uint64_t slot = pagemap_slot(pm, page);
+	size_t lo = page, hi = page + 1;
+
+	if (run_hi > pm->npages)
+		run_hi = pm->npages;
+	while (lo > run_lo && span_member(pm, lo - 1, st, slot - (page - lo) - 1))
+		lo--;
+	while (hi < run_hi && span_member(pm, hi, st, slot + (hi - page)))
+		hi++;
+	*first = lo;
+	*count = hi - lo;
+}

@@ -1,0 +1,68 @@
+/* pagemap: where each 4 KiB page of one guest RAM region lives, and a clock over runs.
+ *
+ * Not thread-safe: the owner (the VM) serialises access with its own lock. A run is an
+ * aligned group of run_pages pages, the unit of eviction. */
+#ifndef UFFD_PAGEMAP_H
+#define UFFD_PAGEMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PAGE_SIZE_4K 4096u
+
+enum page_state {
+	PS_NONE = 0,  /* never touched: zero, nowhere */
+	PS_RESIDENT,  /* in the guest memfd */
+	PS_ZERO,      /* known zero (evicted zero page or discarded), nowhere */
+	PS_SHM,       /* in a shm tier slot */
+	PS_DISK,      /* in a disk tier slot */
+	PS_NSTATES
+};
+
+/* Flags on a page, orthogonal to its state. */
+#define PF_EVICTING 0x1 /* being moved to another tier (evicted or demoted): faults wait */
+#define PF_DISCARDED 0x2 /* discarded (REMOVE) while evicting: becomes zero at commit */
+
+struct pagemap;
+
+/* Creates a map of npages pages, all PS_NONE, in runs of run_pages (a power of two).
+ * Returns 0 or -ENOMEM / -EINVAL. */
+int pagemap_create(size_t npages, uint32_t run_pages, struct pagemap **out);
+void pagemap_destroy(struct pagemap *pm);
+
+size_t pagemap_npages(const struct pagemap *pm);
+uint32_t pagemap_run_pages(const struct pagemap *pm);
+enum page_state pagemap_state(const struct pagemap *pm, size_t page);
+uint64_t pagemap_slot(const struct pagemap *pm, size_t page);
+unsigned pagemap_flags(const struct pagemap *pm, size_t page);
+void pagemap_set_flags(struct pagemap *pm, size_t page, unsigned flags);
+
+/* Moves a page to a state (slot is kept only for tier states). Keeps the per-state counts
+ * and the per-run resident counts. Cannot fail. */
+void pagemap_set(struct pagemap *pm, size_t page, enum page_state st, uint64_t slot);
+
+/* Pages currently in a state. */
+size_t pagemap_count(const struct pagemap *pm, enum page_state st);
+
+/* Marks the run holding page as recently faulted in (the clock's reference bit). */
+void pagemap_touch(struct pagemap *pm, size_t page);
+
+/* Picks the next victim run with the clock: skips (and clears) runs referenced since the hand
+ * last passed, and runs with no resident page or a page already being evicted. At most two
+ * sweeps. Returns 0 with *first_page set, or -ENOENT when no run qualifies. */
+int pagemap_clock_pick(struct pagemap *pm, size_t *first_page);
+
+/* Picks the next run with pages in the shm tier and none in flight, for demotion to disk,
+ * with its own hand: the runs evicted longest ago come first when eviction follows the
+ * clock. Returns 0 with *first_page set, or -ENOENT. */
+int pagemap_demote_pick(struct pagemap *pm, size_t *first_page);
+
+/* Runs that hold at least one page in state st (resident, shm or disk). O(runs). */
+size_t pagemap_runs_with(const struct pagemap *pm, enum page_state st);
+
+/* The longest span around page, inside its run, of pages in state st whose slots are
+ * consecutive (slot of first + i). Sets *first and *count. page must be in state st. */
+void pagemap_tier_span(const struct pagemap *pm, size_t page, enum page_state st, size_t *first,
+		       size_t *count);
+
+#endif

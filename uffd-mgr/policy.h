@@ -1,0 +1,54 @@
+/* policy: one VM's policy file (INI), parsed from a single table of typed keys.
+ *
+ * The table is the only place a key is defined: the parser, `--help` text and the example
+ * policy in examples/ all come from it. */
+#ifndef UFFD_POLICY_H
+#define UFFD_POLICY_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stddef.h>
+
+#define POLICY_NAME_MAX 64
+#define POLICY_PATH_MAX 1024
+
+struct policy {
+	char name[POLICY_NAME_MAX]; /* [vm] name; "" = derive from the file name */
+	uint64_t resident_max;      /* [memory] resident_max, bytes; 0 = no limit */
+	uint64_t run_size;          /* [memory] run_size, bytes; power of two, 4K..2M */
+	uint64_t shm_max;           /* [shm] max, bytes of the shm tier for this VM */
+	uint32_t shm_high_pct;      /* [shm] high_watermark, % of max: demotion to disk starts */
+	uint32_t shm_low_pct;       /* [shm] low_watermark, % of max: demotion stops */
+	char disk_path[POLICY_PATH_MAX]; /* [disk] path; "" = no disk tier; %n = the VM name */
+	uint64_t disk_max;          /* [disk] max, bytes of the disk tier */
+	int fault_cpu;              /* [fault] cpu, CPU for the fault thread; -1 = any */
+	uint32_t busy_poll_us;      /* [fault] busy_poll, µs to spin before sleeping; 0 = off */
+};
+
+/* Fills *p with the defaults of every key. Cannot fail. */
+void policy_defaults(struct policy *p);
+
+/* Parses the policy file at path into *p (starting from the defaults). Returns 0, or a
+ * negative errno; on -EINVAL (bad content) err holds one line "path:line: what is wrong",
+ * on another error (file unreadable) "path: strerror". */
+int policy_load(const char *path, struct policy *p, char *err, size_t errlen);
+
+/* As policy_load, from text in memory; label stands for the file name in errors. */
+int policy_parse_string(const char *text, const char *label, struct policy *p, char *err,
+			size_t errlen);
+
+/* Parses a size such as "4096", "64K", "512M", "2G", "1T" (also "64KiB", "64k"), in bytes.
+ * Returns 0, or -EINVAL if the text is not a size, -ERANGE if it overflows. */
+int policy_parse_size(const char *text, uint64_t *bytes);
+
+/* Expands [disk] path for a VM: %n becomes vm_name, %% a percent sign. Returns 0, or
+ * -ENAMETOOLONG when the result does not fit in len bytes. */
+int policy_disk_path(const struct policy *p, const char *vm_name, char *out, size_t len);
+
+/* Writes the key reference (section, key, type, default, bounds, help) for `--help`. */
+void policy_print_keys(FILE *out);
+
+/* Writes a complete commented example policy with every key at its default. */
+void policy_print_example(FILE *out);
+
+#endif

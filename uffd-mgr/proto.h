@@ -1,0 +1,83 @@
+/* proto: the control socket protocol between the shim (in QEMU), uffdctl and uffd-mgrd.
+ *
+ * One SOCK_SEQPACKET Unix socket. Every message starts with struct proto_hdr. A shim's
+ * connection stays open for the life of its QEMU; its close tells the daemon the VM is gone
+ * (the daemon also watches a pidfd). */
+#ifndef UFFD_PROTO_H
+#define UFFD_PROTO_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define PROTO_MAGIC   0x55464d31u /* "UFM1" */
+#define PROTO_VERSION 1
+#define PROTO_DEFAULT_SOCKET "/run/uffd-mgr/uffd-mgr.sock"
+#define PROTO_MSG_MAX (256 * 1024)
+
+enum proto_type {
+	PROTO_REGISTER = 1,    /* shim -> daemon, with fds {uffd, memfd}; answered by PROTO_REPLY */
+	PROTO_REPLY = 2,       /* daemon -> client: status + one-line message */
+	PROTO_STATS = 3,       /* uffdctl -> daemon: one JSON snapshot (PROTO_STATS_JSON) */
+	PROTO_STATS_WATCH = 4, /* uffdctl -> daemon: a snapshot now and every interval_ms */
+	PROTO_STATS_JSON = 5,  /* daemon -> uffdctl: hdr + NUL-terminated JSON text */
+	PROTO_RELEASE = 6,     /* daemon -> shim: every page is back in guest RAM; unregister
+				* the region and answer with PROTO_REPLY. QEMU runs on unmanaged. */
+};
+
+struct proto_hdr {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t type;
+	uint32_t len; /* whole message, header included */
+	uint32_t reserved;
+};
+
+struct proto_register {
+	struct proto_hdr hdr;
+	uint64_t host_addr;   /* guest RAM mapping in QEMU */
+	uint64_t length;
+	uint64_t memfd_offset;
+	int32_t pid;
+	uint32_t reserved;
+	uint64_t uffd_features; /* what UFFDIO_API granted in QEMU's process */
+	char vm_name[64];
+	char block_name[64];  /* memfd name, e.g. "memory-backend-memfd" */
+	char policy_path[4096];
+};
+
+struct proto_reply {
+	struct proto_hdr hdr;
+	int32_t status; /* 0 or a negative errno */
+	uint32_t reserved;
+	char message[512];
+};
+
+struct proto_stats_req {
+	struct proto_hdr hdr;
+	uint32_t interval_ms;
+	uint32_t reserved;
+};
+
+/* Fills a header for a message of the given type and total length. Cannot fail. */
+void proto_hdr_init(struct proto_hdr *h, enum proto_type type, size_t len);
+
+/* Checks magic, version and that h->len == got. Returns 0 or -EPROTO. */
+int proto_hdr_check(const struct proto_hdr *h, size_t got);
+
+/* Sends one message with up to nfds file descriptors (SCM_RIGHTS). Returns 0 or -errno. */
+int proto_send(int sock, const void *msg, size_t len, const int *fds, int nfds);
+
+/* Receives one message of at most cap bytes; up to *nfds descriptors land in fds and *nfds
+ * is set to how many came (extra ones are closed). Returns the length, 0 on orderly close,
+ * or -errno (-EMSGSIZE when the message was truncated). */
+ssize_t proto_recv(int sock, void *msg, size_t cap, int *fds, int *nfds);
+
+/* Connects a SOCK_SEQPACKET client to path. Returns the socket or -errno. */
+int proto_connect(const char *path);
+
+/* Sends a reply with status and a printf-style message. Returns 0 or -errno. */
+int proto_reply(int sock, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#endif

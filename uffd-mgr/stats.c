@@ -1,0 +1,128 @@
+/* stats: see stats.h. Field names are the stats socket's contract with uffdctl and tests. */
+#include "uffd-mgr/stats.h"
+
+#include <string.h>
+
+#include "uffd-mgr/vm.h"
+
+static void add_u64(struct json_object *o, const char *key, uint64_t v)
+{
+	json_object_object_add(o, key, json_object_new_uint64(v));
+}
+
+static struct json_object *faults_json(const struct vm_stats *s)
+{
+	struct json_object *o = json_object_new_object();
+
+	add_u64(o, "zero", s->faults_zero);
+	add_u64(o, "shm", s->faults_shm);
+	add_u64(o, "shm_pages", s->faults_shm_pages);
+	add_u64(o, "discarded", s->faults_discarded);
+	add_u64(o, "wp", s->faults_wp);
+	add_u64(o, "dup", s->faults_dup);
+	add_u64(o, "parked", s->faults_parked);
+	add_u64(o, "throttled", s->faults_throttled);
+	add_u64(o, "errors", s->fault_errors);
+	add_u64(o, "disk", s->faults_disk);
+	add_u64(o, "disk_pages", s->faults_disk_pages);
+	add_u64(o, "disk_read_errors", s->disk_read_errors);
+	return o;
+}
+
+static struct json_object *evictions_json(const struct vm_stats *s)
+{
+	struct json_object *o = json_object_new_object();
+
+	add_u64(o, "runs", s->evict_runs);
+	add_u64(o, "pages", s->evict_pages);
+	add_u64(o, "zero_pages", s->evict_zero_pages);
+	add_u64(o, "aborts", s->evict_aborts);
+	return o;
+}
+
+static struct json_object *latency_json(const struct hist *h)
+{
+	struct json_object *o = json_object_new_object();
+
+	add_u64(o, "count", h->count);
+	json_object_object_add(o, "p50", json_object_new_double(hist_quantile(h, 0.50) / 1e3));
+	json_object_object_add(o, "p99", json_object_new_double(hist_quantile(h, 0.99) / 1e3));
+	json_object_object_add(o, "max", json_object_new_double(h->max / 1e3));
+	return o;
+}
+
+static struct json_object *disk_json(struct vm *vm, const struct vm_stats *s, size_t pages,
+				     size_t runs)
+{
+	struct json_object *o = json_object_new_object();
+	struct disktier_counters c;
+
+	json_object_object_add(o, "enabled", json_object_new_boolean(vm->disk != NULL));
+	add_u64(o, "bytes", (uint64_t)pages * PAGE_SIZE_4K);
+	add_u64(o, "runs", runs);
+	add_u64(o, "max", vm->disk ? vm->pol.disk_max : 0);
+	add_u64(o, "demote_runs", s->demote_runs);
+	add_u64(o, "demote_pages", s->demote_pages);
+	add_u64(o, "demote_errors", s->demote_errors);
+	add_u64(o, "full_events", s->disk_full_events);
+	json_object_object_add(o, "full", json_object_new_boolean(vm->disk_retry_ns > vm_now_ns()));
+	memset(&c, 0, sizeof(c));
+	if (vm->disk)
+		disktier_get_counters(vm->disk, &c);
+	add_u64(o, "reads", c.reads);
+	add_u64(o, "writes", c.writes);
+	add_u64(o, "read_bytes", c.read_bytes);
+	add_u64(o, "write_bytes", c.write_bytes);
+	add_u64(o, "read_errors", c.read_errors);
+	add_u64(o, "write_errors", c.write_errors);
+	if (vm->disk)
+		json_object_object_add(o, "path", json_object_new_string(disktier_path(vm->disk)));
+	return o;
+}
+
+struct json_object *stats_vm_json(struct vm *vm, const char *state)
+{
+	struct json_object *o = json_object_new_object(), *rm;
+	struct vm_stats s;
+	size_t counts[PS_NSTATES], shm_runs, disk_runs;
+	uint64_t shm_used;
+	bool full;
+
+	if (!o)
+		return NULL;
+	pthread_mutex_lock(&vm->lock);
+	s = vm->st;
+	for (int i = 0; i < PS_NSTATES; i++)
+		counts[i] = pagemap_count(vm->pm, (enum page_state)i);
+	full = vm->tier_full;
+	shm_runs = pagemap_runs_with(vm->pm, PS_SHM);
+	disk_runs = pagemap_runs_with(vm->pm, PS_DISK);
+	pthread_mutex_unlock(&vm->lock);
+	shm_used = shmpool_used(vm->shm);
+
+	json_object_object_add(o, "name", json_object_new_string(vm->name));
+	json_object_object_add(o, "pid", json_object_new_int(vm->pid));
+	json_object_object_add(o, "state", json_object_new_string(state));
+	json_object_object_add(o, "uptime_s",
+			       json_object_new_double((vm_now_ns() - vm->started_ns) / 1e9));
+	add_u64(o, "guest_bytes", vm->length);
+	add_u64(o, "resident_bytes", counts[PS_RESIDENT] * PAGE_SIZE_4K);
+	add_u64(o, "resident_max", vm->pol.resident_max);
+	add_u64(o, "shm_bytes", counts[PS_SHM] * PAGE_SIZE_4K);
+	add_u64(o, "shm_slots_used", shm_used);
+	add_u64(o, "shm_runs", shm_runs);
+	add_u64(o, "shm_max", vm->pol.shm_max);
+	add_u64(o, "zero_pages", counts[PS_ZERO]);
+	add_u64(o, "untouched_pages", counts[PS_NONE]);
+	json_object_object_add(o, "faults", faults_json(&s));
+	json_object_object_add(o, "evictions", evictions_json(&s));
+	add_u64(o, "tier_full_events", s.tier_full_events);
+	json_object_object_add(o, "tier_full", json_object_new_boolean(full));
+	rm = json_object_new_object();
+	add_u64(rm, "events", s.removes);
+	add_u64(rm, "pages", s.removed_pages);
+	json_object_object_add(o, "removes", rm);
+	json_object_object_add(o, "disk", disk_json(vm, &s, counts[PS_DISK], disk_runs));
+	json_object_object_add(o, "fault_latency_us", latency_json(&s.fault_ns));
+	return o;
+}

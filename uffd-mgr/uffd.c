@@ -1,0 +1,140 @@
+/* uffd: see uffd.h. */
+#include "uffd-mgr/uffd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
+#endif
+
+static const struct {
+	uint64_t bit;
+	const char *name;
+	const char *why;
+} needed[] = {
+	{UFFD_FEATURE_MISSING_SHMEM, "UFFD_FEATURE_MISSING_SHMEM", "missing faults on shmem"},
+	{UFFD_FEATURE_WP_HUGETLBFS_SHMEM, "UFFD_FEATURE_WP_HUGETLBFS_SHMEM",
+	 "write-protect on shmem (Linux 5.19+), needed for race-free eviction"},
+	{UFFD_FEATURE_PAGEFAULT_FLAG_WP, "UFFD_FEATURE_PAGEFAULT_FLAG_WP", "write-protect faults"},
+	{UFFD_FEATURE_EVENT_REMOVE, "UFFD_FEATURE_EVENT_REMOVE", "discard events"},
+};
+
+/* /dev/userfaultfd works for root even when vm.unprivileged_userfaultfd is 0 and needs no
+ * UFFD_USER_MODE_ONLY; the syscall is the fallback on kernels without the device. */
+static int uffd_new(void)
+{
+	int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC), fd;
+
+	if (dev >= 0) {
+		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+		close(dev);
+		if (fd >= 0)
+			return fd;
+	}
+	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	return fd < 0 ? -errno : fd;
+}
+
+int uffd_open(int *out, uint64_t *features, char *err, size_t errlen)
+{
+	struct uffdio_api api = {.api = UFFD_API, .features = UFFD_NEEDED_FEATURES};
+	int fd = uffd_new();
+
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot create a userfaultfd: %s (needs root or "
+			 "vm.unprivileged_userfaultfd=1)", strerror(-fd));
+		return fd;
+	}
+	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+		int e = -errno;
+		struct uffdio_api probe = {.api = UFFD_API};
+		int pfd = uffd_new();
+
+		/* The kernel refuses the whole request: ask for nothing to learn what it has. */
+		if (pfd >= 0 && ioctl(pfd, UFFDIO_API, &probe) == 0) {
+			for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++) {
+				if (!(probe.features & needed[i].bit)) {
+					snprintf(err, errlen, "kernel lacks %s (%s)", needed[i].name,
+						 needed[i].why);
+					break;
+				}
+			}
+		} else {
+			snprintf(err, errlen, "UFFDIO_API failed: %s", strerror(-e));
+		}
+		if (pfd >= 0)
+			close(pfd);
+		close(fd);
+		return e;
+	}
+	*out = fd;
+	if (features)
+		*features = api.features;
+	return 0;
+}
+
+static int uffd_ioctl(int uffd, unsigned long req, void *arg)
+{
+	return ioctl(uffd, req, arg) < 0 ? -errno : 0;
+}
+
+int uffd_register(int uffd, uint64_t addr, uint64_t len)
+{
+	struct uffdio_register r = {
+		.range = {.start = addr, .len = len},
+		.mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
+	};
+
+	return uffd_ioctl(uffd, UFFDIO_REGISTER, &r);
+}
+
+int uffd_unregister(int uffd, uint64_t addr, uint64_t len)
+{
+	struct uffdio_range r = {.start = addr, .len = len};
+
+	return uffd_ioctl(uffd, UFFDIO_UNREGISTER, &r);
+}
+
+int uffd_zeropage(int uffd, uint64_t dst, uint64_t len)
+{
+	struct uffdio_zeropage z = {.range = {.start = dst, .len = len}};
+
+	return uffd_ioctl(uffd, UFFDIO_ZEROPAGE, &z);
+}
+
+int uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len, uint64_t *copied)
+{
+	struct uffdio_copy c = {.dst = dst, .src = (uint64_t)(uintptr_t)src, .len = len};
+	int ret = uffd_ioctl(uffd, UFFDIO_COPY, &c);
+
+	/* .copy holds bytes copied, or a negative errno when nothing was. */
+	*copied = c.copy > 0 ? (uint64_t)c.copy : 0;
+	if (ret == 0 && *copied != len)
+		ret = -EAGAIN;
+	return ret;
+}
+
+int uffd_wp(int uffd, uint64_t addr, uint64_t len, bool protect, bool wake)
+{
+	struct uffdio_writeprotect w = {
+		.range = {.start = addr, .len = len},
+		.mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP
+				: (wake ? 0 : UFFDIO_WRITEPROTECT_MODE_DONTWAKE),
+	};
+
+	return uffd_ioctl(uffd, UFFDIO_WRITEPROTECT, &w);
+}
+
+int uffd_wake(int uffd, uint64_t addr, uint64_t len)
+{
+	struct uffdio_range r = {.start = addr, .len = len};
+
+	return uffd_ioctl(uffd, UFFDIO_WAKE, &r);
+}

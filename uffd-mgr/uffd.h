@@ -1,0 +1,38 @@
+/* uffd: thin, errno-returning wrappers around the userfaultfd ioctls.
+ *
+ * Every call returns 0 or a negative errno. -EAGAIN means a non-cooperative event (REMOVE)
+ * is queued and must be read first; -EEXIST from copy/zeropage means the page is already
+ * there (serve by waking); -ESRCH/-ENOMEM mean the guest's address space is gone. */
+#ifndef UFFD_UFFD_H
+#define UFFD_UFFD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The features uffd-mgr needs on shmem, in the order they are checked. */
+#define UFFD_NEEDED_FEATURES                                                                     \
+	(UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_WP_HUGETLBFS_SHMEM |                          \
+	 UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_EVENT_REMOVE)
+
+/* Opens a userfaultfd (O_CLOEXEC|O_NONBLOCK; /dev/userfaultfd first, then the syscall) and
+ * negotiates UFFD_NEEDED_FEATURES. On failure err names the missing piece in one line. */
+int uffd_open(int *uffd, uint64_t *features, char *err, size_t errlen);
+
+/* Registers [addr, addr+len) for MISSING and WP faults. */
+int uffd_register(int uffd, uint64_t addr, uint64_t len);
+int uffd_unregister(int uffd, uint64_t addr, uint64_t len);
+
+/* Installs zero pages over [dst, dst+len), waking the faulting threads. */
+int uffd_zeropage(int uffd, uint64_t dst, uint64_t len);
+
+/* Copies len bytes from src (this process) to dst (the guest) and wakes. *copied is the
+ * progress made, also on failure (a short copy is partial progress, not an error). */
+int uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len, uint64_t *copied);
+
+/* Sets or clears write protection on [addr, addr+len); wake applies when clearing. */
+int uffd_wp(int uffd, uint64_t addr, uint64_t len, bool protect, bool wake);
+
+int uffd_wake(int uffd, uint64_t addr, uint64_t len);
+
+#endif

@@ -1,0 +1,228 @@
+/* uffdctl: reads uffd-mgrd's stats socket and shows every VM, once or live. */
+#include <errno.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "uffd-mgr/proto.h"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"NAME\n"
+		"    uffdctl - show what uffd-mgrd is doing with each VM's memory\n\n"
+		"SYNOPSIS\n"
+		"    uffdctl [--socket PATH] stats [--json] [--watch [SECONDS]]\n\n"
+		"DESCRIPTION\n"
+		"    stats   one line per VM (running, then recently exited): guest size, resident\n"
+		"            memory against its resident_max, bytes in the shm tier, zero pages,\n"
+		"            faults by kind (zero page, shm tier, write-protect), evictions, and\n"
+		"            fault service latency p50/p99 in microseconds.\n\n"
+		"OPTIONS\n"
+		"    --socket PATH     the daemon's socket (default $UFFD_MGR_SOCKET, else\n"
+		"                      %s)\n"
+		"    --json            print the daemon's JSON snapshot (one line per snapshot)\n"
+		"    --watch [SECONDS] refresh every SECONDS (default 1) until interrupted\n"
+		"    -h, --help        this text\n\n"
+		"EXIT STATUS\n"
+		"    0 ok; 1 no daemon answers or it closed the connection; 2 usage error.\n\n"
+		"EXAMPLES\n"
+		"    uffdctl stats --watch\n"
+		"    uffdctl --socket /tmp/u.sock stats --json | jq '.vms[].faults'\n",
+		PROTO_DEFAULT_SOCKET);
+}
+
+/* The value at a dotted path such as "faults.shm", or NULL when any step is missing. */
+static struct json_object *lookup(struct json_object *o, const char *path)
+{
+	const char *dot;
+	char key[64];
+
+	while (o && (dot = strchr(path, '.'))) {
+		snprintf(key, sizeof(key), "%.*s", (int)(dot - path), path);
+		if (!json_object_object_get_ex(o, key, &o))
+			return NULL;
+		path = dot + 1;
+	}
+	return o && json_object_object_get_ex(o, path, &o) ? o : NULL;
+}
+
+static uint64_t get_u64(struct json_object *o, const char *path)
+{
+	struct json_object *v = lookup(o, path);
+
+	return v ? (uint64_t)json_object_get_int64(v) : 0;
+}
+
+static bool get_bool(struct json_object *o, const char *path)
+{
+	struct json_object *v = lookup(o, path);
+
+	return v && json_object_get_boolean(v);
+}
+
+static double get_double(struct json_object *o, const char *path)
+{
+	struct json_object *v = lookup(o, path);
+
+	return v ? json_object_get_double(v) : 0;
+}
+
+static const char *get_str(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "?";
+}
+
+static void print_table(struct json_object *root)
+{
+	struct json_object *vms;
+	size_t n;
+
+	printf("%-14s %7s %-7s %6s %16s %6s %6s %7s %26s %15s %14s\n", "VM", "PID", "STATE",
+	       "GUEST", "RESIDENT/MAX MiB", "SHM", "DISK", "ZERO", "FAULTS zero/shm/disk/wp",
+	       "EVICT/DEMOTE MiB", "LAT us p50/p99");
+	if (!json_object_object_get_ex(root, "vms", &vms) || !(n = json_object_array_length(vms))) {
+		printf("(no VMs)\n");
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *vm = json_object_array_get_idx(vms, i);
+		char res[48], faults[96], ev[48], lat[48];
+
+		snprintf(res, sizeof(res), "%llu/%llu",
+			 (unsigned long long)(get_u64(vm, "resident_bytes") >> 20),
+			 (unsigned long long)(get_u64(vm, "resident_max") >> 20));
+		snprintf(faults, sizeof(faults), "%llu/%llu/%llu/%llu",
+			 (unsigned long long)get_u64(vm, "faults.zero"),
+			 (unsigned long long)get_u64(vm, "faults.shm"),
+			 (unsigned long long)get_u64(vm, "faults.disk"),
+			 (unsigned long long)get_u64(vm, "faults.wp"));
+		snprintf(ev, sizeof(ev), "%llu/%llu",
+			 (unsigned long long)(get_u64(vm, "evictions.pages") >> 8),
+			 (unsigned long long)(get_u64(vm, "disk.demote_pages") >> 8));
+		snprintf(lat, sizeof(lat), "%.0f/%.0f", get_double(vm, "fault_latency_us.p50"),
+			 get_double(vm, "fault_latency_us.p99"));
+		printf("%-14.14s %7llu %-7s %6llu %16s %6llu %6llu %7llu %26s %15s %14s%s%s%s\n",
+		       get_str(vm, "name"), (unsigned long long)get_u64(vm, "pid"),
+		       get_str(vm, "state"), (unsigned long long)(get_u64(vm, "guest_bytes") >> 20),
+		       res, (unsigned long long)(get_u64(vm, "shm_bytes") >> 20),
+		       (unsigned long long)(get_u64(vm, "disk.bytes") >> 20),
+		       (unsigned long long)get_u64(vm, "zero_pages"), faults, ev, lat,
+		       get_bool(vm, "tier_full") ? "  SHM FULL" : "",
+		       get_bool(vm, "disk.full") ? "  DISK FULL" : "",
+		       get_u64(vm, "disk.read_errors") + get_u64(vm, "disk.write_errors")
+			       ? "  IO ERRORS"
+			       : "");
+	}
+}
+
+static int show(const char *text, bool json, bool watch)
+{
+	struct json_object *root;
+
+	if (json) {
+		printf("%s\n", text);
+		fflush(stdout);
+		return 0;
+	}
+	root = json_tokener_parse(text);
+	if (!root) {
+		fprintf(stderr, "uffdctl: the daemon sent text that is not JSON\n");
+		return 1;
+	}
+	if (watch && isatty(STDOUT_FILENO))
+		printf("\033[H\033[2J");
+	print_table(root);
+	fflush(stdout);
+	json_object_put(root);
+	return 0;
+}
+
+static int run_stats(const char *path, bool json, double watch_s)
+{
+	struct proto_stats_req req;
+	static char buf[PROTO_MSG_MAX];
+	int sock = proto_connect(path), r;
+
+	if (sock < 0) {
+		fprintf(stderr, "uffdctl: no uffd-mgrd answers at %s: %s\n", path, strerror(-sock));
+		return 1;
+	}
+	memset(&req, 0, sizeof(req));
+	proto_hdr_init(&req.hdr, watch_s > 0 ? PROTO_STATS_WATCH : PROTO_STATS, sizeof(req));
+	req.interval_ms = (uint32_t)(watch_s * 1000);
+	r = proto_send(sock, &req, sizeof(req), NULL, 0);
+	while (!r) {
+		ssize_t n = proto_recv(sock, buf, sizeof(buf) - 1, NULL, NULL);
+
+		if (n <= 0 || proto_hdr_check((struct proto_hdr *)buf, (size_t)n)) {
+			r = n == 0 && watch_s <= 0 ? 0 : 1;
+			if (r)
+				fprintf(stderr, "uffdctl: the daemon closed the connection\n");
+			break;
+		}
+		buf[n] = 0;
+		r = show(buf + sizeof(struct proto_hdr), json, watch_s > 0);
+		if (watch_s <= 0)
+			break;
+	}
+	close(sock);
+	return r;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"socket", required_argument, NULL, 's'}, {"json", no_argument, NULL, 'j'},
+		{"watch", optional_argument, NULL, 'w'},  {"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *path = getenv("UFFD_MGR_SOCKET") ? getenv("UFFD_MGR_SOCKET")
+						       : PROTO_DEFAULT_SOCKET;
+	bool json = false;
+	double watch = 0;
+	int o;
+
+	while ((o = getopt_long(argc, argv, "s:jw::h", opts, NULL)) != -1) {
+		switch (o) {
+		case 's':
+			path = optarg;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'w':
+			if (!optarg && optind < argc && argv[optind][0] >= '0' &&
+			    argv[optind][0] <= '9')
+				optarg = argv[optind++];
+			watch = optarg ? atof(optarg) : 1.0;
+			if (watch < 0.1) {
+				fprintf(stderr, "uffdctl: --watch needs at least 0.1 seconds\n");
+				return 2;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			fprintf(stderr, "uffdctl: try 'uffdctl --help'\n");
+			return 2;
+		}
+	}
+	if (optind >= argc || strcmp(argv[optind], "stats")) {
+		fprintf(stderr, "uffdctl: %s (the command is 'stats')\n",
+			optind < argc ? "unknown command" : "missing command");
+		return 2;
+	}
+	if (optind + 1 < argc) {
+		fprintf(stderr, "uffdctl: unexpected argument '%s'\n", argv[optind + 1]);
+		return 2;
+	}
+	return run_stats(path, json, watch);
+}

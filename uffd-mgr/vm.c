@@ -1,0 +1,308 @@
+/* vm: see vm.h. */
+#include "uffd-mgr/vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "uffd-mgr/evict.h"
+#include "uffd-mgr/fault.h"
+#include "uffd-mgr/log.h"
+#include "uffd-mgr/proto.h"
+
+uint64_t vm_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+bool vm_over_limit(const struct vm *vm)
+{
+	return vm->pol.resident_max &&
+	       pagemap_count(vm->pm, PS_RESIDENT) * PAGE_SIZE_4K > vm->pol.resident_max;
+}
+
+bool vm_must_throttle(const struct vm *vm)
+{
+	uint64_t limit = vm->pol.resident_max / PAGE_SIZE_4K, run = pagemap_run_pages(vm->pm);
+	uint64_t slack = limit / 16 > 8 * run ? limit / 16 : 8 * run;
+
+	return limit && !vm->tier_full && !vm->evict_stop &&
+	       pagemap_count(vm->pm, PS_RESIDENT) > limit + slack;
+}
+
+/* Checks that the region described by the shim really is the memfd it sent. */
+static int check_region(const struct proto_register *req, int memfd, char *err, size_t errlen)
+{
+	struct stat sb;
+
+	if (!req->length || req->length % PAGE_SIZE_4K || req->host_addr % PAGE_SIZE_4K ||
+	    req->memfd_offset % PAGE_SIZE_4K) {
+		snprintf(err, errlen, "region is not page aligned");
+		return -EINVAL;
+	}
+	if (fstat(memfd, &sb) < 0) {
+		snprintf(err, errlen, "cannot stat the guest memfd: %s", strerror(errno));
+		return -errno;
+	}
+	if ((uint64_t)sb.st_size < req->memfd_offset + req->length) {
+		snprintf(err, errlen, "guest memfd is %lld bytes, smaller than the region",
+			 (long long)sb.st_size);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int open_pidfd(pid_t pid)
+{
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+
+	return fd < 0 ? -errno : fd;
+}
+
+/* Opens the VM's disk tier and a ring for each thread that does disk I/O, each with its
+ * run-sized buffer registered. */
+static int open_disk(struct vm *vm, char *err, size_t errlen)
+{
+	char path[POLICY_PATH_MAX];
+	const char *inject = getenv("UFFD_MGR_INJECT_DISK"); /* tests only */
+	int r;
+
+	if (policy_disk_path(&vm->pol, vm->name, path, sizeof(path))) {
+		snprintf(err, errlen, "[disk] path is too long once %%n is expanded");
+		return -ENAMETOOLONG;
+	}
+	r = disktier_open(path, vm->pol.disk_max, &vm->disk, err, errlen);
+	if (r)
+		return r;
+	if (inject && *inject && disktier_set_injection(vm->disk, inject))
+		log_warn(vm->name, "ignoring bad UFFD_MGR_INJECT_DISK '%s'", inject);
+	r = disktier_io_create(vm->disk, vm->fault_bounce, vm->pol.run_size, 8, &vm->fault_io);
+	if (!r)
+		r = disktier_io_create(vm->disk, vm->evict_stage, vm->pol.run_size, 32,
+				       &vm->evict_io);
+	if (r) {
+		snprintf(err, errlen, "cannot set up io_uring for the disk tier: %s", strerror(-r));
+		return r;
+	}
+	log_info(vm->name, "disk tier %s: %llu MiB, %s I/O, %s buffers", path,
+		 (unsigned long long)(vm->pol.disk_max >> 20),
+		 disktier_direct(vm->disk) ? "direct" : "buffered (no O_DIRECT here)",
+		 disktier_io_fixed(vm->fault_io) ? "registered" : "plain");
+	return 0;
+}
+
+/* Builds everything but the threads; on failure frees what it made. */
+static int vm_build(struct vm *vm, char *err, size_t errlen)
+{
+	char poolname[96];
+	int r;
+
+	vm->local = mmap(NULL, vm->length, PROT_READ | PROT_WRITE, MAP_SHARED, vm->memfd,
+			 (off_t)vm->memfd_offset);
+	if (vm->local == MAP_FAILED) {
+		vm->local = NULL;
+		snprintf(err, errlen, "cannot map the guest memfd: %s", strerror(errno));
+		return -errno;
+	}
+	r = pagemap_create(vm->length / PAGE_SIZE_4K, (uint32_t)(vm->pol.run_size / PAGE_SIZE_4K),
+			   &vm->pm);
+	if (r) {
+		snprintf(err, errlen, "cannot create the page map: %s", strerror(-r));
+		return r;
+	}
+	snprintf(poolname, sizeof(poolname), "uffd-shm-%s", vm->name);
+	r = shmpool_create(poolname, vm->pol.shm_max, &vm->shm);
+	if (r) {
+		snprintf(err, errlen, "cannot create the shm tier (%llu bytes): %s",
+			 (unsigned long long)vm->pol.shm_max, strerror(-r));
+		return r;
+	}
+	vm->fault_bounce = aligned_alloc(PAGE_SIZE_4K, vm->pol.run_size);
+	vm->evict_stage = aligned_alloc(PAGE_SIZE_4K, vm->pol.run_size);
+	if (!vm->fault_bounce || !vm->evict_stage)
+		return -ENOMEM;
+	if (vm->pol.disk_path[0]) {
+		r = open_disk(vm, err, errlen);
+		if (r)
+			return r;
+	}
+	vm->pidfd = open_pidfd(vm->pid);
+	vm->wake_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	vm->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->pidfd < 0 || vm->wake_efd < 0 || vm->stop_efd < 0) {
+		snprintf(err, errlen, "cannot watch pid %d: %s", vm->pid, strerror(errno));
+		return -ESRCH;
+	}
+	return 0;
+}
+
+int vm_create(const struct proto_register *req, int uffd, int memfd, const struct policy *pol,
+	      struct vm **out, char *err, size_t errlen)
+{
+	struct vm *vm;
+	int r = check_region(req, memfd, err, errlen);
+
+	if (r)
+		return r;
+	vm = calloc(1, sizeof(*vm));
+	if (!vm)
+		return -ENOMEM;
+	snprintf(vm->name, sizeof(vm->name), "%s", req->vm_name);
+	vm->pid = req->pid;
+	vm->pol = *pol;
+	vm->host_addr = req->host_addr;
+	vm->length = req->length;
+	vm->memfd_offset = req->memfd_offset;
+	vm->uffd = -1;
+	vm->memfd = memfd;
+	vm->pidfd = vm->wake_efd = vm->stop_efd = vm->ctl_sock = -1;
+	vm->started_ns = vm_now_ns();
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_cond_init(&vm->evict_cv, NULL);
+	r = vm_build(vm, err, errlen);
+	if (r) {
+		vm->memfd = -1; /* still the caller's on failure */
+		vm_destroy(vm);
+		return r;
+	}
+	vm->uffd = uffd;
+	*out = vm;
+	return 0;
+}
+
+int vm_start(struct vm *vm)
+{
+	int r = pthread_create(&vm->fault_tid, NULL, fault_thread_main, vm);
+
+	if (r)
+		return -r;
+	r = pthread_create(&vm->evict_tid, NULL, evict_thread_main, vm);
+	if (r) {
+		vm->stopping = true;
+		(void)!write(vm->stop_efd, &(uint64_t){1}, sizeof(uint64_t));
+		pthread_join(vm->fault_tid, NULL);
+		return -r;
+	}
+	vm->threads_started = true;
+	return 0;
+}
+
+/* Brings every tiered page back, with a ring of its own for the disk tier (the fault
+ * thread's ring is the fault thread's alone). */
+static int bring_back_all(struct vm *vm)
+{
+	struct disktier_io *io = NULL;
+	uint8_t *bounce = aligned_alloc(PAGE_SIZE_4K, vm->pol.run_size);
+	int r = bounce ? 0 : -ENOMEM;
+
+	if (!r && vm->disk)
+		r = disktier_io_create(vm->disk, bounce, vm->pol.run_size, 8, &io);
+	for (size_t p = 0; !r && p < pagemap_npages(vm->pm); p++) {
+		int tries = 0;
+
+		while ((r = fault_bring_back(vm, io, bounce, p)) == -EAGAIN || r == -EBUSY) {
+			if (++tries > 100000) {
+				r = -ETIMEDOUT;
+				break;
+			}
+			usleep(50);
+		}
+	}
+	disktier_io_destroy(io);
+	free(bounce);
+	return r;
+}
+
+static int ask_shim_to_release(struct vm *vm)
+{
+	struct proto_hdr h;
+	struct proto_reply rep;
+	struct pollfd pfd = {.fd = vm->ctl_sock, .events = POLLIN};
+	ssize_t n;
+	int r;
+
+	proto_hdr_init(&h, PROTO_RELEASE, sizeof(h));
+	r = proto_send(vm->ctl_sock, &h, sizeof(h), NULL, 0);
+	if (r)
+		return r;
+	if (poll(&pfd, 1, 10000) <= 0)
+		return -ETIMEDOUT;
+	n = proto_recv(vm->ctl_sock, &rep, sizeof(rep), NULL, NULL);
+	if (n != (ssize_t)sizeof(rep) || proto_hdr_check(&rep.hdr, (size_t)n))
+		return -EPROTO;
+	return rep.status;
+}
+
+int vm_release(struct vm *vm, char *err, size_t errlen)
+{
+	int r;
+
+	pthread_mutex_lock(&vm->lock);
+	vm->evict_stop = true;
+	pthread_cond_broadcast(&vm->evict_cv);
+	pthread_mutex_unlock(&vm->lock);
+	if (vm->threads_started && !vm->evict_joined) {
+		pthread_join(vm->evict_tid, NULL);
+		vm->evict_joined = true;
+	}
+	r = bring_back_all(vm);
+	if (r) {
+		snprintf(err, errlen, "cannot bring tiered pages back: %s", strerror(-r));
+		return r;
+	}
+	r = ask_shim_to_release(vm);
+	if (r)
+		snprintf(err, errlen, "the shim did not unregister guest RAM: %s", strerror(-r));
+	return r;
+}
+
+static void close_fd(int fd)
+{
+	if (fd >= 0)
+		close(fd);
+}
+
+void vm_destroy(struct vm *vm)
+{
+	if (!vm)
+		return;
+	if (vm->threads_started) {
+		pthread_mutex_lock(&vm->lock);
+		vm->stopping = true;
+		pthread_cond_broadcast(&vm->evict_cv);
+		pthread_mutex_unlock(&vm->lock);
+		(void)!write(vm->stop_efd, &(uint64_t){1}, sizeof(uint64_t));
+		pthread_join(vm->fault_tid, NULL);
+		if (!vm->evict_joined)
+			pthread_join(vm->evict_tid, NULL);
+	}
+	if (vm->local)
+		munmap(vm->local, vm->length);
+	disktier_io_destroy(vm->fault_io);
+	disktier_io_destroy(vm->evict_io);
+	disktier_close(vm->disk);
+	free(vm->fault_bounce);
+	free(vm->evict_stage);
+	shmpool_destroy(vm->shm);
+	pagemap_destroy(vm->pm);
+	close_fd(vm->uffd);
+	close_fd(vm->memfd);
+	close_fd(vm->pidfd);
+	close_fd(vm->wake_efd);
+	close_fd(vm->stop_efd);
+	pthread_cond_destroy(&vm->evict_cv);
+	pthread_mutex_destroy(&vm->lock);
+	free(vm);
+}

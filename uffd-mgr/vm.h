@@ -1,0 +1,108 @@
+/* vm: one managed guest: its RAM region, page map, shm tier, fault thread and evictor.
+ *
+ * Locking: vm->lock guards the page map, the counters and the histogram. The fault thread
+ * serves faults with the lock held (the ioctls are short); the evictor holds it only for
+ * state changes and does its copies and hole punches without it. */
+#ifndef UFFD_VM_H
+#define UFFD_VM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "shmswap/disktier.h"
+#include "shmswap/shmpool.h"
+#include "uffd-mgr/hist.h"
+#include "uffd-mgr/pagemap.h"
+#include "uffd-mgr/policy.h"
+
+struct vm_stats {
+	uint64_t faults_zero;       /* never-touched or known-zero pages served by ZEROPAGE */
+	uint64_t faults_shm;        /* faults served from the shm tier */
+	uint64_t faults_shm_pages;  /* pages those faults brought back */
+	uint64_t faults_discarded;  /* a page we held resident was a hole: discarded by QEMU */
+	uint64_t faults_wp;         /* write-protect faults */
+	uint64_t faults_dup;        /* already present: only woken */
+	uint64_t faults_parked;     /* times a fault had to wait for an eviction in flight */
+	uint64_t faults_throttled;  /* times a fault waited for the evictor to make room */
+	uint64_t fault_errors;
+	uint64_t removes, removed_pages;
+	uint64_t evict_runs, evict_pages, evict_zero_pages, evict_aborts;
+	uint64_t tier_full_events;
+	uint64_t faults_disk;       /* faults served from the disk tier */
+	uint64_t faults_disk_pages; /* pages those faults brought back */
+	uint64_t disk_read_errors;  /* failed reads: the fault was retried, never served wrong */
+	uint64_t demote_runs, demote_pages; /* shm tier -> disk tier */
+	uint64_t demote_errors;     /* failed writes: the pages stayed in the shm tier */
+	uint64_t disk_full_events;
+	struct hist fault_ns;       /* time from reading a fault to serving it */
+};
+
+struct vm {
+	char name[POLICY_NAME_MAX];
+	pid_t pid;
+	int pidfd;
+	int ctl_sock;              /* the shim's connection; owned by the control loop */
+	struct policy pol;
+	int uffd, memfd;
+	uint64_t host_addr, length, memfd_offset;
+	uint8_t *local;            /* the daemon's own mapping of the guest memfd */
+	struct pagemap *pm;
+	struct shmpool *shm;
+	struct disktier *disk;     /* NULL: no disk tier */
+	struct disktier_io *fault_io, *evict_io; /* each used by one thread only */
+	uint8_t *fault_bounce, *evict_stage;     /* run_size each, registered with the rings */
+	pthread_mutex_t lock;
+	pthread_cond_t evict_cv;
+	pthread_t fault_tid, evict_tid;
+	bool threads_started;
+	volatile bool stopping;
+	volatile bool evict_stop;  /* the evictor alone stops (release) */
+	bool evict_joined;
+	int wake_efd;              /* evictor -> fault thread: parked faults may go on */
+	int stop_efd;
+	bool tier_full;            /* the evictor is stopped by a full tier */
+	bool demoting;             /* between the shm watermarks, on the way down */
+	uint64_t disk_retry_ns;    /* after a full disk, no demotion before this time */
+	struct vm_stats st;
+	uint64_t started_ns;
+};
+
+struct proto_register;
+
+/* Builds a VM from a registration (taking ownership of uffd and memfd on success). Returns 0
+ * or -errno with err holding one line for the client. */
+int vm_create(const struct proto_register *req, int uffd, int memfd, const struct policy *pol,
+	      struct vm **out, char *err, size_t errlen);
+
+/* Starts the fault thread and the evictor. Returns 0 or -errno. */
+int vm_start(struct vm *vm);
+
+/* Hands the region back to QEMU for good: stops the evictor, brings every tiered page back
+ * into guest RAM, then asks the shim (over vm->ctl_sock) to unregister it, so QEMU runs on
+ * unmanaged with every byte. Returns 0 or -errno with err set; on failure pages may still be
+ * tiered and the VM must stay served. */
+int vm_release(struct vm *vm, char *err, size_t errlen);
+
+/* Stops and joins the threads, then frees everything. Accepts NULL. */
+void vm_destroy(struct vm *vm);
+
+/* Guest address of a page, and the page of a guest address. */
+static inline uint64_t vm_page_addr(const struct vm *vm, size_t page)
+{
+	return vm->host_addr + (uint64_t)page * PAGE_SIZE_4K;
+}
+
+/* Whether the evictor should be working now (resident over the policy's limit). Lock held. */
+bool vm_over_limit(const struct vm *vm);
+
+/* Whether a fault that adds a resident page must wait for the evictor: resident is past the
+ * limit by more than the evictor's batch, and the evictor can still make room (it is running
+ * and the tier is not full), so the guest is slowed rather than let past its limit. Lock
+ * held. */
+bool vm_must_throttle(const struct vm *vm);
+
+uint64_t vm_now_ns(void);
+
+#endif
