@@ -1,0 +1,476 @@
+/* fault: see fault.h.
+ *
+ * Order matters: while a REMOVE event is unread every uffd ioctl fails with EAGAIN, and a
+ * REMOVE can arrive after a fault it causally precedes. So each pass drains the queue,
+ * applies every REMOVE, then serves the faults it holds; an ioctl that says EAGAIN sends it
+ * back to draining with the fault kept. A fault on a page the evictor is moving is parked
+ * until the evictor signals wake_efd. */
+#include "uffd-mgr/fault.h"
+
+#include <errno.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "uffd-mgr/log.h"
+#include "uffd-mgr/uffd.h"
+#include "uffd-mgr/vm.h"
+
+#define READ_BATCH 64
+/* Longest a fault waits for the evictor to make room before it is served anyway: the limit
+ * slows the guest down, it never stops it (an evictor that cannot keep up must not hang a
+ * guest). */
+#define THROTTLE_MAX_NS (100 * 1000000ull)
+
+struct pending {
+	uint64_t addr;
+	uint64_t flags;
+	uint64_t read_ns;
+	bool throttled;
+};
+
+struct fault_queue {
+	struct pending *q;
+	size_t n, cap;
+};
+
+static int queue_push(struct fault_queue *fq, const struct pending *p)
+{
+	if (fq->n == fq->cap) {
+		size_t cap = fq->cap ? fq->cap * 2 : 64;
+		struct pending *q = realloc(fq->q, cap * sizeof(*q));
+
+		if (!q)
+			return -ENOMEM;
+		fq->q = q;
+		fq->cap = cap;
+	}
+	fq->q[fq->n++] = *p;
+	return 0;
+}
+
+/* Splits [start, end) of the memfd into data and holes: sets bit i of hole_pages[] for each
+ * page that is a hole. Pages of the range are relative to first_page. */
+static void find_holes(struct vm *vm, size_t first_page, size_t npages, uint8_t *is_hole)
+{
+	off_t base = (off_t)(vm->memfd_offset + first_page * PAGE_SIZE_4K);
+	off_t end = base + (off_t)(npages * PAGE_SIZE_4K), pos = base;
+
+	memset(is_hole, 1, npages);
+	while (pos < end) {
+		off_t data = lseek(vm->memfd, pos, SEEK_DATA), hole;
+
+		if (data < 0 || data >= end)
+			break;
+		hole = lseek(vm->memfd, data, SEEK_HOLE);
+		if (hole < 0 || hole > end)
+			hole = end;
+		memset(is_hole + (data - base) / PAGE_SIZE_4K, 0,
+		       (size_t)((hole - data + PAGE_SIZE_4K - 1) / PAGE_SIZE_4K));
+		pos = hole;
+	}
+}
+
+/* A discard (MADV_DONTNEED/REMOVE by QEMU): tiered copies are dropped and the pages become
+ * zero; a resident page becomes zero only if it really is a hole now; a page being moved
+ * (evicted or demoted) is flagged and settled at its commit. QEMU punches a hole and then
+ * madvises; the shim turns that into madvise, punch, madvise (see qemu-glue/shim.c), so the
+ * first REMOVE drops the tier copies before the punch and no run brought back for a
+ * neighbour's fault can put old bytes into a discarded page; the second one, after the punch,
+ * finds the resident pages as holes. */
+static void apply_remove(struct vm *vm, uint64_t start, uint64_t end)
+{
+	size_t first, last, n;
+	uint8_t *is_hole;
+
+	if (end <= vm->host_addr || start >= vm->host_addr + vm->length)
+		return;
+	if (start < vm->host_addr)
+		start = vm->host_addr;
+	if (end > vm->host_addr + vm->length)
+		end = vm->host_addr + vm->length;
+	first = (start - vm->host_addr) / PAGE_SIZE_4K;
+	last = (end - vm->host_addr + PAGE_SIZE_4K - 1) / PAGE_SIZE_4K;
+	n = last - first;
+	is_hole = malloc(n);
+	if (!is_hole) {
+		log_err(vm->name, "out of memory applying a discard of %zu pages", n);
+		return;
+	}
+	find_holes(vm, first, n, is_hole);
+	pthread_mutex_lock(&vm->lock);
+	for (size_t i = 0; i < n; i++) {
+		size_t p = first + i;
+		enum page_state st = pagemap_state(vm->pm, p);
+
+		if (pagemap_flags(vm->pm, p) & PF_EVICTING) {
+			/* the mover settles it at its commit */
+			pagemap_set_flags(vm->pm, p, PF_EVICTING | PF_DISCARDED);
+		} else if (st == PS_SHM) {
+			shmpool_free(vm->shm, pagemap_slot(vm->pm, p), 1);
+			pagemap_set(vm->pm, p, PS_ZERO, 0);
+		} else if (st == PS_DISK) {
+			disktier_free(vm->disk, pagemap_slot(vm->pm, p), 1);
+			pagemap_set(vm->pm, p, PS_ZERO, 0);
+		} else if (st == PS_RESIDENT && is_hole[i]) {
+			pagemap_set(vm->pm, p, PS_ZERO, 0);
+		}
+	}
+	vm->st.removes++;
+	vm->st.removed_pages += n;
+	pthread_mutex_unlock(&vm->lock);
+	free(is_hole);
+}
+
+/* Serves a missing fault with a zero page. Lock held. */
+static int serve_zero(struct vm *vm, size_t page, enum page_state st)
+{
+	int r = uffd_zeropage(vm->uffd, vm_page_addr(vm, page), PAGE_SIZE_4K);
+
+	if (r == -EEXIST) { /* a duplicate: someone served it already */
+		vm->st.faults_dup++;
+		r = uffd_wake(vm->uffd, vm_page_addr(vm, page), PAGE_SIZE_4K);
+		if (st != PS_RESIDENT)
+			pagemap_set(vm->pm, page, PS_RESIDENT, 0);
+		return r;
+	}
+	if (r)
+		return r;
+	if (st == PS_RESIDENT)
+		vm->st.faults_discarded++;
+	else
+		vm->st.faults_zero++;
+	pagemap_set(vm->pm, page, PS_RESIDENT, 0);
+	pagemap_touch(vm->pm, page);
+	return 0;
+}
+
+static void free_slots(struct vm *vm, enum page_state st, uint64_t slot, size_t n)
+{
+	if (st == PS_SHM)
+		shmpool_free(vm->shm, slot, (uint32_t)n);
+	else
+		disktier_free(vm->disk, slot, (uint32_t)n);
+}
+
+/* Installs the span [first, first+n) of tier st from src with one UFFDIO_COPY and frees its
+ * slots. Lock held. Returns 0, -EAGAIN after partial progress, or -errno. */
+static int install_span(struct vm *vm, enum page_state st, size_t first, size_t n, const void *src)
+{
+	uint64_t slot = pagemap_slot(vm->pm, first), copied = 0;
+	size_t done;
+	int r;
+
+	r = uffd_copy(vm->uffd, vm_page_addr(vm, first), src, n * PAGE_SIZE_4K, &copied);
+	done = copied / PAGE_SIZE_4K;
+	for (size_t i = 0; i < done; i++)
+		pagemap_set(vm->pm, first + i, PS_RESIDENT, 0);
+	if (done) {
+		free_slots(vm, st, slot, done);
+		pagemap_touch(vm->pm, first);
+	}
+	if (st == PS_SHM)
+		vm->st.faults_shm_pages += done;
+	else
+		vm->st.faults_disk_pages += done;
+	if (r == -EEXIST) {
+		/* The kernel holds a page where our map says tier: nothing but QEMU can have put
+		 * it there, so it is newer than our copy. Keep it, and say so. */
+		size_t p = first + done;
+
+		log_warn(vm->name, "page %#zx present while its home is a tier; keeping it", p);
+		free_slots(vm, st, pagemap_slot(vm->pm, p), 1);
+		pagemap_set(vm->pm, p, PS_RESIDENT, 0);
+		uffd_wake(vm->uffd, vm_page_addr(vm, p), PAGE_SIZE_4K);
+		return -EAGAIN;
+	}
+	return r;
+}
+
+/* Brings back the whole span of adjacent slots around page with one UFFDIO_COPY. Lock held. */
+static int serve_shm(struct vm *vm, size_t page)
+{
+	size_t first, n;
+	int r;
+
+	pagemap_tier_span(vm->pm, page, PS_SHM, &first, &n);
+	r = install_span(vm, PS_SHM, first, n,
+			 shmpool_addr(vm->shm, pagemap_slot(vm->pm, first)));
+	if (r == 0)
+		vm->st.faults_shm++;
+	return r;
+}
+
+static void flag_span(struct vm *vm, size_t first, size_t n, unsigned flags)
+{
+	for (size_t i = 0; i < n; i++)
+		pagemap_set_flags(vm->pm, first + i, flags);
+}
+
+/* Clears the in-flight flags of a disk span. A page discarded meanwhile (possible only when a
+ * release reads on the main thread while the fault thread applies a REMOVE) becomes zero and
+ * its slot is freed. Returns whether there was one. Lock held. */
+static bool settle_discards(struct vm *vm, size_t first, size_t n)
+{
+	bool any = false;
+
+	for (size_t i = 0; i < n; i++) {
+		size_t p = first + i;
+
+		if (pagemap_flags(vm->pm, p) & PF_DISCARDED) {
+			disktier_free(vm->disk, pagemap_slot(vm->pm, p), 1);
+			pagemap_set(vm->pm, p, PS_ZERO, 0);
+			any = true;
+		}
+		pagemap_set_flags(vm->pm, p, 0);
+	}
+	return any;
+}
+
+/* Reads the span of adjacent disk slots around page with one I/O into the bounce buffer and
+ * installs it with one UFFDIO_COPY. A failed read is reported and the fault parked for a
+ * retry: never answered with bytes we did not read.
+ *
+ * Called with the lock held; drops it for the read, so the evictor is not held up by disk
+ * latency. The span is flagged in flight meanwhile: other faults on it park, and a release
+ * waits. The evictor and the demoter move only resident and shm pages; a discard can only
+ * come in when the reader is not the fault thread (a release), and is settled here. */
+static int serve_disk(struct vm *vm, struct disktier_io *io, void *bounce, size_t page)
+{
+	struct disktier_seg seg;
+	size_t first, n;
+	int r;
+
+	pagemap_tier_span(vm->pm, page, PS_DISK, &first, &n);
+	seg = (struct disktier_seg){.slot = pagemap_slot(vm->pm, first), .buf = bounce,
+				    .npages = (uint32_t)n};
+	flag_span(vm, first, n, PF_EVICTING);
+	pthread_mutex_unlock(&vm->lock);
+	r = disktier_read(io, &seg, 1);
+	pthread_mutex_lock(&vm->lock);
+	if (settle_discards(vm, first, n))
+		return -EAGAIN; /* the rest is read again: the span has changed */
+	if (r) {
+		if (vm->st.disk_read_errors++ % 1000 == 0)
+			log_err(vm->name,
+				"disk read of page %#zx (%zu pages at slot %llu of %s) failed: %s; "
+				"the fault waits and is retried (%llu failures so far)",
+				page, n, (unsigned long long)seg.slot, disktier_path(vm->disk),
+				strerror(-r), (unsigned long long)vm->st.disk_read_errors);
+		return -EBUSY;
+	}
+	r = install_span(vm, PS_DISK, first, n, bounce);
+	if (r == 0)
+		vm->st.faults_disk++;
+	return r;
+}
+
+int fault_bring_back(struct vm *vm, struct disktier_io *io, void *bounce, size_t page)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	if (pagemap_flags(vm->pm, page) & PF_EVICTING)
+		r = -EBUSY;
+	else if (pagemap_state(vm->pm, page) == PS_SHM)
+		r = serve_shm(vm, page);
+	else if (pagemap_state(vm->pm, page) == PS_DISK)
+		r = serve_disk(vm, io, bounce, page);
+	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
+static int serve_wp(struct vm *vm, size_t page)
+{
+	/* Protection left on a resident page nobody is evicting (an aborted eviction):
+	 * lift it. Otherwise the evictor lifts it, and wakes the writer, once the page's
+	 * new home is recorded. */
+	if (pagemap_state(vm->pm, page) == PS_RESIDENT &&
+	    !(pagemap_flags(vm->pm, page) & PF_EVICTING))
+		return uffd_wp(vm->uffd, vm_page_addr(vm, page), PAGE_SIZE_4K, false, true);
+	return 0;
+}
+
+/* Returns 0 when served, -EBUSY when parked, -EAGAIN to drain first, other -errno on failure. */
+static int serve(struct vm *vm, struct pending *f)
+{
+	size_t page = (f->addr - vm->host_addr) / PAGE_SIZE_4K;
+	enum page_state st;
+	int r;
+
+	if (f->addr < vm->host_addr || f->addr >= vm->host_addr + vm->length)
+		return -EFAULT;
+	pthread_mutex_lock(&vm->lock);
+	st = pagemap_state(vm->pm, page);
+	if (f->flags & UFFD_PAGEFAULT_FLAG_WP) {
+		vm->st.faults_wp++;
+		r = serve_wp(vm, page);
+	} else if (pagemap_flags(vm->pm, page) & PF_EVICTING) {
+		vm->st.faults_parked++;
+		r = -EBUSY;
+	} else if (st != PS_RESIDENT && vm_must_throttle(vm) &&
+		   vm_now_ns() - f->read_ns < THROTTLE_MAX_NS) {
+		if (!f->throttled)
+			vm->st.faults_throttled++;
+		f->throttled = true;
+		pthread_cond_signal(&vm->evict_cv);
+		r = -EBUSY;
+	} else if (st == PS_SHM) {
+		r = serve_shm(vm, page);
+	} else if (st == PS_DISK) {
+		r = serve_disk(vm, vm->fault_io, vm->fault_bounce, page);
+	} else {
+		r = serve_zero(vm, page, st);
+	}
+	if (r == 0) {
+		hist_add(&vm->st.fault_ns, vm_now_ns() - f->read_ns);
+		if (vm_over_limit(vm))
+			pthread_cond_signal(&vm->evict_cv);
+	}
+	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
+/* Reads every queued event; applies REMOVEs at once and queues faults. Returns 0, or
+ * -ESRCH/-EBADF when the uffd is unusable. */
+static int drain(struct vm *vm, struct fault_queue *fq)
+{
+	struct uffd_msg msgs[READ_BATCH];
+
+	for (;;) {
+		ssize_t n = read(vm->uffd, msgs, sizeof(msgs));
+		uint64_t now = vm_now_ns();
+
+		if (n < 0)
+			return (errno == EAGAIN || errno == EINTR) ? 0 : -errno;
+		if (n == 0)
+			return -ESRCH;
+		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++) {
+			struct uffd_msg *m = &msgs[i];
+			struct pending p;
+
+			switch (m->event) {
+			case UFFD_EVENT_PAGEFAULT:
+				p.addr = m->arg.pagefault.address & ~(uint64_t)(PAGE_SIZE_4K - 1);
+				p.flags = m->arg.pagefault.flags;
+				p.read_ns = now;
+				p.throttled = false;
+				if (queue_push(fq, &p))
+					return -ENOMEM;
+				break;
+			case UFFD_EVENT_REMOVE:
+				apply_remove(vm, m->arg.remove.start, m->arg.remove.end);
+				break;
+			default:
+				log_warn(vm->name, "unexpected uffd event %u", m->event);
+				break;
+			}
+		}
+	}
+}
+
+/* Serves what it can from the queue, keeping parked faults in order. Returns 0, -EAGAIN
+ * (drain and come back), or a fatal -errno. */
+static int serve_queue(struct vm *vm, struct fault_queue *fq)
+{
+	size_t keep = 0, i;
+	int ret = 0;
+
+	for (i = 0; i < fq->n; i++) {
+		int r = serve(vm, &fq->q[i]);
+
+		if (r == -EBUSY) {
+			fq->q[keep++] = fq->q[i];
+			continue;
+		}
+		if (r == -EAGAIN) {
+			ret = -EAGAIN;
+			break;
+		}
+		if (r == -ESRCH || r == -ENOMEM) {
+			ret = r;
+			break;
+		}
+		if (r == -ENOENT) { /* the range is no longer registered (released): make sure
+				     * the thread is awake; it faults on its own now */
+			uffd_wake(vm->uffd, fq->q[i].addr, PAGE_SIZE_4K);
+			continue;
+		}
+		if (r) {
+			pthread_mutex_lock(&vm->lock);
+			vm->st.fault_errors++;
+			pthread_mutex_unlock(&vm->lock);
+			log_err(vm->name, "fault at %#llx not served: %s",
+				(unsigned long long)fq->q[i].addr, strerror(-r));
+		}
+	}
+	memmove(fq->q + keep, fq->q + i, (fq->n - i) * sizeof(*fq->q));
+	fq->n = keep + (fq->n - i);
+	return ret;
+}
+
+static void pin_to_cpu(struct vm *vm)
+{
+	cpu_set_t set;
+
+	if (vm->pol.fault_cpu < 0)
+		return;
+	CPU_ZERO(&set);
+	CPU_SET(vm->pol.fault_cpu, &set);
+	if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set))
+		log_warn(vm->name, "cannot pin the fault thread to CPU %d", vm->pol.fault_cpu);
+}
+
+/* Spins for up to busy_poll µs waiting for an event before the caller sleeps in poll():
+ * a sleeping thread woken from another CPU costs tens of µs per fault. */
+static void busy_poll(struct vm *vm)
+{
+	uint64_t until = vm_now_ns() + (uint64_t)vm->pol.busy_poll_us * 1000;
+	struct pollfd p = {.fd = vm->uffd, .events = POLLIN};
+
+	while (vm_now_ns() < until)
+		if (poll(&p, 1, 0) > 0)
+			return;
+}
+
+void *fault_thread_main(void *arg)
+{
+	struct vm *vm = arg;
+	struct fault_queue fq = {0};
+	int r = 0;
+
+	pin_to_cpu(vm);
+	while (!vm->stopping) {
+		struct pollfd pfd[3] = {
+			{.fd = vm->uffd, .events = POLLIN},
+			{.fd = vm->wake_efd, .events = POLLIN},
+			{.fd = vm->stop_efd, .events = POLLIN},
+		};
+		uint64_t v;
+
+		if (vm->pol.busy_poll_us)
+			busy_poll(vm);
+		/* Parked faults also retry on a short timeout, in case a wake-up is missed. */
+		if (poll(pfd, 3, fq.n ? 5 : -1) < 0 && errno != EINTR)
+			break;
+		if (pfd[1].revents & POLLIN)
+			(void)!read(vm->wake_efd, &v, sizeof(v));
+		if (pfd[0].revents & (POLLERR | POLLHUP))
+			break;
+		do {
+			r = drain(vm, &fq);
+			if (!r)
+				r = serve_queue(vm, &fq);
+		} while (r == -EAGAIN && !vm->stopping);
+		if (r)
+			break;
+	}
+	if (r && r != -ESRCH)
+		log_err(vm->name, "fault thread stops: %s", strerror(-r));
+	free(fq.q);
+	return NULL;
+}
