@@ -45,7 +45,8 @@ static struct {
 	int sock;
 	int memfd;
 	uint64_t addr, len, memfd_off;
-} shim = {PTHREAD_MUTEX_INITIALIZER, -1, -1, -1, 0, 0, 0};
+	int arming; /* an arming thread runs */
+} shim = {PTHREAD_MUTEX_INITIALIZER, -1, -1, -1, 0, 0, 0, 0};
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
@@ -100,28 +101,101 @@ static int release_region(void)
 	return r;
 }
 
+/* The tracker's arming (arm_thread): drops QEMU's page-table entries for the ranges (the pages stay
+ * in the memfd), so the next access to each is a minor fault the tracker sees. Each madvise raises
+ * a REMOVE that the daemon reads before the madvise returns; the daemon has flagged the pages so it
+ * knows they are not discarded. Holds the lock so that a hole punch of QEMU's (announce_punch) does
+ * not interleave. */
+static void *arm_thread(void *arg)
+{
+	struct proto_arm *a = arg;
+	struct proto_arm_done done = {0};
+	uint64_t npages = shim.len / 4096;
+
+	proto_hdr_init(&done.hdr, PROTO_ARM_DONE, sizeof(done));
+	done.seq = a->seq;
+	pthread_mutex_lock(&shim.lock);
+	for (uint32_t i = 0; i < a->nranges; i++) {
+		const struct proto_range *r = &a->range[i];
+
+		if (r->first_page >= npages || r->npages > npages - r->first_page || !r->npages)
+			continue;
+		if (syscall(SYS_madvise, (void *)(uintptr_t)(shim.addr + r->first_page * 4096),
+			    (size_t)(r->npages * 4096), MADV_DONTNEED) < 0) {
+			if (!done.status)
+				done.status = -errno;
+			continue;
+		}
+		done.pages += r->npages;
+	}
+	pthread_mutex_unlock(&shim.lock);
+	free(a);
+	__atomic_store_n(&shim.arming, 0, __ATOMIC_RELEASE);
+	proto_send(shim.sock, &done, sizeof(done), NULL, 0);
+	return NULL;
+}
+
+/* Arms on a thread of its own: each madvise waits for the daemon to read its REMOVE, and the
+ * watcher must stay free to notice a daemon that has gone. One arming at a time. */
+static void arm_ranges(const struct proto_arm *a, size_t len)
+{
+	struct proto_arm_done done = {0};
+	struct proto_arm *copy;
+	pthread_t tid;
+
+	proto_hdr_init(&done.hdr, PROTO_ARM_DONE, sizeof(done));
+	done.seq = a->seq;
+	if (len < sizeof(*a) || a->nranges > PROTO_ARM_MAX ||
+	    len != sizeof(*a) + a->nranges * sizeof(a->range[0]))
+		done.status = -EPROTO;
+	else if (__atomic_exchange_n(&shim.arming, 1, __ATOMIC_ACQ_REL))
+		done.status = -EBUSY;
+	else if (!(copy = malloc(len)))
+		done.status = -ENOMEM;
+	else {
+		memcpy(copy, a, len);
+		if (pthread_create(&tid, NULL, arm_thread, copy) == 0) {
+			pthread_detach(tid);
+			return;
+		}
+		free(copy);
+		done.status = -EAGAIN;
+	}
+	if (done.status != -EBUSY)
+		__atomic_store_n(&shim.arming, 0, __ATOMIC_RELEASE);
+	proto_send(shim.sock, &done, sizeof(done), NULL, 0);
+}
+
 /* Watches the daemon's end of the connection. A daemon that stops cleanly first releases the
  * region; one that vanishes without doing so took the tiered pages with it and nothing serves
  * the guest's faults any more, so QEMU stops loudly rather than hang or run on with wrong
  * memory. */
 static void *watch_daemon(void *arg)
 {
-	struct proto_hdr h;
+	static union {
+		struct proto_hdr h;
+		struct proto_arm arm;
+		char raw[sizeof(struct proto_arm) + PROTO_ARM_MAX * sizeof(struct proto_range)];
+	} msg; /* only this thread uses it */
 	ssize_t n;
 
 	(void)arg;
 	for (;;) {
-		n = proto_recv(shim.sock, &h, sizeof(h), NULL, NULL);
+		n = proto_recv(shim.sock, &msg, sizeof(msg), NULL, NULL);
 		if (n < 0 && n == -EINTR)
 			continue;
 		if (n <= 0)
 			break;
-		if (proto_hdr_check(&h, (size_t)n) == 0 && h.type == PROTO_RELEASE &&
-		    release_region() == 0)
+		if (proto_hdr_check(&msg.h, (size_t)n))
+			continue;
+		if (msg.h.type == PROTO_ARM)
+			arm_ranges(&msg.arm, (size_t)n);
+		else if (msg.h.type == PROTO_RELEASE && release_region() == 0)
 			return NULL;
 	}
 	die("uffd-mgrd closed the control connection; guest memory can no longer be served, "
-	    "stopping QEMU (pid %d)", getpid());
+	    "stopping QEMU (pid %d)",
+	    getpid());
 }
 
 static void fill_request(struct proto_register *req, void *addr, size_t len, off_t off,
@@ -177,6 +251,10 @@ static void register_region(void *addr, size_t len, int memfd, off_t off, const 
 	rep.message[sizeof(rep.message) - 1] = 0;
 	if (rep.status)
 		die("uffd-mgrd refused guest RAM: %s", rep.message);
+	if ((rep.flags & PROTO_REPLY_MINOR) &&
+	    uffd_register_mode(shim.uffd, (uint64_t)(uintptr_t)addr, len, true))
+		fprintf(stderr, "uffd-qemu: cannot register guest RAM for minor faults; the "
+				"sampling tracker sees only missing faults\n");
 	shim.addr = req.host_addr;
 	shim.len = len;
 	shim.memfd = memfd;
@@ -231,8 +309,10 @@ static void announce_punch(int fd, int mode, off_t off, off_t len)
 		end = shim.memfd_off + shim.len;
 	start &= ~(uint64_t)4095;
 	end = (end + 4095) & ~(uint64_t)4095;
+	pthread_mutex_lock(&shim.lock);
 	syscall(SYS_madvise, (void *)(uintptr_t)(shim.addr + start - shim.memfd_off),
 		(size_t)(end - start), MADV_DONTNEED);
+	pthread_mutex_unlock(&shim.lock);
 }
 
 static int shim_fallocate(int fd, int mode, off_t off, off_t len)

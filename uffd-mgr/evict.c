@@ -27,10 +27,10 @@
 enum { HOME_KEEP = 0, HOME_ZERO, HOME_SHM };
 
 struct victim {
-	size_t first;   /* first page of the run */
-	size_t n;       /* pages in the run */
+	size_t first;	 /* first page of the run */
+	size_t n;	 /* pages in the run */
 	uint8_t *chosen; /* page i of the run is being evicted */
-	uint8_t *home;  /* HOME_* decided for each chosen page */
+	uint8_t *home;	 /* HOME_* decided for each chosen page */
 	uint64_t *slot;
 };
 
@@ -119,8 +119,8 @@ static int copy_out(struct vm *vm, struct victim *v)
 		s = shmpool_alloc(vm->shm, (uint32_t)(j - i), &got);
 		if (s < 0)
 			return (int)s;
-		memcpy(shmpool_addr(vm->shm, (uint64_t)s), vm->local + (v->first + i) * PAGE_SIZE_4K,
-		       (size_t)got * PAGE_SIZE_4K);
+		memcpy(shmpool_addr(vm->shm, (uint64_t)s),
+		       vm->local + (v->first + i) * PAGE_SIZE_4K, (size_t)got * PAGE_SIZE_4K);
 		for (uint32_t k = 0; k < got; k++) {
 			v->home[i + k] = HOME_SHM;
 			v->slot[i + k] = (uint64_t)s + k;
@@ -203,7 +203,8 @@ static int commit(struct vm *vm, struct victim *v, bool tier_full)
 		vm->st.evict_aborts++;
 	tier_full = tier_full && (!vm->disk || vm_now_ns() < vm->disk_retry_ns);
 	if (tier_full && !vm->tier_full && vm->st.tier_full_events++ % 100 == 0)
-		log_warn(vm->name, "shm tier full (%llu MiB)%s: eviction paused, the guest runs on "
+		log_warn(vm->name,
+			 "shm tier full (%llu MiB)%s: eviction paused, the guest runs on "
 			 "past resident_max (%llu times so far)",
 			 (unsigned long long)(vm->pol.shm_max >> 20),
 			 vm->disk ? " and the disk tier cannot take more" : "",
@@ -266,7 +267,7 @@ out:
 
 struct demotion {
 	size_t first, n;
-	uint8_t chosen[512];   /* run_size is at most 2M = 512 pages */
+	uint8_t chosen[512]; /* run_size is at most 2M = 512 pages */
 	uint64_t shm_slot[512];
 	uint64_t disk_slot[512];
 	struct disktier_seg segs[512];
@@ -286,8 +287,8 @@ static size_t demote_choose(struct vm *vm, struct demotion *d)
 			continue;
 		pagemap_set_flags(vm->pm, p, PF_EVICTING);
 		d->shm_slot[i] = pagemap_slot(vm->pm, p);
-		memcpy(vm->evict_stage + d->count * PAGE_SIZE_4K, shmpool_addr(vm->shm, d->shm_slot[i]),
-		       PAGE_SIZE_4K);
+		memcpy(vm->evict_stage + d->count * PAGE_SIZE_4K,
+		       shmpool_addr(vm->shm, d->shm_slot[i]), PAGE_SIZE_4K);
 		d->count++;
 	}
 	pthread_mutex_unlock(&vm->lock);
@@ -310,9 +311,10 @@ static int demote_alloc(struct vm *vm, struct demotion *d)
 			d->nsegs = 0;
 			return (int)s;
 		}
-		d->segs[d->nsegs++] = (struct disktier_seg){
-			.slot = (uint64_t)s, .buf = vm->evict_stage + placed * PAGE_SIZE_4K,
-			.npages = got};
+		d->segs[d->nsegs++] =
+		    (struct disktier_seg){.slot = (uint64_t)s,
+					  .buf = vm->evict_stage + placed * PAGE_SIZE_4K,
+					  .npages = got};
 		placed += got;
 	}
 	for (size_t i = 0, k = 0, in_seg = 0; i < d->n; i++) {
@@ -442,8 +444,9 @@ static void demote_round(struct vm *vm, bool force)
 static void evict_round(struct vm *vm)
 {
 	uint64_t limit = vm->pol.resident_max / PAGE_SIZE_4K;
-	uint64_t slack = limit / 32 > 4ull * pagemap_run_pages(vm->pm) ? limit / 32
-								     : 4ull * pagemap_run_pages(vm->pm);
+	uint64_t slack = limit / 32 > 4ull * pagemap_run_pages(vm->pm)
+			     ? limit / 32
+			     : 4ull * pagemap_run_pages(vm->pm);
 	uint64_t low = limit > slack ? limit - slack : 0;
 
 	while (!vm->stopping && !vm->evict_stop) {
@@ -454,7 +457,8 @@ static void evict_round(struct vm *vm)
 		if (pagemap_count(vm->pm, PS_RESIDENT) <= low)
 			r = -EALREADY;
 		else
-			r = pagemap_clock_pick(vm->pm, &first);
+			r = vm->track_mode == POLICY_TRACK_OFF ? pagemap_clock_pick(vm->pm, &first)
+							       : pagemap_age_pick(vm->pm, &first);
 		pthread_mutex_unlock(&vm->lock);
 		if (r)
 			return;

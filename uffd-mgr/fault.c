@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "uffd-mgr/log.h"
+#include "uffd-mgr/track.h"
 #include "uffd-mgr/uffd.h"
 #include "uffd-mgr/vm.h"
 
@@ -110,6 +111,12 @@ static void apply_remove(struct vm *vm, uint64_t start, uint64_t end)
 		if (pagemap_flags(vm->pm, p) & PF_EVICTING) {
 			/* the mover settles it at its commit */
 			pagemap_set_flags(vm->pm, p, PF_EVICTING | PF_DISCARDED);
+		} else if (pagemap_flags(vm->pm, p) & PF_ARMING) {
+			/* the tracker's arming (or a discard meeting it): resident either way,
+			 * so the hole check decides */
+			pagemap_set_flags(vm->pm, p, 0);
+			if (is_hole[i])
+				pagemap_set(vm->pm, p, PS_ZERO, 0);
 		} else if (st == PS_SHM) {
 			shmpool_free(vm->shm, pagemap_slot(vm->pm, p), 1);
 			pagemap_set(vm->pm, p, PS_ZERO, 0);
@@ -121,7 +128,7 @@ static void apply_remove(struct vm *vm, uint64_t start, uint64_t end)
 		}
 	}
 	vm->st.removes++;
-	vm->st.removed_pages += n;
+	vm->st.removed_pages += n; /* arming included */
 	pthread_mutex_unlock(&vm->lock);
 	free(is_hole);
 }
@@ -198,8 +205,7 @@ static int serve_shm(struct vm *vm, size_t page)
 	int r;
 
 	pagemap_tier_span(vm->pm, page, PS_SHM, &first, &n);
-	r = install_span(vm, PS_SHM, first, n,
-			 shmpool_addr(vm->shm, pagemap_slot(vm->pm, first)));
+	r = install_span(vm, PS_SHM, first, n, shmpool_addr(vm->shm, pagemap_slot(vm->pm, first)));
 	if (r == 0)
 		vm->st.faults_shm++;
 	return r;
@@ -246,8 +252,8 @@ static int serve_disk(struct vm *vm, struct disktier_io *io, void *bounce, size_
 	int r;
 
 	pagemap_tier_span(vm->pm, page, PS_DISK, &first, &n);
-	seg = (struct disktier_seg){.slot = pagemap_slot(vm->pm, first), .buf = bounce,
-				    .npages = (uint32_t)n};
+	seg = (struct disktier_seg){
+	    .slot = pagemap_slot(vm->pm, first), .buf = bounce, .npages = (uint32_t)n};
 	flag_span(vm, first, n, PF_EVICTING);
 	pthread_mutex_unlock(&vm->lock);
 	r = disktier_read(io, &seg, 1);
@@ -281,6 +287,19 @@ int fault_bring_back(struct vm *vm, struct disktier_io *io, void *bounce, size_t
 	else if (pagemap_state(vm->pm, page) == PS_DISK)
 		r = serve_disk(vm, io, bounce, page);
 	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
+/* A sampled page touched again: note it, and map the page that is still in the memfd. A page
+ * gone meanwhile (discarded) faults again as missing once woken. Lock held. */
+static int serve_minor(struct vm *vm, size_t page)
+{
+	int r = uffd_continue(vm->uffd, vm_page_addr(vm, page), PAGE_SIZE_4K);
+
+	vm->st.faults_minor++;
+	track_note_access(vm, page);
+	if (r == -EEXIST || r == -EFAULT || r == -ENOENT)
+		return uffd_wake(vm->uffd, vm_page_addr(vm, page), PAGE_SIZE_4K);
 	return r;
 }
 
@@ -319,6 +338,8 @@ static int serve(struct vm *vm, struct pending *f)
 		f->throttled = true;
 		pthread_cond_signal(&vm->evict_cv);
 		r = -EBUSY;
+	} else if ((f->flags & UFFD_PAGEFAULT_FLAG_MINOR) && st == PS_RESIDENT) {
+		r = serve_minor(vm, page);
 	} else if (st == PS_SHM) {
 		r = serve_shm(vm, page);
 	} else if (st == PS_DISK) {
@@ -326,6 +347,8 @@ static int serve(struct vm *vm, struct pending *f)
 	} else {
 		r = serve_zero(vm, page, st);
 	}
+	if (r == 0 && !(f->flags & (UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_MINOR)))
+		track_note_access(vm, page);
 	if (r == 0) {
 		hist_add(&vm->st.fault_ns, vm_now_ns() - f->read_ns);
 		if (vm_over_limit(vm))
@@ -446,9 +469,9 @@ void *fault_thread_main(void *arg)
 	pin_to_cpu(vm);
 	while (!vm->stopping) {
 		struct pollfd pfd[3] = {
-			{.fd = vm->uffd, .events = POLLIN},
-			{.fd = vm->wake_efd, .events = POLLIN},
-			{.fd = vm->stop_efd, .events = POLLIN},
+		    {.fd = vm->uffd, .events = POLLIN},
+		    {.fd = vm->wake_efd, .events = POLLIN},
+		    {.fd = vm->stop_efd, .events = POLLIN},
 		};
 		uint64_t v;
 

@@ -19,12 +19,14 @@
 #include "uffd-mgr/log.h"
 #include "uffd-mgr/policy.h"
 #include "uffd-mgr/proto.h"
+#include "ebpf/tracker.h"
 #include "uffd-mgr/stats.h"
+#include "uffd-mgr/track.h"
 #include "uffd-mgr/uffd.h"
 #include "uffd-mgr/vm.h"
 
-#define MAX_CLIENTS 256
-#define MAX_EXITED 32
+#define MAX_CLIENTS	256
+#define MAX_EXITED	32
 #define EMBEDDED_IDLE_S 60
 
 enum client_kind { CLIENT_NEW, CLIENT_SHIM, CLIENT_WATCH };
@@ -32,8 +34,8 @@ enum client_kind { CLIENT_NEW, CLIENT_SHIM, CLIENT_WATCH };
 struct client {
 	int fd;
 	enum client_kind kind;
-	struct vm *vm;          /* CLIENT_SHIM */
-	uint32_t interval_ms;   /* CLIENT_WATCH */
+	struct vm *vm;	      /* CLIENT_SHIM */
+	uint32_t interval_ms; /* CLIENT_WATCH */
 	uint64_t next_ns;
 };
 
@@ -47,35 +49,39 @@ struct daemon {
 	uint64_t started_ns;
 	struct json_object *exited[MAX_EXITED]; /* final snapshots of VMs gone, oldest first */
 	int nexited;
+	struct tracker *bpf; /* loaded when the first VM asks for it */
+	bool bpf_tried;
+	char bpf_err[160]; /* why it could not load */
 };
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"NAME\n"
-		"    uffd-mgrd - host memory manager for QEMU guests (userfaultfd, shm tier)\n\n"
-		"SYNOPSIS\n"
-		"    uffd-mgrd [--socket PATH] [--log FILE] [--embedded]\n\n"
-		"DESCRIPTION\n"
-		"    Serves the guest RAM of every QEMU started through uffd-qemu: never-touched\n"
-		"    pages as zero pages, cold runs moved to a per-VM shared-memory tier when the\n"
-		"    VM's resident memory passes its policy's resident_max, and brought back a run\n"
-		"    at a time on the next access. One daemon serves many VMs; each VM's policy\n"
-		"    file is named by uffd-qemu --policy. Runs in the foreground; logs to stderr.\n\n"
-		"OPTIONS\n"
-		"    --socket PATH  control and stats socket (default $UFFD_MGR_SOCKET, else\n"
-		"                   %s)\n"
-		"    --log FILE     append the log to FILE instead of stderr\n"
-		"    --embedded     exit when the last VM has gone (uffd-qemu starts the daemon\n"
-		"                   this way when none answers at the socket)\n"
-		"    -h, --help     this text\n\n"
-		"SIGNALS\n"
-		"    SIGTERM, SIGINT  stop: every running guest gets all its tiered pages back in\n"
-		"                     its RAM and is handed back to QEMU, which runs on unmanaged.\n\n"
-		"EXIT STATUS\n"
-		"    0 on a clean stop, 1 when it cannot start (the reason is printed).\n\n"
-		"POLICY KEYS\n",
-		PROTO_DEFAULT_SOCKET);
+	fprintf(
+	    out,
+	    "NAME\n"
+	    "    uffd-mgrd - host memory manager for QEMU guests (userfaultfd, shm tier)\n\n"
+	    "SYNOPSIS\n"
+	    "    uffd-mgrd [--socket PATH] [--log FILE] [--embedded]\n\n"
+	    "DESCRIPTION\n"
+	    "    Serves the guest RAM of every QEMU started through uffd-qemu: never-touched\n"
+	    "    pages as zero pages, cold runs moved to a per-VM shared-memory tier when the\n"
+	    "    VM's resident memory passes its policy's resident_max, and brought back a run\n"
+	    "    at a time on the next access. One daemon serves many VMs; each VM's policy\n"
+	    "    file is named by uffd-qemu --policy. Runs in the foreground; logs to stderr.\n\n"
+	    "OPTIONS\n"
+	    "    --socket PATH  control and stats socket (default $UFFD_MGR_SOCKET, else\n"
+	    "                   %s)\n"
+	    "    --log FILE     append the log to FILE instead of stderr\n"
+	    "    --embedded     exit when the last VM has gone (uffd-qemu starts the daemon\n"
+	    "                   this way when none answers at the socket)\n"
+	    "    -h, --help     this text\n\n"
+	    "SIGNALS\n"
+	    "    SIGTERM, SIGINT  stop: every running guest gets all its tiered pages back in\n"
+	    "                     its RAM and is handed back to QEMU, which runs on unmanaged.\n\n"
+	    "EXIT STATUS\n"
+	    "    0 on a clean stop, 1 when it cannot start (the reason is printed).\n\n"
+	    "POLICY KEYS\n",
+	    PROTO_DEFAULT_SOCKET);
 	policy_print_keys(out);
 	fprintf(out, "\nSEE ALSO\n    uffd-qemu(1), uffdctl(1), examples/vm.conf\n");
 }
@@ -190,6 +196,28 @@ static bool valid_name(const char *s)
 	return true;
 }
 
+/* Loads the BPF tracker once, for every VM that wants it; remembers why it could not. */
+static void load_bpf(struct daemon *d)
+{
+	unsigned src;
+	int r;
+
+	if (d->bpf_tried)
+		return;
+	d->bpf_tried = true;
+	r = tracker_open(&d->bpf, d->bpf_err, sizeof(d->bpf_err));
+	if (r) {
+		d->bpf = NULL;
+		log_warn(NULL, "tracker: BPF cannot load: %s", d->bpf_err);
+		return;
+	}
+	src = tracker_sources(d->bpf);
+	log_info(NULL, "tracker: BPF loaded on%s%s%s",
+		 src & TRACKER_SRC_USER ? " page_fault_user" : "",
+		 src & TRACKER_SRC_KERNEL ? " page_fault_kernel" : "",
+		 src & TRACKER_SRC_KVM ? " kvm_page_fault" : "");
+}
+
 /* Validates a registration and builds its VM. Returns 0, or -errno with a one-line reason. */
 static int accept_registration(struct daemon *d, struct client *c, struct proto_register *req,
 			       const int *fds, int nfds, char *err, size_t errlen)
@@ -229,7 +257,7 @@ static int accept_registration(struct daemon *d, struct client *c, struct proto_
 	if (other) {
 		snprintf(err, errlen, "%s already registered as vm '%s' (pid %d)",
 			 strcmp(other->name, req->vm_name) ? "this guest memory is"
-							    : "a VM of this name is",
+							   : "a VM of this name is",
 			 other->name, other->pid);
 		return -EEXIST;
 	}
@@ -239,6 +267,9 @@ static int accept_registration(struct daemon *d, struct client *c, struct proto_
 	r = vm_create(req, fds[0], fds[1], &pol, &vm, err, errlen);
 	if (r)
 		return r;
+	if (pol.track_mode == POLICY_TRACK_EBPF)
+		load_bpf(d);
+	track_choose(vm, d->bpf, d->bpf_err);
 	r = vm_start(vm);
 	if (r) {
 		snprintf(err, errlen, "cannot start the VM's threads: %s", strerror(-r));
@@ -272,8 +303,12 @@ static void handle_register(struct daemon *d, struct client *c, struct proto_reg
 		 (unsigned long long)req->host_addr,
 		 (unsigned long long)(c->vm->pol.resident_max >> 20),
 		 (unsigned long long)(c->vm->pol.shm_max >> 20));
-	proto_reply(c->fd, 0, "registered vm %s: %llu MiB managed by uffd-mgrd (pid %d)",
-		    c->vm->name, (unsigned long long)(req->length >> 20), getpid());
+	log_info(c->vm->name, "tracker: %s (%s)", track_mode_name(c->vm->track_mode),
+		 c->vm->track_why);
+	proto_reply_flags(c->fd, 0,
+			  c->vm->track_mode == POLICY_TRACK_SAMPLE ? PROTO_REPLY_MINOR : 0,
+			  "registered vm %s: %llu MiB managed by uffd-mgrd (pid %d)", c->vm->name,
+			  (unsigned long long)(req->length >> 20), getpid());
 }
 
 static struct json_object *snapshot(struct daemon *d)
@@ -333,6 +368,20 @@ static void drop_client(struct daemon *d, int idx)
 	d->clients[idx] = d->clients[--d->nclients];
 }
 
+static void arm_done(struct vm *vm, const struct proto_arm_done *done)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->arm_done_seq = done->seq;
+	vm->arm_status = done->status;
+	vm->arm_pages = done->pages;
+	pthread_cond_broadcast(&vm->track_cv);
+	vm->ts.arm_rounds++;
+	if (done->status && vm->ts.arm_errors++ % 100 == 0)
+		log_warn(vm->name, "tracker: QEMU could not arm every range: %s (%llu times)",
+			 strerror(-done->status), (unsigned long long)vm->ts.arm_errors);
+	pthread_mutex_unlock(&vm->lock);
+}
+
 /* Handles one message from a client. Returns 0, or -1 when the client should be dropped. */
 static int handle_client(struct daemon *d, int idx)
 {
@@ -351,9 +400,11 @@ static int handle_client(struct daemon *d, int idx)
 			close(fds[i]);
 		return -1;
 	}
-	if (c->kind == CLIENT_SHIM) { /* a shim says nothing after registering */
+	if (c->kind == CLIENT_SHIM) { /* after registering, a shim only answers armings */
 		for (int i = 0; i < nfds; i++)
 			close(fds[i]);
+		if (msg.hdr.type == PROTO_ARM_DONE && (size_t)n == sizeof(struct proto_arm_done))
+			arm_done(c->vm, (const struct proto_arm_done *)&msg);
 		return 0;
 	}
 	switch (msg.hdr.type) {
@@ -420,8 +471,8 @@ static int tick_watchers(struct daemon *d)
 	}
 	if (d->embedded && !d->had_vm)
 		next = next < d->started_ns + EMBEDDED_IDLE_S * 1000000000ull
-			       ? next
-			       : d->started_ns + EMBEDDED_IDLE_S * 1000000000ull;
+			   ? next
+			   : d->started_ns + EMBEDDED_IDLE_S * 1000000000ull;
 	return next == UINT64_MAX ? -1 : (int)((next > now ? next - now : 0) / 1000000 + 1);
 }
 
@@ -438,8 +489,10 @@ static void release_all(struct daemon *d)
 		if (vm_release(vm, err, sizeof(err)))
 			log_err(vm->name, "cannot hand guest RAM back to QEMU: %s", err);
 		else
-			log_info(vm->name, "every page is back in guest RAM; QEMU (pid %d) runs on "
-					   "unmanaged", vm->pid);
+			log_info(vm->name,
+				 "every page is back in guest RAM; QEMU (pid %d) runs on "
+				 "unmanaged",
+				 vm->pid);
 		drop_client(d, i);
 	}
 }
@@ -461,7 +514,7 @@ static int serve(struct daemon *d)
 
 		if (d->embedded && ((d->had_vm && !running_vms(d)) ||
 				    (!d->had_vm && vm_now_ns() - d->started_ns >
-							   EMBEDDED_IDLE_S * 1000000000ull))) {
+						       EMBEDDED_IDLE_S * 1000000000ull))) {
 			log_info(NULL, "embedded daemon: no VM left, exiting");
 			return 0;
 		}
@@ -524,14 +577,16 @@ static int setup_signals(void)
 static int parse_args(int argc, char **argv, struct daemon *d)
 {
 	static const struct option opts[] = {
-		{"socket", required_argument, NULL, 's'}, {"log", required_argument, NULL, 'l'},
-		{"embedded", no_argument, NULL, 'e'},     {"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"socket", required_argument, NULL, 's'},
+	    {"log", required_argument, NULL, 'l'},
+	    {"embedded", no_argument, NULL, 'e'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int o;
 
-	d->socket_path = getenv("UFFD_MGR_SOCKET") ? getenv("UFFD_MGR_SOCKET")
-						     : PROTO_DEFAULT_SOCKET;
+	d->socket_path =
+	    getenv("UFFD_MGR_SOCKET") ? getenv("UFFD_MGR_SOCKET") : PROTO_DEFAULT_SOCKET;
 	while ((o = getopt_long(argc, argv, "s:l:eh", opts, NULL)) != -1) {
 		switch (o) {
 		case 's':
@@ -581,6 +636,7 @@ int main(int argc, char **argv)
 	r = serve(&d);
 	while (d.nclients)
 		drop_client(&d, d.nclients - 1);
+	tracker_close(d.bpf);
 	for (int i = 0; i < d.nexited; i++)
 		json_object_put(d.exited[i]);
 	unlink(d.socket_path);

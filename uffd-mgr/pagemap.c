@@ -2,11 +2,12 @@
 #include "uffd-mgr/pagemap.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
-#define ST_MASK 0xfull
-#define FL_SHIFT 4
-#define FL_MASK (0xfull << FL_SHIFT)
+#define ST_MASK	   0xfull
+#define FL_SHIFT   4
+#define FL_MASK	   (0xfull << FL_SHIFT)
 #define SLOT_SHIFT 8
 
 struct pagemap {
@@ -21,6 +22,8 @@ struct pagemap {
 	uint32_t *run_evicting;
 	uint32_t *run_shm;
 	uint32_t *run_disk;
+	uint32_t *run_seen;
+	uint32_t epoch, age_cutoff;
 	size_t counts[PS_NSTATES];
 };
 
@@ -42,8 +45,9 @@ int pagemap_create(size_t npages, uint32_t run_pages, struct pagemap **out)
 	pm->run_evicting = calloc(pm->nruns, sizeof(*pm->run_evicting));
 	pm->run_shm = calloc(pm->nruns, sizeof(*pm->run_shm));
 	pm->run_disk = calloc(pm->nruns, sizeof(*pm->run_disk));
+	pm->run_seen = calloc(pm->nruns, sizeof(*pm->run_seen));
 	if (!pm->ent || !pm->run_resident || !pm->run_ref || !pm->run_evicting || !pm->run_shm ||
-	    !pm->run_disk) {
+	    !pm->run_disk || !pm->run_seen) {
 		pagemap_destroy(pm);
 		return -ENOMEM;
 	}
@@ -62,6 +66,7 @@ void pagemap_destroy(struct pagemap *pm)
 	free(pm->run_evicting);
 	free(pm->run_shm);
 	free(pm->run_disk);
+	free(pm->run_seen);
 	free(pm);
 }
 
@@ -95,9 +100,12 @@ void pagemap_set_flags(struct pagemap *pm, size_t page, unsigned flags)
 	size_t run = page / pm->run_pages;
 	unsigned old = pagemap_flags(pm, page);
 
-	if ((old & PF_EVICTING) && !(flags & PF_EVICTING))
+	/* run_evicting counts the pages in flight: being moved, or being armed. */
+	bool was = old & (PF_EVICTING | PF_ARMING), is = flags & (PF_EVICTING | PF_ARMING);
+
+	if (was && !is)
 		pm->run_evicting[run]--;
-	else if (!(old & PF_EVICTING) && (flags & PF_EVICTING))
+	else if (!was && is)
 		pm->run_evicting[run]++;
 	pm->ent[page] = (pm->ent[page] & ~FL_MASK) | ((uint64_t)(flags & 0xf) << FL_SHIFT);
 }
@@ -108,9 +116,8 @@ void pagemap_set(struct pagemap *pm, size_t page, enum page_state st, uint64_t s
 	size_t run = page / pm->run_pages;
 	uint64_t keep_flags = pm->ent[page] & FL_MASK;
 
-	uint32_t *per_run[PS_NSTATES] = {[PS_RESIDENT] = pm->run_resident,
-					 [PS_SHM] = pm->run_shm,
-					 [PS_DISK] = pm->run_disk};
+	uint32_t *per_run[PS_NSTATES] = {
+	    [PS_RESIDENT] = pm->run_resident, [PS_SHM] = pm->run_shm, [PS_DISK] = pm->run_disk};
 
 	if (st != PS_SHM && st != PS_DISK)
 		slot = 0;
@@ -131,6 +138,52 @@ size_t pagemap_count(const struct pagemap *pm, enum page_state st)
 void pagemap_touch(struct pagemap *pm, size_t page)
 {
 	pm->run_ref[page / pm->run_pages] = 1;
+	pm->run_seen[page / pm->run_pages] = pm->epoch;
+}
+
+void pagemap_set_epoch(struct pagemap *pm, uint32_t epoch)
+{
+	pm->epoch = epoch;
+}
+
+uint32_t pagemap_epoch(const struct pagemap *pm)
+{
+	return pm->epoch;
+}
+
+void pagemap_mark_seen(struct pagemap *pm, size_t page)
+{
+	pm->run_seen[page / pm->run_pages] = pm->epoch;
+}
+
+uint32_t pagemap_run_seen(const struct pagemap *pm, size_t page)
+{
+	return pm->run_seen[page / pm->run_pages];
+}
+
+int pagemap_age_pick(struct pagemap *pm, size_t *first_page)
+{
+	for (int sweep = 0; sweep < 2; sweep++) {
+		uint32_t oldest = UINT32_MAX;
+
+		for (size_t step = 0; step < pm->nruns; step++) {
+			size_t run = pm->hand;
+
+			pm->hand = (pm->hand + 1) % pm->nruns;
+			if (!pm->run_resident[run] || pm->run_evicting[run])
+				continue;
+			if (pm->run_seen[run] <= pm->age_cutoff) {
+				*first_page = run * pm->run_pages;
+				return 0;
+			}
+			if (pm->run_seen[run] < oldest)
+				oldest = pm->run_seen[run];
+		}
+		if (oldest == UINT32_MAX)
+			return -ENOENT;
+		pm->age_cutoff = oldest;
+	}
+	return -ENOENT;
 }
 
 int pagemap_clock_pick(struct pagemap *pm, size_t *first_page)

@@ -11,17 +11,20 @@
 #define PAGE_SIZE_4K 4096u
 
 enum page_state {
-	PS_NONE = 0,  /* never touched: zero, nowhere */
-	PS_RESIDENT,  /* in the guest memfd */
-	PS_ZERO,      /* known zero (evicted zero page or discarded), nowhere */
-	PS_SHM,       /* in a shm tier slot */
-	PS_DISK,      /* in a disk tier slot */
+	PS_NONE = 0, /* never touched: zero, nowhere */
+	PS_RESIDENT, /* in the guest memfd */
+	PS_ZERO,     /* known zero (evicted zero page or discarded), nowhere */
+	PS_SHM,	     /* in a shm tier slot */
+	PS_DISK,     /* in a disk tier slot */
 	PS_NSTATES
 };
 
 /* Flags on a page, orthogonal to its state. */
-#define PF_EVICTING 0x1 /* being moved to another tier (evicted or demoted): faults wait */
+#define PF_EVICTING  0x1 /* being moved to another tier (evicted or demoted): faults wait */
 #define PF_DISCARDED 0x2 /* discarded (REMOVE) while evicting: becomes zero at commit */
+#define PF_ARMING                                                                                  \
+	0x4 /* the tracker is dropping its page-table entry: not evictable until                   \
+	     * the REMOVE that this raises has been applied */
 
 struct pagemap;
 
@@ -44,8 +47,22 @@ void pagemap_set(struct pagemap *pm, size_t page, enum page_state st, uint64_t s
 /* Pages currently in a state. */
 size_t pagemap_count(const struct pagemap *pm, enum page_state st);
 
-/* Marks the run holding page as recently faulted in (the clock's reference bit). */
+/* Marks the run holding page as recently faulted in (the clock's reference bit), and seen
+ * in the current epoch. */
 void pagemap_touch(struct pagemap *pm, size_t page);
+
+/* The tracker's clock: epoch e is its e-th observation (0 = never seen). Runs record the
+ * last epoch any of their pages was seen in. */
+void pagemap_set_epoch(struct pagemap *pm, uint32_t epoch);
+uint32_t pagemap_epoch(const struct pagemap *pm);
+void pagemap_mark_seen(struct pagemap *pm, size_t page);
+uint32_t pagemap_run_seen(const struct pagemap *pm, size_t page);
+
+/* Picks a victim run by age: the runs last seen longest ago go first (a sweep takes every
+ * run seen no later than a cutoff; when a sweep finds none, the cutoff rises to the oldest
+ * run it saw). Skips runs with no resident page or a page in flight. Returns 0 with
+ * *first_page set, or -ENOENT when no run qualifies. */
+int pagemap_age_pick(struct pagemap *pm, size_t *first_page);
 
 /* Picks the next victim run with the clock: skips (and clears) runs referenced since the hand
  * last passed, and runs with no resident page or a page already being evicted. At most two

@@ -45,6 +45,7 @@ enum key_type {
 	KT_CPU,	 /* int: a CPU number, or -1 written "any" or "-1" */
 	KT_NAME, /* char[max + 1]: [A-Za-z0-9._-], possibly empty */
 	KT_PATH, /* char[max + 1]: an absolute path (or empty), printable, %n and %% only */
+	KT_CHOICE, /* int: index of the value in choices ("a|b|c") */
 };
 
 #define KF_ZERO_OFF (1u << 0) /* 0 is allowed below min: it switches the limit off */
@@ -59,6 +60,7 @@ struct policy_key {
 	unsigned flags;	   /* KF_* */
 	size_t offset;	   /* of the field in struct policy */
 	const char *help;
+	const char *choices; /* KT_CHOICE: the values, '|'-separated, in index order */
 };
 
 /* The table reads best one field a line, which clang-format would re-indent. */
@@ -73,7 +75,8 @@ struct policy_key {
 
 enum {
 	K_NAME, K_RESIDENT_MAX, K_RUN_SIZE, K_SHM_MAX, K_SHM_HIGH, K_SHM_LOW, K_DISK_PATH,
-	K_DISK_MAX, K_FAULT_CPU, K_BUSY_POLL, K_COUNT
+	K_DISK_MAX, K_FAULT_CPU, K_BUSY_POLL, K_TRACK_MODE, K_TRACK_INTERVAL, K_TRACK_SAMPLE,
+	K_COUNT
 };
 
 static const struct policy_key keys[K_COUNT] = {
@@ -185,6 +188,41 @@ static const struct policy_key keys[K_COUNT] = {
 		.offset = FIELD(busy_poll_us, uint32_t),
 		.help = "Microseconds the fault thread polls for the next fault before it "
 			"sleeps; trades CPU time for fault latency. 0: no polling.",
+	},
+	[K_TRACK_MODE] = {
+		.section = "tracker",
+		.key = "mode",
+		.type = KT_CHOICE,
+		.def = "ebpf",
+		.choices = "ebpf|sample|off",
+		.offset = FIELD(track_mode, int),
+		.help = "How the working set is measured. ebpf: a BPF program on the page-fault "
+			"tracepoints sees the first access to each observed page per interval "
+			"(falls back to sample, and says why, where BPF cannot load). sample: "
+			"userfaultfd minor faults on a random sample of pages. off: no tracker; "
+			"eviction follows the order of fault-ins.",
+	},
+	[K_TRACK_INTERVAL] = {
+		.section = "tracker",
+		.key = "interval",
+		.type = KT_UINT,
+		.def = "1000",
+		.min = 100,
+		.max = 60000,
+		.offset = FIELD(track_interval_ms, uint32_t),
+		.help = "Milliseconds between two observations: each one reads which observed "
+			"pages were accessed and arms the next set.",
+	},
+	[K_TRACK_SAMPLE] = {
+		.section = "tracker",
+		.key = "sample_pages",
+		.type = KT_UINT,
+		.def = "0",
+		.max = 1u << 24,
+		.offset = FIELD(track_sample_pages, uint32_t),
+		.help = "Resident pages observed per interval, chosen at random in whole runs; "
+			"the working set is scaled up from them. 0: every resident page with "
+			"mode ebpf, 4096 with mode sample.",
 	},
 };
 
@@ -336,6 +374,9 @@ static const char *describe_bounds(const struct policy_key *k, char *buf, size_t
 		snprintf(buf, len, "at most %llu characters of A-Z a-z 0-9 . _ -",
 			 (unsigned long long)k->max);
 		break;
+	case KT_CHOICE:
+		snprintf(buf, len, "one of %s", k->choices);
+		break;
 	case KT_PATH:
 		snprintf(buf, len,
 			 "empty, or an absolute path (at most %llu characters) whose only %% "
@@ -377,6 +418,21 @@ static bool valid_name(const char *s, size_t max)
 	size_t n = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-");
 
 	return s[n] == '\0' && n <= max;
+}
+
+/* The index of value among choices ("a|b|c"), or -1. */
+static int choice_index(const char *choices, const char *value)
+{
+	size_t n = strlen(value);
+
+	for (int i = 0; *choices; i++) {
+		size_t w = strcspn(choices, "|");
+
+		if (w == n && !strncmp(choices, value, n))
+			return i;
+		choices += w + (choices[w] == '|');
+	}
+	return -1;
 }
 
 /* Parses value for key k into its field of *p. Returns 0, or -EINVAL with msg set to why
@@ -445,6 +501,13 @@ static int set_value(const struct policy_key *k, const char *value, struct polic
 	case KT_PATH:
 		if (valid_path(value, k->max)) {
 			strcpy(field, value);
+			return 0;
+		}
+		break;
+	case KT_CHOICE:
+		ret = choice_index(k->choices, value);
+		if (ret >= 0) {
+			memcpy(field, &ret, sizeof(int));
 			return 0;
 		}
 		break;
@@ -829,6 +892,8 @@ static const char *type_name(enum key_type t)
 		return "NAME";
 	case KT_PATH:
 		return "PATH";
+	case KT_CHOICE:
+		return "WORD";
 	}
 	return "?";
 }
@@ -853,7 +918,8 @@ void policy_print_keys(FILE *out)
 			fprintf(out, "\n[%s]\n", section);
 		}
 		fprintf(out, "    %s = %s (default: %s%s%s)\n", k->key, type_name(k->type),
-			k->type >= KT_NAME ? "\"" : "", k->def, k->type >= KT_NAME ? "\"" : "");
+			k->type == KT_NAME || k->type == KT_PATH ? "\"" : "", k->def,
+			k->type == KT_NAME || k->type == KT_PATH ? "\"" : "");
 		wrap(out, "        ", k->help);
 		snprintf(line, sizeof(line), "Allowed: %s.",
 			 describe_bounds(k, bounds, sizeof(bounds)));

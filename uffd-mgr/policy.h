@@ -23,7 +23,13 @@ struct policy {
 	uint64_t disk_max;          /* [disk] max, bytes of the disk tier */
 	int fault_cpu;              /* [fault] cpu, CPU for the fault thread; -1 = any */
 	uint32_t busy_poll_us;      /* [fault] busy_poll, µs to spin before sleeping; 0 = off */
+	int track_mode;             /* [tracker] mode: POLICY_TRACK_* */
+	uint32_t track_interval_ms; /* [tracker] interval */
+	uint32_t track_sample_pages; /* [tracker] sample_pages; 0 = all (ebpf), 4096 (sample) */
 };
+
+/* [tracker] mode values, in the order the key's choices list them. */
+enum { POLICY_TRACK_EBPF, POLICY_TRACK_SAMPLE, POLICY_TRACK_OFF };
 
 /* Fills *p with the defaults of every key. Cannot fail. */
 void policy_defaults(struct policy *p);

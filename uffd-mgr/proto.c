@@ -137,16 +137,36 @@ int proto_connect(const char *path)
 	return s;
 }
 
-int proto_reply(int sock, int status, const char *fmt, ...)
+static int vreply(int sock, int status, uint32_t flags, const char *fmt, va_list ap)
 {
 	struct proto_reply r;
-	va_list ap;
 
 	memset(&r, 0, sizeof(r));
 	proto_hdr_init(&r.hdr, PROTO_REPLY, sizeof(r));
 	r.status = status;
-	va_start(ap, fmt);
+	r.flags = flags;
 	vsnprintf(r.message, sizeof(r.message), fmt, ap);
-	va_end(ap);
 	return proto_send(sock, &r, sizeof(r), NULL, 0);
+}
+
+int proto_reply(int sock, int status, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vreply(sock, status, 0, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+int proto_reply_flags(int sock, int status, uint32_t flags, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vreply(sock, status, flags, fmt, ap);
+	va_end(ap);
+	return r;
 }

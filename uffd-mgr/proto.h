@@ -10,10 +10,10 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#define PROTO_MAGIC   0x55464d31u /* "UFM1" */
-#define PROTO_VERSION 1
+#define PROTO_MAGIC	     0x55464d31u /* "UFM1" */
+#define PROTO_VERSION	     1
 #define PROTO_DEFAULT_SOCKET "/run/uffd-mgr/uffd-mgr.sock"
-#define PROTO_MSG_MAX (256 * 1024)
+#define PROTO_MSG_MAX	     (256 * 1024)
 
 enum proto_type {
 	PROTO_REGISTER = 1,    /* shim -> daemon, with fds {uffd, memfd}; answered by PROTO_REPLY */
@@ -23,6 +23,10 @@ enum proto_type {
 	PROTO_STATS_JSON = 5,  /* daemon -> uffdctl: hdr + NUL-terminated JSON text */
 	PROTO_RELEASE = 6,     /* daemon -> shim: every page is back in guest RAM; unregister
 				* the region and answer with PROTO_REPLY. QEMU runs on unmanaged. */
+	PROTO_ARM = 7,	       /* daemon -> shim: drop QEMU's page-table entries for these
+				* ranges (MADV_DONTNEED), so the next access faults and the
+				* tracker sees it; answered with PROTO_ARM_DONE */
+	PROTO_ARM_DONE = 8,    /* shim -> daemon: struct proto_arm_done */
 };
 
 struct proto_hdr {
@@ -35,22 +39,47 @@ struct proto_hdr {
 
 struct proto_register {
 	struct proto_hdr hdr;
-	uint64_t host_addr;   /* guest RAM mapping in QEMU */
+	uint64_t host_addr; /* guest RAM mapping in QEMU */
 	uint64_t length;
 	uint64_t memfd_offset;
 	int32_t pid;
 	uint32_t reserved;
 	uint64_t uffd_features; /* what UFFDIO_API granted in QEMU's process */
 	char vm_name[64];
-	char block_name[64];  /* memfd name, e.g. "memory-backend-memfd" */
+	char block_name[64]; /* memfd name, e.g. "memory-backend-memfd" */
 	char policy_path[4096];
 };
+
+/* Flags of a registration's reply: what the shim must do before QEMU goes on. */
+#define PROTO_REPLY_MINOR 1u /* register guest RAM for MINOR faults too (sampling tracker) */
 
 struct proto_reply {
 	struct proto_hdr hdr;
 	int32_t status; /* 0 or a negative errno */
-	uint32_t reserved;
+	uint32_t flags; /* PROTO_REPLY_* */
 	char message[512];
+};
+
+/* A range of guest RAM, in pages from the start of the registered region. */
+struct proto_range {
+	uint64_t first_page;
+	uint64_t npages;
+};
+
+#define PROTO_ARM_MAX 8192 /* ranges in one PROTO_ARM */
+
+struct proto_arm {
+	struct proto_hdr hdr;
+	uint32_t nranges;
+	uint32_t seq;
+	struct proto_range range[]; /* nranges of them */
+};
+
+struct proto_arm_done {
+	struct proto_hdr hdr;
+	uint32_t seq;
+	int32_t status; /* 0, or the first madvise error */
+	uint64_t pages; /* pages whose entries were dropped */
 };
 
 struct proto_stats_req {
@@ -77,7 +106,10 @@ ssize_t proto_recv(int sock, void *msg, size_t cap, int *fds, int *nfds);
 int proto_connect(const char *path);
 
 /* Sends a reply with status and a printf-style message. Returns 0 or -errno. */
-int proto_reply(int sock, int status, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+int proto_reply(int sock, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* As proto_reply, with PROTO_REPLY_* flags. */
+int proto_reply_flags(int sock, int status, uint32_t flags, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #endif

@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "uffd-mgr/track.h"
 #include "uffd-mgr/vm.h"
 
 static void add_u64(struct json_object *o, const char *key, uint64_t v)
@@ -26,6 +27,7 @@ static struct json_object *faults_json(const struct vm_stats *s)
 	add_u64(o, "disk", s->faults_disk);
 	add_u64(o, "disk_pages", s->faults_disk_pages);
 	add_u64(o, "disk_read_errors", s->disk_read_errors);
+	add_u64(o, "minor", s->faults_minor);
 	return o;
 }
 
@@ -80,8 +82,43 @@ static struct json_object *disk_json(struct vm *vm, const struct vm_stats *s, si
 	return o;
 }
 
+static struct json_object *tracker_json(const struct vm *vm, const struct vm_track_stats *t)
+{
+	static const char *const ages[WSS_AGE_BUCKETS] = {"0",	   "1",	    "2-3", "4-7",  "8-15",
+							  "16-31", "32-63", "64+", "never"};
+	struct json_object *o = json_object_new_object(), *w = json_object_new_object();
+	struct json_object *a = json_object_new_object();
+	double sec = vm->pol.track_interval_ms / 1000.0;
+	static const unsigned win[3] = {1, 10, 60};
+	char key[32];
+
+	json_object_object_add(o, "mode", json_object_new_string(track_mode_name(vm->track_mode)));
+	json_object_object_add(o, "why", json_object_new_string(vm->track_why));
+	add_u64(o, "interval_ms", vm->pol.track_interval_ms);
+	json_object_object_add(o, "sampled",
+			       json_object_new_boolean(vm->track_mode == POLICY_TRACK_SAMPLE ||
+						       vm->pol.track_sample_pages));
+	add_u64(o, "epoch", t->epoch);
+	for (int i = 0; i < 3; i++) {
+		snprintf(key, sizeof(key), "%gs", win[i] * sec);
+		add_u64(w, key, t->wss_pages[i] * PAGE_SIZE_4K);
+	}
+	json_object_object_add(o, "wss_bytes", w);
+	for (int i = 0; i < WSS_AGE_BUCKETS; i++)
+		add_u64(a, ages[i], t->age_pages[i]);
+	json_object_object_add(o, "age_pages", a);
+	add_u64(o, "idle_bytes", t->idle_pages * PAGE_SIZE_4K);
+	add_u64(o, "armed_pages", t->armed_pages);
+	add_u64(o, "arm_ranges", t->arm_ranges);
+	add_u64(o, "arm_rounds", t->arm_rounds);
+	add_u64(o, "arm_errors", t->arm_errors);
+	add_u64(o, "arm_us", t->arm_ns / 1000);
+	return o;
+}
+
 struct json_object *stats_vm_json(struct vm *vm, const char *state)
 {
+	struct vm_track_stats ts;
 	struct json_object *o = json_object_new_object(), *rm;
 	struct vm_stats s;
 	size_t counts[PS_NSTATES], shm_runs, disk_runs;
@@ -92,6 +129,7 @@ struct json_object *stats_vm_json(struct vm *vm, const char *state)
 		return NULL;
 	pthread_mutex_lock(&vm->lock);
 	s = vm->st;
+	ts = vm->ts;
 	for (int i = 0; i < PS_NSTATES; i++)
 		counts[i] = pagemap_count(vm->pm, (enum page_state)i);
 	full = vm->tier_full;
@@ -124,5 +162,6 @@ struct json_object *stats_vm_json(struct vm *vm, const char *state)
 	json_object_object_add(o, "removes", rm);
 	json_object_object_add(o, "disk", disk_json(vm, &s, counts[PS_DISK], disk_runs));
 	json_object_object_add(o, "fault_latency_us", latency_json(&s.fault_ns));
+	json_object_object_add(o, "tracker", tracker_json(vm, &ts));
 	return o;
 }

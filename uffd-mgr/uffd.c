@@ -19,11 +19,11 @@ static const struct {
 	const char *name;
 	const char *why;
 } needed[] = {
-	{UFFD_FEATURE_MISSING_SHMEM, "UFFD_FEATURE_MISSING_SHMEM", "missing faults on shmem"},
-	{UFFD_FEATURE_WP_HUGETLBFS_SHMEM, "UFFD_FEATURE_WP_HUGETLBFS_SHMEM",
-	 "write-protect on shmem (Linux 5.19+), needed for race-free eviction"},
-	{UFFD_FEATURE_PAGEFAULT_FLAG_WP, "UFFD_FEATURE_PAGEFAULT_FLAG_WP", "write-protect faults"},
-	{UFFD_FEATURE_EVENT_REMOVE, "UFFD_FEATURE_EVENT_REMOVE", "discard events"},
+    {UFFD_FEATURE_MISSING_SHMEM, "UFFD_FEATURE_MISSING_SHMEM", "missing faults on shmem"},
+    {UFFD_FEATURE_WP_HUGETLBFS_SHMEM, "UFFD_FEATURE_WP_HUGETLBFS_SHMEM",
+     "write-protect on shmem (Linux 5.19+), needed for race-free eviction"},
+    {UFFD_FEATURE_PAGEFAULT_FLAG_WP, "UFFD_FEATURE_PAGEFAULT_FLAG_WP", "write-protect faults"},
+    {UFFD_FEATURE_EVENT_REMOVE, "UFFD_FEATURE_EVENT_REMOVE", "discard events"},
 };
 
 /* /dev/userfaultfd works for root even when vm.unprivileged_userfaultfd is 0 and needs no
@@ -42,35 +42,46 @@ static int uffd_new(void)
 	return fd < 0 ? -errno : fd;
 }
 
+/* What the kernel offers: UFFDIO_API with no features asked answers with all of them. */
+static uint64_t uffd_available(void)
+{
+	struct uffdio_api probe = {.api = UFFD_API};
+	int pfd = uffd_new();
+	uint64_t have = 0;
+
+	if (pfd >= 0 && ioctl(pfd, UFFDIO_API, &probe) == 0)
+		have = probe.features;
+	if (pfd >= 0)
+		close(pfd);
+	return have;
+}
+
 int uffd_open(int *out, uint64_t *features, char *err, size_t errlen)
 {
-	struct uffdio_api api = {.api = UFFD_API, .features = UFFD_NEEDED_FEATURES};
+	uint64_t have = uffd_available();
+	struct uffdio_api api = {
+	    .api = UFFD_API, .features = UFFD_NEEDED_FEATURES | (have & UFFD_OPTIONAL_FEATURES)};
 	int fd = uffd_new();
 
 	if (fd < 0) {
-		snprintf(err, errlen, "cannot create a userfaultfd: %s (needs root or "
-			 "vm.unprivileged_userfaultfd=1)", strerror(-fd));
+		snprintf(err, errlen,
+			 "cannot create a userfaultfd: %s (needs root or "
+			 "vm.unprivileged_userfaultfd=1)",
+			 strerror(-fd));
 		return fd;
 	}
 	if (ioctl(fd, UFFDIO_API, &api) < 0) {
 		int e = -errno;
-		struct uffdio_api probe = {.api = UFFD_API};
-		int pfd = uffd_new();
 
-		/* The kernel refuses the whole request: ask for nothing to learn what it has. */
-		if (pfd >= 0 && ioctl(pfd, UFFDIO_API, &probe) == 0) {
-			for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++) {
-				if (!(probe.features & needed[i].bit)) {
-					snprintf(err, errlen, "kernel lacks %s (%s)", needed[i].name,
-						 needed[i].why);
-					break;
-				}
+		snprintf(err, errlen, "UFFDIO_API failed: %s", strerror(-e));
+		/* The kernel refuses the whole request: name the first feature it lacks. */
+		for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++) {
+			if (!(have & needed[i].bit)) {
+				snprintf(err, errlen, "kernel lacks %s (%s)", needed[i].name,
+					 needed[i].why);
+				break;
 			}
-		} else {
-			snprintf(err, errlen, "UFFDIO_API failed: %s", strerror(-e));
 		}
-		if (pfd >= 0)
-			close(pfd);
 		close(fd);
 		return e;
 	}
@@ -87,12 +98,28 @@ static int uffd_ioctl(int uffd, unsigned long req, void *arg)
 
 int uffd_register(int uffd, uint64_t addr, uint64_t len)
 {
+	return uffd_register_mode(uffd, addr, len, false);
+}
+
+int uffd_register_mode(int uffd, uint64_t addr, uint64_t len, bool minor)
+{
 	struct uffdio_register r = {
-		.range = {.start = addr, .len = len},
-		.mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
+	    .range = {.start = addr, .len = len},
+	    .mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP |
+		    (minor ? UFFDIO_REGISTER_MODE_MINOR : 0),
 	};
 
 	return uffd_ioctl(uffd, UFFDIO_REGISTER, &r);
+}
+
+int uffd_continue(int uffd, uint64_t addr, uint64_t len)
+{
+	struct uffdio_continue c = {.range = {.start = addr, .len = len}};
+	int ret = uffd_ioctl(uffd, UFFDIO_CONTINUE, &c);
+
+	if (ret == 0 && c.mapped != (int64_t)len)
+		ret = -EAGAIN;
+	return ret;
 }
 
 int uffd_unregister(int uffd, uint64_t addr, uint64_t len)
@@ -124,9 +151,9 @@ int uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len, uint64_t *c
 int uffd_wp(int uffd, uint64_t addr, uint64_t len, bool protect, bool wake)
 {
 	struct uffdio_writeprotect w = {
-		.range = {.start = addr, .len = len},
-		.mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP
-				: (wake ? 0 : UFFDIO_WRITEPROTECT_MODE_DONTWAKE),
+	    .range = {.start = addr, .len = len},
+	    .mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP
+			    : (wake ? 0 : UFFDIO_WRITEPROTECT_MODE_DONTWAKE),
 	};
 
 	return uffd_ioctl(uffd, UFFDIO_WRITEPROTECT, &w);

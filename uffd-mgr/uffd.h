@@ -11,17 +11,30 @@
 #include <stdint.h>
 
 /* The features uffd-mgr needs on shmem, in the order they are checked. */
-#define UFFD_NEEDED_FEATURES                                                                     \
-	(UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_WP_HUGETLBFS_SHMEM |                          \
+#define UFFD_NEEDED_FEATURES                                                                       \
+	(UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_WP_HUGETLBFS_SHMEM |                            \
 	 UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_EVENT_REMOVE)
 
+/* Asked for when the kernel has them: minor faults on shmem serve the sampling tracker. */
+#define UFFD_OPTIONAL_FEATURES UFFD_FEATURE_MINOR_SHMEM
+
 /* Opens a userfaultfd (O_CLOEXEC|O_NONBLOCK; /dev/userfaultfd first, then the syscall) and
- * negotiates UFFD_NEEDED_FEATURES. On failure err names the missing piece in one line. */
+ * negotiates UFFD_NEEDED_FEATURES, plus
+ * the UFFD_OPTIONAL_FEATURES the kernel has; *features is what was granted. On failure err names
+ * the missing piece in one line. */
 int uffd_open(int *uffd, uint64_t *features, char *err, size_t errlen);
 
 /* Registers [addr, addr+len) for MISSING and WP faults. */
 int uffd_register(int uffd, uint64_t addr, uint64_t len);
 int uffd_unregister(int uffd, uint64_t addr, uint64_t len);
+
+/* As uffd_register, and for MINOR faults too when minor is set (needs
+ * UFFD_FEATURE_MINOR_SHMEM); registering a range again changes its modes. */
+int uffd_register_mode(int uffd, uint64_t addr, uint64_t len, bool minor);
+
+/* Maps the pages already in the page cache over [addr, addr+len) after minor faults, and
+ * wakes. -EEXIST: already mapped; -EFAULT: a page is no longer in the page cache. */
+int uffd_continue(int uffd, uint64_t addr, uint64_t len);
 
 /* Installs zero pages over [dst, dst+len), waking the faulting threads. */
 int uffd_zeropage(int uffd, uint64_t dst, uint64_t len);

@@ -1,5 +1,6 @@
 /* vm: see vm.h. */
 #include "uffd-mgr/vm.h"
+#include "uffd-mgr/track.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -165,12 +166,15 @@ int vm_create(const struct proto_register *req, int uffd, int memfd, const struc
 	vm->host_addr = req->host_addr;
 	vm->length = req->length;
 	vm->memfd_offset = req->memfd_offset;
+	vm->uffd_features = req->uffd_features;
+	vm->track_mode = POLICY_TRACK_OFF; /* until track_choose */
 	vm->uffd = -1;
 	vm->memfd = memfd;
 	vm->pidfd = vm->wake_efd = vm->stop_efd = vm->ctl_sock = -1;
 	vm->started_ns = vm_now_ns();
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->evict_cv, NULL);
+	pthread_cond_init(&vm->track_cv, NULL);
 	r = vm_build(vm, err, errlen);
 	if (r) {
 		vm->memfd = -1; /* still the caller's on failure */
@@ -196,6 +200,9 @@ int vm_start(struct vm *vm)
 		return -r;
 	}
 	vm->threads_started = true;
+	r = track_start(vm);
+	if (r)
+		log_warn(vm->name, "tracker not started: %s", strerror(-r));
 	return 0;
 }
 
@@ -237,18 +244,26 @@ static int ask_shim_to_release(struct vm *vm)
 	r = proto_send(vm->ctl_sock, &h, sizeof(h), NULL, 0);
 	if (r)
 		return r;
-	if (poll(&pfd, 1, 10000) <= 0)
-		return -ETIMEDOUT;
-	n = proto_recv(vm->ctl_sock, &rep, sizeof(rep), NULL, NULL);
-	if (n != (ssize_t)sizeof(rep) || proto_hdr_check(&rep.hdr, (size_t)n))
-		return -EPROTO;
-	return rep.status;
+	/* The tracker's last arming may still answer first: skip it. */
+	for (int tries = 0; tries < 16; tries++) {
+		if (poll(&pfd, 1, 10000) <= 0)
+			return -ETIMEDOUT;
+		n = proto_recv(vm->ctl_sock, &rep, sizeof(rep), NULL, NULL);
+		if (n > 0 && proto_hdr_check(&rep.hdr, (size_t)n) == 0 &&
+		    rep.hdr.type == PROTO_ARM_DONE)
+			continue;
+		if (n != (ssize_t)sizeof(rep) || proto_hdr_check(&rep.hdr, (size_t)n))
+			return -EPROTO;
+		return rep.status;
+	}
+	return -EPROTO;
 }
 
 int vm_release(struct vm *vm, char *err, size_t errlen)
 {
 	int r;
 
+	track_stop(vm);
 	pthread_mutex_lock(&vm->lock);
 	vm->evict_stop = true;
 	pthread_cond_broadcast(&vm->evict_cv);
@@ -278,6 +293,7 @@ void vm_destroy(struct vm *vm)
 {
 	if (!vm)
 		return;
+	track_stop(vm);
 	if (vm->threads_started) {
 		pthread_mutex_lock(&vm->lock);
 		vm->stopping = true;
@@ -297,12 +313,15 @@ void vm_destroy(struct vm *vm)
 	free(vm->evict_stage);
 	shmpool_destroy(vm->shm);
 	pagemap_destroy(vm->pm);
+	wss_destroy(vm->wss);
+	free(vm->armed);
 	close_fd(vm->uffd);
 	close_fd(vm->memfd);
 	close_fd(vm->pidfd);
 	close_fd(vm->wake_efd);
 	close_fd(vm->stop_efd);
 	pthread_cond_destroy(&vm->evict_cv);
+	pthread_cond_destroy(&vm->track_cv);
 	pthread_mutex_destroy(&vm->lock);
 	free(vm);
 }

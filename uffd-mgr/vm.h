@@ -16,60 +16,96 @@
 #include "uffd-mgr/hist.h"
 #include "uffd-mgr/pagemap.h"
 #include "uffd-mgr/policy.h"
+#include "uffd-mgr/wss.h"
+
+struct tracker;
 
 struct vm_stats {
-	uint64_t faults_zero;       /* never-touched or known-zero pages served by ZEROPAGE */
-	uint64_t faults_shm;        /* faults served from the shm tier */
-	uint64_t faults_shm_pages;  /* pages those faults brought back */
-	uint64_t faults_discarded;  /* a page we held resident was a hole: discarded by QEMU */
-	uint64_t faults_wp;         /* write-protect faults */
-	uint64_t faults_dup;        /* already present: only woken */
-	uint64_t faults_parked;     /* times a fault had to wait for an eviction in flight */
-	uint64_t faults_throttled;  /* times a fault waited for the evictor to make room */
+	uint64_t faults_zero;	   /* never-touched or known-zero pages served by ZEROPAGE */
+	uint64_t faults_shm;	   /* faults served from the shm tier */
+	uint64_t faults_shm_pages; /* pages those faults brought back */
+	uint64_t faults_discarded; /* a page we held resident was a hole: discarded by QEMU */
+	uint64_t faults_wp;	   /* write-protect faults */
+	uint64_t faults_dup;	   /* already present: only woken */
+	uint64_t faults_parked;	   /* times a fault had to wait for an eviction in flight */
+	uint64_t faults_throttled; /* times a fault waited for the evictor to make room */
 	uint64_t fault_errors;
 	uint64_t removes, removed_pages;
 	uint64_t evict_runs, evict_pages, evict_zero_pages, evict_aborts;
 	uint64_t tier_full_events;
-	uint64_t faults_disk;       /* faults served from the disk tier */
+	uint64_t faults_disk;	    /* faults served from the disk tier */
 	uint64_t faults_disk_pages; /* pages those faults brought back */
 	uint64_t disk_read_errors;  /* failed reads: the fault was retried, never served wrong */
 	uint64_t demote_runs, demote_pages; /* shm tier -> disk tier */
-	uint64_t demote_errors;     /* failed writes: the pages stayed in the shm tier */
+	uint64_t demote_errors;		    /* failed writes: the pages stayed in the shm tier */
 	uint64_t disk_full_events;
-	struct hist fault_ns;       /* time from reading a fault to serving it */
+	struct hist fault_ns;  /* time from reading a fault to serving it */
+	uint64_t faults_minor; /* sampled pages touched again (uffd minor faults) */
+};
+
+/* What the working-set tracker measured (uffd-mgr/track.c); under vm->lock. */
+struct vm_track_stats {
+	uint32_t epoch;			     /* observations so far */
+	uint64_t wss_pages[3];		     /* over the last 1, 10 and 60 intervals */
+	uint64_t age_pages[WSS_AGE_BUCKETS]; /* pages in use by age in intervals (wss.h) */
+	uint64_t idle_pages;		     /* in use and not seen for 60 intervals, or never */
+	uint64_t armed_pages;		     /* observed in the last interval */
+	uint64_t arm_rounds, arm_errors, arm_ranges;
+	uint64_t arm_ns; /* time the last arming took in QEMU */
 };
 
 struct vm {
 	char name[POLICY_NAME_MAX];
 	pid_t pid;
 	int pidfd;
-	int ctl_sock;              /* the shim's connection; owned by the control loop */
+	int ctl_sock; /* the shim's connection; owned by the control loop */
 	struct policy pol;
 	int uffd, memfd;
 	uint64_t host_addr, length, memfd_offset;
-	uint8_t *local;            /* the daemon's own mapping of the guest memfd */
+	uint8_t *local; /* the daemon's own mapping of the guest memfd */
 	struct pagemap *pm;
 	struct shmpool *shm;
-	struct disktier *disk;     /* NULL: no disk tier */
+	struct disktier *disk;			 /* NULL: no disk tier */
 	struct disktier_io *fault_io, *evict_io; /* each used by one thread only */
-	uint8_t *fault_bounce, *evict_stage;     /* run_size each, registered with the rings */
+	uint8_t *fault_bounce, *evict_stage;	 /* run_size each, registered with the rings */
 	pthread_mutex_t lock;
 	pthread_cond_t evict_cv;
 	pthread_t fault_tid, evict_tid;
 	bool threads_started;
 	volatile bool stopping;
-	volatile bool evict_stop;  /* the evictor alone stops (release) */
+	volatile bool evict_stop; /* the evictor alone stops (release) */
 	bool evict_joined;
-	int wake_efd;              /* evictor -> fault thread: parked faults may go on */
+	int wake_efd; /* evictor -> fault thread: parked faults may go on */
 	int stop_efd;
-	bool tier_full;            /* the evictor is stopped by a full tier */
-	bool demoting;             /* between the shm watermarks, on the way down */
-	uint64_t disk_retry_ns;    /* after a full disk, no demotion before this time */
+	bool tier_full;		/* the evictor is stopped by a full tier */
+	bool demoting;		/* between the shm watermarks, on the way down */
+	uint64_t disk_retry_ns; /* after a full disk, no demotion before this time */
 	struct vm_stats st;
 	uint64_t started_ns;
+	uint64_t uffd_features; /* granted in QEMU's process */
+
+	/* The working-set tracker (track.c). track_mode is POLICY_TRACK_* as it runs, set once
+	 * before the threads start. */
+	int track_mode;
+	char track_why[192]; /* why this mode: the fallback's reason */
+	struct tracker *bpf; /* the daemon's BPF tracker (ebpf mode), not owned */
+	int bpf_slot;
+	struct wss *wss;	   /* lock */
+	struct proto_range *armed; /* ranges armed for the current epoch (tracker thread) */
+	size_t narmed;
+	uint32_t arm_seq;      /* of the last PROTO_ARM sent */
+	uint32_t arm_done_seq; /* of the last PROTO_ARM_DONE received (lock) */
+	int32_t arm_status;
+	uint64_t arm_pages;
+	pthread_t track_tid;
+	bool track_started;
+	volatile bool track_stop;
+	pthread_cond_t track_cv;
+	struct vm_track_stats ts; /* lock */
 };
 
 struct proto_register;
+struct proto_range;
 
 /* Builds a VM from a registration (taking ownership of uffd and memfd on success). Returns 0
  * or -errno with err holding one line for the client. */

@@ -19,6 +19,8 @@
  *   regrow     new generation, then grow back to mb MiB
  *   rewrite    new generation, rewrite every live chunk
  *   hold:S     sleep S seconds, then verify
+ *   touch:S    verify the live chunks over and over for S seconds: a steady working set of
+ *              the live size, for the host's working-set tracker to measure
  *   corrupt    flip one seeded bit: the checker's self-test, the next verify must fail
  *   loop:K     run the phases since the previous loop (or the start) K times in total
  * The first failing phase ends the run.
@@ -274,6 +276,19 @@ static int phase_hold(struct stress *st, unsigned long arg)
 	return phase_verify(st, 0);
 }
 
+static int phase_touch(struct stress *st, unsigned long arg)
+{
+	struct timespec t0, t;
+	int r;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		r = phase_verify(st, 0);
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	} while (!r && (unsigned long)(t.tv_sec - t0.tv_sec) < arg);
+	return r;
+}
+
 /*
  * Flips one seeded bit in a live chunk without updating the pattern: the checker's own
  * self-test, so a run can prove that a lost byte really turns into FAIL.
@@ -295,6 +310,7 @@ static const struct phase_def phase_defs[] = {
     {"shrink", 1, phase_shrink},   {"regrow", 0, phase_regrow},
     {"rewrite", 0, phase_rewrite}, {"hold", 1, phase_hold},
     {"corrupt", 0, phase_corrupt}, {"loop", 1, NULL},
+    {"touch", 1, phase_touch},
 };
 
 /* Parses "name" or "name:N" into step; returns 0 or -1 with st->fail set. */
@@ -409,7 +425,7 @@ static const struct param {
     {"mb", 1, offsetof(struct config, mb), 1, MAX_MB, "64", "MiB to use, in 1 MiB chunks"},
     {"seed", 1, offsetof(struct config, seed), 0, ~0UL, "1", "seed of the data pattern"},
     {"phases", 0, offsetof(struct config, phases), 0, 0, "grow,verify",
-     "comma-separated: grow verify shrink:M regrow rewrite hold:S corrupt loop:K"},
+     "comma-separated: grow verify shrink:M regrow rewrite hold:S touch:S corrupt loop:K"},
 };
 
 #define N_PARAMS (sizeof(params) / sizeof(params[0]))

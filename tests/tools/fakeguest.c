@@ -13,7 +13,13 @@
  * With --discard-pct, some operations discard a page as QEMU does (hole punch, then
  * MADV_DONTNEED, which raises UFFD_EVENT_REMOVE): the page must then read zero, wherever it
  * lived (resident, shm or disk tier).
- * Any mismatch prints the page, word, expected and found value and exits 1. */
+ * Any mismatch prints the page, word, expected and found value and exits 1.
+ *
+ * With --pattern the threads instead touch a known working set, for the tracker's tests:
+ * uniform:K touches pages [0, K) over and over; hotcold:H:C writes H + C pages once, then
+ * touches only the first H; phase:A:B:S touches [0, A) for S seconds, then [A, A + B). Each
+ * pass reads one word of every page of the set (checked against its version), then sleeps
+ * 20 ms. The working set it holds is printed as "FAKEGUEST WSS pages=N" when it changes. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -26,7 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PAGE 4096u
+#define PAGE  4096u
 #define WORDS (PAGE / 8)
 
 struct config {
@@ -35,10 +41,14 @@ struct config {
 	double seconds;
 	uint64_t seed;
 	unsigned write_pct;
-	unsigned hot_pct; /* share of accesses that go to the hot 1/8 of the pages */
-	int map_twice;    /* map the guest memfd a second time: the shim must refuse */
-	int fill;         /* write every page once before the random phase */
+	unsigned hot_pct;     /* share of accesses that go to the hot 1/8 of the pages */
+	int map_twice;	      /* map the guest memfd a second time: the shim must refuse */
+	int fill;	      /* write every page once before the random phase */
 	unsigned discard_pct; /* share of operations that discard a page as QEMU does */
+	/* --pattern: a known working set for the tracker's tests instead of random accesses */
+	enum { PAT_RANDOM, PAT_UNIFORM, PAT_HOTCOLD, PAT_PHASE } pattern;
+	uint64_t pat_a, pat_b; /* uniform: a pages; hotcold: a hot, b cold; phase: a then b */
+	double pat_switch;     /* phase: seconds before the switch */
 };
 
 struct worker {
@@ -128,12 +138,54 @@ static uint64_t pick(struct worker *w, uint64_t *rng)
 	return r < w->npages ? r : w->id;
 }
 
+/* The pages [*lo, *hi) the pattern touches at time t seconds into the run. */
+static void pattern_set(const struct config *c, double t, uint64_t *lo, uint64_t *hi)
+{
+	*lo = 0;
+	*hi = c->pat_a;
+	if (c->pattern == PAT_PHASE && t >= c->pat_switch) {
+		*lo = c->pat_a;
+		*hi = c->pat_a + c->pat_b;
+	}
+}
+
+static void *run_pattern(struct worker *w)
+{
+	const struct config *c = w->cfg;
+	uint64_t fill = c->pattern == PAT_HOTCOLD ? c->pat_a + c->pat_b
+			: c->pattern == PAT_PHASE ? c->pat_a + c->pat_b
+						  : c->pat_a;
+	double start = now_s(), t;
+
+	for (uint64_t p = w->id; p < fill && p < w->npages; p += c->threads)
+		write_page(w, p);
+	while ((t = now_s() - start) < c->seconds && !w->failed) {
+		uint64_t lo, hi;
+
+		pattern_set(c, t, &lo, &hi);
+		for (uint64_t p = lo + w->id; p < hi && p < w->npages; p += c->threads) {
+			volatile uint64_t *word = w->mem + p * WORDS;
+
+			if (*word != expected(c->seed, p, w->version[p], 0)) {
+				fprintf(stderr, "FAKEGUEST FAIL page %llu word 0 changed\n",
+					(unsigned long long)p);
+				w->failed = 1;
+			}
+			w->reads++;
+		}
+		usleep(20000);
+	}
+	return NULL;
+}
+
 static void *run(void *arg)
 {
 	struct worker *w = arg;
 	uint64_t rng = w->cfg->seed * 1000003 + w->id;
 	double end;
 
+	if (w->cfg->pattern != PAT_RANDOM)
+		return run_pattern(w);
 	for (uint64_t p = w->id; w->cfg->fill && p < w->npages; p += w->cfg->threads)
 		write_page(w, p);
 	end = now_s() + w->cfg->seconds;
@@ -158,33 +210,87 @@ static void *run(void *arg)
 	return NULL;
 }
 
+static int parse_pattern(const char *s, struct config *c)
+{
+	unsigned long long a = 0, b = 0;
+	double sw = 0;
+
+	if (sscanf(s, "uniform:%llu", &a) == 1 && a) {
+		c->pattern = PAT_UNIFORM;
+	} else if (sscanf(s, "hotcold:%llu:%llu", &a, &b) == 2 && a) {
+		c->pattern = PAT_HOTCOLD;
+	} else if (sscanf(s, "phase:%llu:%llu:%lf", &a, &b, &sw) == 3 && a && b) {
+		c->pattern = PAT_PHASE;
+	} else {
+		fprintf(stderr,
+			"fakeguest: bad --pattern '%s' (uniform:K, hotcold:H:C, "
+			"phase:A:B:SECONDS)\n",
+			s);
+		return -EINVAL;
+	}
+	c->pat_a = a;
+	c->pat_b = b;
+	c->pat_switch = sw;
+	return 0;
+}
+
 static int parse(int argc, char **argv, struct config *c)
 {
 	static const struct option opts[] = {
-		{"mb", required_argument, NULL, 'm'},      {"threads", required_argument, NULL, 't'},
-		{"seconds", required_argument, NULL, 's'}, {"seed", required_argument, NULL, 'S'},
-		{"write-pct", required_argument, NULL, 'w'}, {"hot-pct", required_argument, NULL, 'H'},
-		{"map-twice", no_argument, NULL, '2'},     {"fill", no_argument, NULL, 'f'},
-		{"discard-pct", required_argument, NULL, 'D'},
-		{NULL, 0, NULL, 0},
+	    {"mb", required_argument, NULL, 'm'},
+	    {"threads", required_argument, NULL, 't'},
+	    {"seconds", required_argument, NULL, 's'},
+	    {"seed", required_argument, NULL, 'S'},
+	    {"write-pct", required_argument, NULL, 'w'},
+	    {"hot-pct", required_argument, NULL, 'H'},
+	    {"map-twice", no_argument, NULL, '2'},
+	    {"fill", no_argument, NULL, 'f'},
+	    {"discard-pct", required_argument, NULL, 'D'},
+	    {"pattern", required_argument, NULL, 'P'},
+	    {NULL, 0, NULL, 0},
 	};
 	int o;
 
 	*c = (struct config){.mb = 64, .threads = 2, .seconds = 5, .seed = 1, .write_pct = 50};
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
-		case 'm': c->mb = strtoull(optarg, NULL, 0); break;
-		case 't': c->threads = (unsigned)atoi(optarg); break;
-		case 's': c->seconds = atof(optarg); break;
-		case 'S': c->seed = strtoull(optarg, NULL, 0); break;
-		case 'w': c->write_pct = (unsigned)atoi(optarg); break;
-		case 'H': c->hot_pct = (unsigned)atoi(optarg); break;
-		case '2': c->map_twice = 1; break;
-		case 'f': c->fill = 1; break;
-		case 'D': c->discard_pct = (unsigned)atoi(optarg); break;
+		case 'm':
+			c->mb = strtoull(optarg, NULL, 0);
+			break;
+		case 't':
+			c->threads = (unsigned)atoi(optarg);
+			break;
+		case 's':
+			c->seconds = atof(optarg);
+			break;
+		case 'S':
+			c->seed = strtoull(optarg, NULL, 0);
+			break;
+		case 'w':
+			c->write_pct = (unsigned)atoi(optarg);
+			break;
+		case 'H':
+			c->hot_pct = (unsigned)atoi(optarg);
+			break;
+		case '2':
+			c->map_twice = 1;
+			break;
+		case 'f':
+			c->fill = 1;
+			break;
+		case 'D':
+			c->discard_pct = (unsigned)atoi(optarg);
+			break;
+		case 'P':
+			if (parse_pattern(optarg, c))
+				return -EINVAL;
+			break;
 		default:
-			fprintf(stderr, "usage: fakeguest [--mb N] [--threads T] [--seconds S] "
-					"[--seed S] [--write-pct P] [--hot-pct P] [--map-twice] [--fill] [--discard-pct P]\n");
+			fprintf(stderr,
+				"usage: fakeguest [--mb N] [--threads T] [--seconds S] "
+				"[--seed S] [--write-pct P] [--hot-pct P] [--map-twice] [--fill] "
+				"[--discard-pct P]\n"
+				"                 [--pattern uniform:K|hotcold:H:C|phase:A:B:S]\n");
 			return -EINVAL;
 		}
 	}
@@ -218,9 +324,22 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	for (unsigned t = 0; t < cfg.threads; t++) {
-		ws[t] = (struct worker){.cfg = &cfg, .id = t, .mem = mem, .fd = fd,
-					.version = version, .npages = npages};
+		ws[t] = (struct worker){.cfg = &cfg,
+					.id = t,
+					.mem = mem,
+					.fd = fd,
+					.version = version,
+					.npages = npages};
 		pthread_create(&ws[t].tid, NULL, run, &ws[t]);
+	}
+	if (cfg.pattern != PAT_RANDOM) {
+		printf("FAKEGUEST WSS pages=%llu\n", (unsigned long long)cfg.pat_a);
+		fflush(stdout);
+		if (cfg.pattern == PAT_PHASE && cfg.pat_switch < cfg.seconds) {
+			usleep((useconds_t)(cfg.pat_switch * 1e6));
+			printf("FAKEGUEST WSS pages=%llu\n", (unsigned long long)cfg.pat_b);
+			fflush(stdout);
+		}
 	}
 	for (unsigned t = 0; t < cfg.threads; t++) {
 		pthread_join(ws[t].tid, NULL);

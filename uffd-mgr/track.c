@@ -1,0 +1,379 @@
+/* track: see track.h. */
+#include "uffd-mgr/track.h"
+
+#include <errno.h>
+#include <linux/userfaultfd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ebpf/tracker.h"
+#include "uffd-mgr/log.h"
+#include "uffd-mgr/proto.h"
+#include "uffd-mgr/vm.h"
+
+#define SAMPLE_DEFAULT_PAGES 4096
+static const unsigned windows[3] = {1, 10, 60};
+
+const char *track_mode_name(int mode)
+{
+	return mode == POLICY_TRACK_EBPF ? "ebpf" : mode == POLICY_TRACK_SAMPLE ? "sample" : "off";
+}
+
+void track_choose(struct vm *vm, struct tracker *bpf, const char *bpf_err)
+{
+	bool minor = vm->uffd_features & UFFD_FEATURE_MINOR_SHMEM;
+	int want = vm->pol.track_mode;
+
+	vm->track_why[0] = 0;
+	vm->bpf = bpf;
+	if (want == POLICY_TRACK_EBPF && bpf) {
+		vm->track_mode = POLICY_TRACK_EBPF;
+		snprintf(vm->track_why, sizeof(vm->track_why), "BPF on the page-fault tracepoints");
+		return;
+	}
+	if (want == POLICY_TRACK_OFF) {
+		vm->track_mode = POLICY_TRACK_OFF;
+		snprintf(vm->track_why, sizeof(vm->track_why), "off by policy");
+		return;
+	}
+	vm->track_mode = minor ? POLICY_TRACK_SAMPLE : POLICY_TRACK_OFF;
+	snprintf(vm->track_why, sizeof(vm->track_why), "%s%s%s%s",
+		 want == POLICY_TRACK_EBPF ? "ebpf unavailable: " : "",
+		 want == POLICY_TRACK_EBPF ? (bpf_err && *bpf_err ? bpf_err : "not loaded") : "",
+		 want == POLICY_TRACK_EBPF ? "; " : "",
+		 minor ? "sampling with userfaultfd minor faults"
+		       : "no UFFD_FEATURE_MINOR_SHMEM for sampling either: tracker off");
+}
+
+void track_note_access(struct vm *vm, size_t page)
+{
+	if (vm->track_mode != POLICY_TRACK_SAMPLE || !vm->wss)
+		return;
+	wss_mark(vm->wss, page, pagemap_epoch(vm->pm));
+	pagemap_mark_seen(vm->pm, page);
+}
+
+static bool exact(const struct vm *vm)
+{
+	return vm->track_mode == POLICY_TRACK_EBPF && vm->pol.track_sample_pages == 0;
+}
+
+/* Adds the range [first, first + n) to the arming list and flags its pages. Lock held. */
+static int arm_add(struct vm *vm, size_t first, size_t n, size_t *cap)
+{
+	if (vm->narmed == *cap) {
+		size_t c = *cap ? *cap * 2 : 256;
+		struct proto_range *a = realloc(vm->armed, c * sizeof(*a));
+
+		if (!a)
+			return -ENOMEM;
+		vm->armed = a;
+		*cap = c;
+	}
+	vm->armed[vm->narmed++] = (struct proto_range){.first_page = first, .npages = n};
+	for (size_t p = first; p < first + n; p++)
+		pagemap_set_flags(vm->pm, p, PF_ARMING);
+	return 0;
+}
+
+static bool armable(const struct vm *vm, size_t p)
+{
+	return pagemap_state(vm->pm, p) == PS_RESIDENT && !pagemap_flags(vm->pm, p);
+}
+
+/* Adds the armable spans of pages [lo, hi). Returns pages added. Lock held. */
+static size_t arm_spans(struct vm *vm, size_t lo, size_t hi, size_t *cap)
+{
+	size_t added = 0;
+
+	for (size_t p = lo; p < hi && vm->narmed < PROTO_ARM_MAX;) {
+		size_t q = p;
+
+		while (q < hi && armable(vm, q))
+			q++;
+		if (q > p && arm_add(vm, p, q - p, cap) == 0)
+			added += q - p;
+		p = q + (q == p);
+	}
+	return added;
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static int by_first_page(const void *a, const void *b)
+{
+	const struct proto_range *x = a, *y = b;
+
+	return x->first_page < y->first_page ? -1 : x->first_page > y->first_page;
+}
+
+/* Sorts the ranges and joins adjacent ones: each range costs QEMU one madvise and the
+ * daemon one REMOVE round trip. */
+static void merge_ranges(struct vm *vm)
+{
+	size_t out = 0;
+
+	qsort(vm->armed, vm->narmed, sizeof(*vm->armed), by_first_page);
+	for (size_t i = 0; i < vm->narmed; i++) {
+		if (out && vm->armed[out - 1].first_page + vm->armed[out - 1].npages ==
+			       vm->armed[i].first_page)
+			vm->armed[out - 1].npages += vm->armed[i].npages;
+		else
+			vm->armed[out++] = vm->armed[i];
+	}
+	vm->narmed = out;
+}
+
+/* Chooses what the next interval observes: every armable page, or whole runs picked at
+ * random until the sample is full. Lock held. Returns pages chosen. */
+static size_t plan_arming(struct vm *vm, uint64_t *rng, size_t *cap)
+{
+	size_t npages = pagemap_npages(vm->pm), run = pagemap_run_pages(vm->pm);
+	size_t nruns = (npages + run - 1) / run, want, chosen = 0;
+
+	vm->narmed = 0;
+	if (exact(vm))
+		return arm_spans(vm, 0, npages, cap);
+	want = vm->pol.track_sample_pages ? vm->pol.track_sample_pages : SAMPLE_DEFAULT_PAGES;
+	for (size_t tries = 0; chosen < want && tries < 4 * nruns && vm->narmed < PROTO_ARM_MAX;
+	     tries++) {
+		size_t r = rng_next(rng) % nruns,
+		       hi = (r + 1) * run < npages ? (r + 1) * run : npages;
+
+		chosen += arm_spans(vm, r * run, hi, cap);
+	}
+	merge_ranges(vm);
+	return chosen;
+}
+
+/* Ends the epoch: folds in what it saw and refreshes the estimates. Lock held. */
+static void end_epoch(struct vm *vm, const uint64_t *bits, size_t armed_pages, size_t population)
+{
+	uint32_t e = pagemap_epoch(vm->pm);
+	size_t npages = pagemap_npages(vm->pm), seen_sample = 0, seen_all;
+	struct vm_track_stats *ts = &vm->ts;
+
+	if (bits) {
+		wss_mark_bits(vm->wss, bits, e);
+		for (size_t w = 0; w * 64 < npages; w++)
+			for (uint64_t b = bits[w]; b; b &= b - 1)
+				pagemap_mark_seen(vm->pm, w * 64 + (size_t)__builtin_ctzll(b));
+	}
+	seen_all = wss_seen_in(vm->wss, 0, npages, e);
+	for (size_t i = 0; i < vm->narmed; i++)
+		seen_sample +=
+		    wss_seen_in(vm->wss, vm->armed[i].first_page, vm->armed[i].npages, e);
+	wss_sample_end(vm->wss, armed_pages, seen_sample, population, seen_all - seen_sample);
+	for (int i = 0; i < 3; i++)
+		ts->wss_pages[i] =
+		    exact(vm) ? wss_seen_since(vm->wss, e >= windows[i] ? e - windows[i] + 1 : 1)
+			      : (uint64_t)(wss_sample_window(vm->wss, windows[i]) + 0.5);
+	memset(ts->age_pages, 0, sizeof(ts->age_pages));
+	ts->idle_pages = 0;
+	for (size_t p = 0; p < npages; p++) {
+		enum page_state st = pagemap_state(vm->pm, p);
+		unsigned b;
+
+		if (st != PS_RESIDENT && st != PS_SHM && st != PS_DISK)
+			continue;
+		b = wss_age_bucket(wss_last_seen(vm->wss, p), e);
+		ts->age_pages[b]++;
+		ts->idle_pages += b >= WSS_AGE_BUCKETS - 2;
+	}
+	ts->epoch = e;
+}
+
+static int send_arm(struct vm *vm, struct proto_arm *msg)
+{
+	size_t len = sizeof(*msg) + vm->narmed * sizeof(msg->range[0]);
+
+	proto_hdr_init(&msg->hdr, PROTO_ARM, (uint32_t)len);
+	msg->nranges = (uint32_t)vm->narmed;
+	msg->seq = ++vm->arm_seq;
+	memcpy(msg->range, vm->armed, vm->narmed * sizeof(msg->range[0]));
+	return proto_send(vm->ctl_sock, msg, len, NULL, 0);
+}
+
+static struct timespec after_ms(uint32_t ms)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_REALTIME, &t);
+	t.tv_sec += ms / 1000;
+	t.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (t.tv_nsec >= 1000000000L) {
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000L;
+	}
+	return t;
+}
+
+/* Sleeps until the monotonic deadline (ns), or until told to stop. Epochs are anchored to a
+ * fixed clock, so the time an arming takes does not stretch them. */
+static void wait_until(struct vm *vm, uint64_t deadline)
+{
+	uint64_t now = vm_now_ns();
+
+	if (deadline <= now)
+		return;
+	struct timespec until = after_ms((uint32_t)((deadline - now) / 1000000));
+
+	pthread_mutex_lock(&vm->lock);
+	while (!vm->track_stop && !vm->stopping &&
+	       pthread_cond_timedwait(&vm->track_cv, &vm->lock, &until) != ETIMEDOUT)
+		;
+	pthread_mutex_unlock(&vm->lock);
+}
+
+/* Lifts the flags of an arming that raised no REMOVE. Lock held. */
+static void clear_armed(struct vm *vm)
+{
+	for (size_t i = 0; i < vm->narmed; i++)
+		for (size_t p = 0; p < vm->armed[i].npages; p++)
+			if (pagemap_flags(vm->pm, vm->armed[i].first_page + p) & PF_ARMING)
+				pagemap_set_flags(vm->pm, vm->armed[i].first_page + p, 0);
+}
+
+/* Waits for the shim to answer the arming just sent, so the interval measured starts once
+ * the pages are armed. An arming the shim did not carry out at all raised no REMOVE: its
+ * flags are lifted here. Returns false while an arming is still unanswered. */
+static bool wait_armed(struct vm *vm)
+{
+	struct timespec until = after_ms(vm->pol.track_interval_ms);
+	uint64_t t0 = vm_now_ns();
+	bool done;
+
+	pthread_mutex_lock(&vm->lock);
+	while (vm->arm_done_seq != vm->arm_seq && !vm->track_stop && !vm->stopping &&
+	       pthread_cond_timedwait(&vm->track_cv, &vm->lock, &until) != ETIMEDOUT)
+		;
+	done = vm->arm_done_seq == vm->arm_seq;
+	if (done && vm->arm_status && !vm->arm_pages)
+		clear_armed(vm);
+	vm->ts.arm_ns = vm_now_ns() - t0;
+	pthread_mutex_unlock(&vm->lock);
+	return done;
+}
+
+static void *track_main(void *arg)
+{
+	struct vm *vm = arg;
+	size_t npages = pagemap_npages(vm->pm), nwords = (npages + 63) / 64, cap = 0;
+	uint64_t *bits = calloc(nwords, sizeof(*bits)), rng = 0x9e3779b97f4a7c15ull ^ vm->pid;
+	struct proto_arm *msg = malloc(sizeof(*msg) + PROTO_ARM_MAX * sizeof(msg->range[0]));
+	size_t armed = 0, population = 0;
+
+	if (!bits || !msg) {
+		log_err(vm->name, "tracker: out of memory; working set not measured");
+		goto out;
+	}
+	uint64_t interval = (uint64_t)vm->pol.track_interval_ms * 1000000, deadline;
+
+	pthread_mutex_lock(&vm->lock);
+	pagemap_set_epoch(vm->pm, 1);
+	pthread_mutex_unlock(&vm->lock);
+	deadline = vm_now_ns();
+	while (!vm->track_stop && !vm->stopping) {
+		int r;
+
+		deadline += interval;
+		if (deadline < vm_now_ns()) /* fell behind (a slow arming): start afresh */
+			deadline = vm_now_ns() + interval;
+
+		if (vm->arm_done_seq != vm->arm_seq && !wait_armed(vm))
+			continue; /* the previous arming is still running in QEMU */
+		pthread_mutex_lock(&vm->lock);
+		population = pagemap_count(vm->pm, PS_RESIDENT);
+		armed = plan_arming(vm, &rng, &cap);
+		vm->ts.armed_pages = armed;
+		vm->ts.arm_ranges = vm->narmed;
+		pthread_mutex_unlock(&vm->lock);
+		if (vm->narmed) {
+			r = send_arm(vm, msg);
+			if (r && r != -EPIPE)
+				log_warn(vm->name, "tracker: cannot ask QEMU to arm: %s",
+					 strerror(-r));
+			if (r) {
+				pthread_mutex_lock(&vm->lock);
+				vm->arm_done_seq = vm->arm_seq;
+				clear_armed(vm);
+				pthread_mutex_unlock(&vm->lock);
+			} else {
+				wait_armed(vm);
+			}
+		}
+		wait_until(vm, deadline);
+		if (vm->track_stop || vm->stopping)
+			break;
+		if (vm->track_mode == POLICY_TRACK_EBPF &&
+		    tracker_read_clear(vm->bpf, vm->bpf_slot, bits, nwords))
+			memset(bits, 0, nwords * sizeof(*bits));
+		pthread_mutex_lock(&vm->lock);
+		end_epoch(vm, vm->track_mode == POLICY_TRACK_EBPF ? bits : NULL, armed, population);
+		pagemap_set_epoch(vm->pm, pagemap_epoch(vm->pm) + 1);
+		pthread_mutex_unlock(&vm->lock);
+	}
+out:
+	free(bits);
+	free(msg);
+	return NULL;
+}
+
+int track_start(struct vm *vm)
+{
+	struct wss *w;
+	int r;
+
+	if (vm->track_mode == POLICY_TRACK_EBPF && !vm->bpf)
+		vm->track_mode = POLICY_TRACK_OFF;
+	if (vm->track_mode == POLICY_TRACK_OFF)
+		return 0;
+	r = wss_create(pagemap_npages(vm->pm), &w);
+	if (r)
+		return r;
+	pthread_mutex_lock(&vm->lock); /* the fault thread already runs */
+	vm->wss = w;
+	pthread_mutex_unlock(&vm->lock);
+	if (vm->track_mode == POLICY_TRACK_EBPF) {
+		r = tracker_add(vm->bpf, vm->pid, vm->host_addr, pagemap_npages(vm->pm), NULL, 0,
+				&vm->bpf_slot);
+		if (r) {
+			log_warn(vm->name,
+				 "tracker: cannot add pid %d to the BPF tracker: %s; "
+				 "tracker off",
+				 vm->pid, strerror(-r));
+			vm->track_mode = POLICY_TRACK_OFF;
+			return 0;
+		}
+	}
+	r = pthread_create(&vm->track_tid, NULL, track_main, vm);
+	if (r) {
+		if (vm->track_mode == POLICY_TRACK_EBPF)
+			tracker_remove(vm->bpf, vm->bpf_slot);
+		return -r;
+	}
+	vm->track_started = true;
+	return 0;
+}
+
+void track_stop(struct vm *vm)
+{
+	if (!vm->track_started)
+		return;
+	pthread_mutex_lock(&vm->lock);
+	vm->track_stop = true;
+	pthread_cond_broadcast(&vm->track_cv);
+	pthread_mutex_unlock(&vm->lock);
+	pthread_join(vm->track_tid, NULL);
+	vm->track_started = false;
+	if (vm->track_mode == POLICY_TRACK_EBPF)
+		tracker_remove(vm->bpf, vm->bpf_slot);
+}
