@@ -21,7 +21,10 @@ static void usage(FILE *out)
 		"    stats   one line per VM (running, then recently exited): guest size, resident\n"
 		"            memory against its resident_max, bytes in the shm tier, zero pages,\n"
 		"            faults by kind (zero page, shm tier, write-protect), evictions, and\n"
-		"            fault service latency p50/p99 in microseconds.\n\n"
+		"            fault service latency p50/p99 in microseconds, the working-set\n"
+		"            tracker's mode (ebpf, sample, off) and its working-set estimates over\n"
+		"            the last 1 and 10 intervals (seconds by default). --json has all of it,\n"
+		"            with the 60-interval window, the page-age histogram and idle memory.\n\n"
 		"OPTIONS\n"
 		"    --socket PATH     the daemon's socket (default $UFFD_MGR_SOCKET, else\n"
 		"                      %s)\n"
@@ -72,11 +75,33 @@ static double get_double(struct json_object *o, const char *path)
 	return v ? json_object_get_double(v) : 0;
 }
 
-static const char *get_str(struct json_object *o, const char *key)
+static const char *get_str(struct json_object *o, const char *path)
 {
-	struct json_object *v;
+	struct json_object *v = lookup(o, path);
 
-	return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "?";
+	return v ? json_object_get_string(v) : "?";
+}
+
+/* The first two working-set windows (1 and 10 intervals), in MiB; "-" with no tracker. */
+static void wss_column(struct json_object *vm, char *buf, size_t len)
+{
+	struct json_object *w = lookup(vm, "tracker.wss_bytes");
+	uint64_t v[2] = {0, 0};
+	int i = 0;
+
+	if (!w || !json_object_is_type(w, json_type_object) ||
+	    !strcmp(get_str(vm, "tracker.mode"), "off")) {
+		snprintf(buf, len, "-");
+		return;
+	}
+	json_object_object_foreach(w, key, val)
+	{
+		(void)key;
+		if (i < 2)
+			v[i++] = (uint64_t)json_object_get_int64(val);
+	}
+	snprintf(buf, len, "%llu/%llu", (unsigned long long)(v[0] >> 20),
+		 (unsigned long long)(v[1] >> 20));
 }
 
 static void print_table(struct json_object *root)
@@ -84,16 +109,17 @@ static void print_table(struct json_object *root)
 	struct json_object *vms;
 	size_t n;
 
-	printf("%-14s %7s %-7s %6s %16s %6s %6s %7s %26s %15s %14s\n", "VM", "PID", "STATE",
-	       "GUEST", "RESIDENT/MAX MiB", "SHM", "DISK", "ZERO", "FAULTS zero/shm/disk/wp",
-	       "EVICT/DEMOTE MiB", "LAT us p50/p99");
+	printf("%-14s %7s %-7s %6s %16s %6s %6s %7s %26s %15s %14s %-6s %12s\n", "VM", "PID",
+	       "STATE", "GUEST", "RESIDENT/MAX MiB", "SHM", "DISK", "ZERO",
+	       "FAULTS zero/shm/disk/wp", "EVICT/DEMOTE MiB", "LAT us p50/p99", "TRACK",
+	       "WSS MiB 1/10");
 	if (!json_object_object_get_ex(root, "vms", &vms) || !(n = json_object_array_length(vms))) {
 		printf("(no VMs)\n");
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *vm = json_object_array_get_idx(vms, i);
-		char res[48], faults[96], ev[48], lat[48];
+		char res[48], faults[96], ev[48], lat[48], wss[48];
 
 		snprintf(res, sizeof(res), "%llu/%llu",
 			 (unsigned long long)(get_u64(vm, "resident_bytes") >> 20),
@@ -108,12 +134,15 @@ static void print_table(struct json_object *root)
 			 (unsigned long long)(get_u64(vm, "disk.demote_pages") >> 8));
 		snprintf(lat, sizeof(lat), "%.0f/%.0f", get_double(vm, "fault_latency_us.p50"),
 			 get_double(vm, "fault_latency_us.p99"));
-		printf("%-14.14s %7llu %-7s %6llu %16s %6llu %6llu %7llu %26s %15s %14s%s%s%s\n",
+		wss_column(vm, wss, sizeof(wss));
+		printf("%-14.14s %7llu %-7s %6llu %16s %6llu %6llu %7llu %26s %15s %14s %-6s %12s"
+		       "%s%s%s\n",
 		       get_str(vm, "name"), (unsigned long long)get_u64(vm, "pid"),
 		       get_str(vm, "state"), (unsigned long long)(get_u64(vm, "guest_bytes") >> 20),
 		       res, (unsigned long long)(get_u64(vm, "shm_bytes") >> 20),
 		       (unsigned long long)(get_u64(vm, "disk.bytes") >> 20),
 		       (unsigned long long)get_u64(vm, "zero_pages"), faults, ev, lat,
+		       get_str(vm, "tracker.mode"), wss,
 		       get_bool(vm, "tier_full") ? "  SHM FULL" : "",
 		       get_bool(vm, "disk.full") ? "  DISK FULL" : "",
 		       get_u64(vm, "disk.read_errors") + get_u64(vm, "disk.write_errors")

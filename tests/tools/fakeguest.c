@@ -45,6 +45,7 @@ struct config {
 	int map_twice;	      /* map the guest memfd a second time: the shim must refuse */
 	int fill;	      /* write every page once before the random phase */
 	unsigned discard_pct; /* share of operations that discard a page as QEMU does */
+	uint64_t ops;         /* operations per thread (then stop), 0 = run for --seconds */
 	/* --pattern: a known working set for the tracker's tests instead of random accesses */
 	enum { PAT_RANDOM, PAT_UNIFORM, PAT_HOTCOLD, PAT_PHASE } pattern;
 	uint64_t pat_a, pat_b; /* uniform: a pages; hotcold: a hot, b cold; phase: a then b */
@@ -189,7 +190,8 @@ static void *run(void *arg)
 	for (uint64_t p = w->id; w->cfg->fill && p < w->npages; p += w->cfg->threads)
 		write_page(w, p);
 	end = now_s() + w->cfg->seconds;
-	while (now_s() < end && !w->failed) {
+	while ((w->cfg->ops ? w->reads + w->writes + w->discards < w->cfg->ops : now_s() < end) &&
+	       !w->failed) {
 		for (int i = 0; i < 64; i++) {
 			uint64_t page = pick(w, &rng);
 
@@ -247,6 +249,7 @@ static int parse(int argc, char **argv, struct config *c)
 	    {"fill", no_argument, NULL, 'f'},
 	    {"discard-pct", required_argument, NULL, 'D'},
 	    {"pattern", required_argument, NULL, 'P'},
+	    {"ops", required_argument, NULL, 'O'},
 	    {NULL, 0, NULL, 0},
 	};
 	int o;
@@ -281,6 +284,7 @@ static int parse(int argc, char **argv, struct config *c)
 		case 'D':
 			c->discard_pct = (unsigned)atoi(optarg);
 			break;
+		case 'O': c->ops = strtoull(optarg, NULL, 0); break;
 		case 'P':
 			if (parse_pattern(optarg, c))
 				return -EINVAL;
@@ -290,7 +294,7 @@ static int parse(int argc, char **argv, struct config *c)
 				"usage: fakeguest [--mb N] [--threads T] [--seconds S] "
 				"[--seed S] [--write-pct P] [--hot-pct P] [--map-twice] [--fill] "
 				"[--discard-pct P]\n"
-				"                 [--pattern uniform:K|hotcold:H:C|phase:A:B:S]\n");
+				"                 [--pattern uniform:K|hotcold:H:C|phase:A:B:S] [--ops N]\n");
 			return -EINVAL;
 		}
 	}
@@ -305,6 +309,7 @@ int main(int argc, char **argv)
 	uint32_t *version;
 	uint64_t *mem;
 	int fd, failed = 0;
+	double t0, run_s;
 
 	if (parse(argc, argv, &cfg))
 		return 2;
@@ -323,6 +328,7 @@ int main(int argc, char **argv)
 		perror("fakeguest: mmap");
 		return 1;
 	}
+	t0 = now_s();
 	for (unsigned t = 0; t < cfg.threads; t++) {
 		ws[t] = (struct worker){.cfg = &cfg,
 					.id = t,
@@ -348,13 +354,15 @@ int main(int argc, char **argv)
 		writes += ws[t].writes;
 		discards += ws[t].discards;
 	}
+	run_s = now_s() - t0;
 	for (uint64_t p = 0; p < npages && !failed; p++)
 		if (check_page(&ws[p % cfg.threads], p))
 			failed = 1;
 	if (failed)
 		return 1;
-	printf("FAKEGUEST PASS pages=%llu threads=%u reads=%llu writes=%llu discards=%llu\n",
+	printf("FAKEGUEST PASS pages=%llu threads=%u reads=%llu writes=%llu discards=%llu "
+	       "ms=%.0f\n",
 	       (unsigned long long)npages, cfg.threads, (unsigned long long)reads,
-	       (unsigned long long)writes, (unsigned long long)discards);
+	       (unsigned long long)writes, (unsigned long long)discards, run_s * 1000);
 	return 0;
 }
