@@ -202,6 +202,7 @@ static void fill_request(struct proto_register *req, void *addr, size_t len, off
 			 uint64_t features)
 {
 	const char *vm = getenv("UFFD_MGR_VM"), *policy = getenv("UFFD_MGR_POLICY");
+	const char *qmp = getenv("UFFD_MGR_QMP");
 
 	memset(req, 0, sizeof(*req));
 	proto_hdr_init(&req->hdr, PROTO_REGISTER, sizeof(*req));
@@ -213,6 +214,7 @@ static void fill_request(struct proto_register *req, void *addr, size_t len, off
 	snprintf(req->vm_name, sizeof(req->vm_name), "%s", vm && *vm ? vm : "vm");
 	snprintf(req->block_name, sizeof(req->block_name), "memory-backend-memfd");
 	snprintf(req->policy_path, sizeof(req->policy_path), "%s", policy ? policy : "");
+	snprintf(req->qmp_path, sizeof(req->qmp_path), "%s", qmp ? qmp : "");
 }
 
 static void register_region(void *addr, size_t len, int memfd, off_t off, const char *sock_path)

@@ -127,7 +127,7 @@ static void help(FILE *out)
 		"    -qmp unix:<socket dir>/<name>.qmp,server=on,wait=off\n"
 		"        unless a -qmp, -qmp-pretty or -mon mode=control listens on a unix\n"
 		"        socket already; uffd-mgrd's balloon driver uses it.\n"
-		"    -device virtio-balloon-pci,id=uffd-balloon\n"
+		"    -device virtio-balloon-pci,id=uffd-balloon,deflate-on-oom=on\n"
 		"        unless there is a virtio-balloon (and not on microvm or isapc).\n"
 		"\n"
 		"REFUSED\n"

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "uffd-mgr/fault.h"
 #include "uffd-mgr/log.h"
 #include "uffd-mgr/uffd.h"
 #include "uffd-mgr/vm.h"
@@ -76,7 +77,11 @@ static size_t choose(struct vm *vm, struct victim *v)
 	for (size_t i = 0; i < v->n; i++) {
 		size_t p = v->first + i;
 
-		if (pagemap_state(vm->pm, p) == PS_RESIDENT && !pagemap_flags(vm->pm, p)) {
+		unsigned fl = pagemap_flags(vm->pm, p);
+
+		if (pagemap_state(vm->pm, p) == PS_RESIDENT && (!fl || fl == PF_PREFETCHED)) {
+			if (fl) /* brought back ahead of time and not used: a wasted prefetch */
+				vm->plan.ps.prefetch_unused++;
 			pagemap_set_flags(vm->pm, p, PF_EVICTING);
 			v->chosen[i] = 1;
 			count++;
@@ -443,18 +448,19 @@ static void demote_round(struct vm *vm, bool force)
  * clock finds nothing, or the tier is full. */
 static void evict_round(struct vm *vm)
 {
-	uint64_t limit = vm->pol.resident_max / PAGE_SIZE_4K;
-	uint64_t slack = limit / 32 > 4ull * pagemap_run_pages(vm->pm)
-			     ? limit / 32
-			     : 4ull * pagemap_run_pages(vm->pm);
-	uint64_t low = limit > slack ? limit - slack : 0;
-
 	while (!vm->stopping && !vm->evict_stop) {
+		uint64_t limit, slack, low;
 		size_t first;
 		int r;
 
 		pthread_mutex_lock(&vm->lock);
-		if (pagemap_count(vm->pm, PS_RESIDENT) <= low)
+		/* The planner may move the limit while we work: read it each time. */
+		limit = vm_limit_pages(vm);
+		slack = limit / 32 > 4ull * pagemap_run_pages(vm->pm)
+			    ? limit / 32
+			    : 4ull * pagemap_run_pages(vm->pm);
+		low = limit > slack ? limit - slack : 0;
+		if (!limit || pagemap_count(vm->pm, PS_RESIDENT) <= low)
 			r = -EALREADY;
 		else
 			r = vm->track_mode == POLICY_TRACK_OFF ? pagemap_clock_pick(vm->pm, &first)
@@ -479,6 +485,62 @@ static void evict_round(struct vm *vm)
 	}
 }
 
+/* Brings tiered runs back ahead of faults while the planner asks for pages (prefetch_want)
+ * and the VM stays under its limit: the runs seen most recently first, each with the fault
+ * path's own bring-back (one copy per span; from disk one read per span through this
+ * thread's ring). The planner zeroes prefetch_want when pressure returns. */
+static void prefetch_round(struct vm *vm)
+{
+	size_t run = pagemap_run_pages(vm->pm);
+	uint8_t *was = malloc(run);
+
+	while (was && !vm->stopping && !vm->evict_stop) {
+		uint64_t limit, got = 0;
+		size_t first;
+		int r;
+
+		pthread_mutex_lock(&vm->lock);
+		limit = vm_limit_pages(vm);
+		r = !vm->prefetch_want ||
+			    (limit && pagemap_count(vm->pm, PS_RESIDENT) + run > limit)
+			? -EALREADY
+			: pagemap_hot_tiered_pick(vm->pm, &first);
+		if (r) {
+			vm->prefetch_want = 0;
+			pthread_mutex_unlock(&vm->lock);
+			break;
+		}
+		for (size_t i = 0; i < run; i++) {
+			enum page_state st = first + i < pagemap_npages(vm->pm)
+						 ? pagemap_state(vm->pm, first + i)
+						 : PS_NONE;
+
+			was[i] = st == PS_SHM || st == PS_DISK;
+		}
+		pthread_mutex_unlock(&vm->lock);
+		for (size_t i = 0; i < run; i++)
+			if (was[i] &&
+			    fault_bring_back(vm, vm->evict_io, vm->evict_stage, first + i))
+				break; /* busy or failed: the fault path will do it */
+		pthread_mutex_lock(&vm->lock);
+		for (size_t i = 0; i < run; i++) {
+			size_t p = first + i;
+
+			if (was[i] && pagemap_state(vm->pm, p) == PS_RESIDENT &&
+			    !pagemap_flags(vm->pm, p)) {
+				pagemap_set_flags(vm->pm, p, PF_PREFETCHED);
+				got++;
+			}
+		}
+		vm->plan.ps.prefetched_pages += got;
+		vm->prefetch_want = vm->prefetch_want > got ? vm->prefetch_want - got : 0;
+		if (!got) /* nothing moved (in flight or failing): leave it to the next plan */
+			vm->prefetch_want = 0;
+		pthread_mutex_unlock(&vm->lock);
+	}
+	free(was);
+}
+
 void *evict_thread_main(void *arg)
 {
 	struct vm *vm = arg;
@@ -494,7 +556,7 @@ void *evict_thread_main(void *arg)
 			until.tv_sec++;
 			until.tv_nsec -= 1000000000L;
 		}
-		if (!vm->stopping && !vm->evict_stop && !vm_over_limit(vm))
+		if (!vm->stopping && !vm->evict_stop && !vm_over_limit(vm) && !vm->prefetch_want)
 			pthread_cond_timedwait(&vm->evict_cv, &vm->lock, &until);
 		over = vm_over_limit(vm);
 		pthread_mutex_unlock(&vm->lock);
@@ -503,6 +565,8 @@ void *evict_thread_main(void *arg)
 		if (over)
 			evict_round(vm);
 		demote_round(vm, false);
+		if (!over)
+			prefetch_round(vm);
 	}
 	return NULL;
 }

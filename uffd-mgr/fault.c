@@ -114,7 +114,7 @@ static void apply_remove(struct vm *vm, uint64_t start, uint64_t end)
 		} else if (pagemap_flags(vm->pm, p) & PF_ARMING) {
 			/* the tracker's arming (or a discard meeting it): resident either way,
 			 * so the hole check decides */
-			pagemap_set_flags(vm->pm, p, 0);
+			pagemap_set_flags(vm->pm, p, pagemap_flags(vm->pm, p) & ~PF_ARMING);
 			if (is_hole[i])
 				pagemap_set(vm->pm, p, PS_ZERO, 0);
 		} else if (st == PS_SHM) {
@@ -166,7 +166,8 @@ static void free_slots(struct vm *vm, enum page_state st, uint64_t slot, size_t 
 
 /* Installs the span [first, first+n) of tier st from src with one UFFDIO_COPY and frees its
  * slots. Lock held. Returns 0, -EAGAIN after partial progress, or -errno. */
-static int install_span(struct vm *vm, enum page_state st, size_t first, size_t n, const void *src)
+static int install_span(struct vm *vm, enum page_state st, size_t first, size_t n, const void *src,
+			bool demand)
 {
 	uint64_t slot = pagemap_slot(vm->pm, first), copied = 0;
 	size_t done;
@@ -180,7 +181,9 @@ static int install_span(struct vm *vm, enum page_state st, size_t first, size_t 
 		free_slots(vm, st, slot, done);
 		pagemap_touch(vm->pm, first);
 	}
-	if (st == PS_SHM)
+	if (!demand) /* brought back ahead of faults (prefetch) or for a release */
+		vm->st.bring_back_pages += done;
+	else if (st == PS_SHM)
 		vm->st.faults_shm_pages += done;
 	else
 		vm->st.faults_disk_pages += done;
@@ -199,14 +202,15 @@ static int install_span(struct vm *vm, enum page_state st, size_t first, size_t 
 }
 
 /* Brings back the whole span of adjacent slots around page with one UFFDIO_COPY. Lock held. */
-static int serve_shm(struct vm *vm, size_t page)
+static int serve_shm(struct vm *vm, size_t page, bool demand)
 {
 	size_t first, n;
 	int r;
 
 	pagemap_tier_span(vm->pm, page, PS_SHM, &first, &n);
-	r = install_span(vm, PS_SHM, first, n, shmpool_addr(vm->shm, pagemap_slot(vm->pm, first)));
-	if (r == 0)
+	r = install_span(vm, PS_SHM, first, n, shmpool_addr(vm->shm, pagemap_slot(vm->pm, first)),
+			 demand);
+	if (r == 0 && demand)
 		vm->st.faults_shm++;
 	return r;
 }
@@ -245,7 +249,7 @@ static bool settle_discards(struct vm *vm, size_t first, size_t n)
  * latency. The span is flagged in flight meanwhile: other faults on it park, and a release
  * waits. The evictor and the demoter move only resident and shm pages; a discard can only
  * come in when the reader is not the fault thread (a release), and is settled here. */
-static int serve_disk(struct vm *vm, struct disktier_io *io, void *bounce, size_t page)
+static int serve_disk(struct vm *vm, struct disktier_io *io, void *bounce, size_t page, bool demand)
 {
 	struct disktier_seg seg;
 	size_t first, n;
@@ -269,8 +273,8 @@ static int serve_disk(struct vm *vm, struct disktier_io *io, void *bounce, size_
 				strerror(-r), (unsigned long long)vm->st.disk_read_errors);
 		return -EBUSY;
 	}
-	r = install_span(vm, PS_DISK, first, n, bounce);
-	if (r == 0)
+	r = install_span(vm, PS_DISK, first, n, bounce, demand);
+	if (r == 0 && demand)
 		vm->st.faults_disk++;
 	return r;
 }
@@ -283,9 +287,9 @@ int fault_bring_back(struct vm *vm, struct disktier_io *io, void *bounce, size_t
 	if (pagemap_flags(vm->pm, page) & PF_EVICTING)
 		r = -EBUSY;
 	else if (pagemap_state(vm->pm, page) == PS_SHM)
-		r = serve_shm(vm, page);
+		r = serve_shm(vm, page, false);
 	else if (pagemap_state(vm->pm, page) == PS_DISK)
-		r = serve_disk(vm, io, bounce, page);
+		r = serve_disk(vm, io, bounce, page, false);
 	pthread_mutex_unlock(&vm->lock);
 	return r;
 }
@@ -341,9 +345,9 @@ static int serve(struct vm *vm, struct pending *f)
 	} else if ((f->flags & UFFD_PAGEFAULT_FLAG_MINOR) && st == PS_RESIDENT) {
 		r = serve_minor(vm, page);
 	} else if (st == PS_SHM) {
-		r = serve_shm(vm, page);
+		r = serve_shm(vm, page, true);
 	} else if (st == PS_DISK) {
-		r = serve_disk(vm, vm->fault_io, vm->fault_bounce, page);
+		r = serve_disk(vm, vm->fault_io, vm->fault_bounce, page, true);
 	} else {
 		r = serve_zero(vm, page, st);
 	}

@@ -20,6 +20,7 @@
 #include "uffd-mgr/policy.h"
 #include "uffd-mgr/proto.h"
 #include "ebpf/tracker.h"
+#include "uffd-mgr/plan.h"
 #include "uffd-mgr/stats.h"
 #include "uffd-mgr/track.h"
 #include "uffd-mgr/uffd.h"
@@ -49,6 +50,8 @@ struct daemon {
 	uint64_t started_ns;
 	struct json_object *exited[MAX_EXITED]; /* final snapshots of VMs gone, oldest first */
 	int nexited;
+	struct planner *planner;
+	uint64_t budget;     /* --budget, 0: the planner's default */
 	struct tracker *bpf; /* loaded when the first VM asks for it */
 	bool bpf_tried;
 	char bpf_err[160]; /* why it could not load */
@@ -61,17 +64,25 @@ static void usage(FILE *out)
 	    "NAME\n"
 	    "    uffd-mgrd - host memory manager for QEMU guests (userfaultfd, shm tier)\n\n"
 	    "SYNOPSIS\n"
-	    "    uffd-mgrd [--socket PATH] [--log FILE] [--embedded]\n\n"
+	    "    uffd-mgrd [--socket PATH] [--log FILE] [--budget SIZE] [--embedded]\n\n"
 	    "DESCRIPTION\n"
 	    "    Serves the guest RAM of every QEMU started through uffd-qemu: never-touched\n"
 	    "    pages as zero pages, cold runs moved to a per-VM shared-memory tier when the\n"
 	    "    VM's resident memory passes its policy's resident_max, and brought back a run\n"
 	    "    at a time on the next access. One daemon serves many VMs; each VM's policy\n"
-	    "    file is named by uffd-qemu --policy. Runs in the foreground; logs to stderr.\n\n"
+	    "    file is named by uffd-qemu --policy. Runs in the foreground; logs to stderr.\n"
+	    "    Each VM's working set is measured (eBPF, or userfaultfd sampling) and a\n"
+	    "    planner shares the host budget among the VMs by their predicted demand:\n"
+	    "    it sets each one's resident target, balloon target (over QMP) and brings\n"
+	    "    pages back ahead of faults when a VM's demand is about to grow.\n\n"
 	    "OPTIONS\n"
 	    "    --socket PATH  control and stats socket (default $UFFD_MGR_SOCKET, else\n"
 	    "                   %s)\n"
 	    "    --log FILE     append the log to FILE instead of stderr\n"
+	    "    --budget SIZE  host RAM all VMs may hold together (K/M/G/T; default 80%%\n"
+	    "                   of MemTotal), split by predicted demand, critical amount,\n"
+	    "                   [balloon] min/max and [memory] weight; re-planned every 5 s\n"
+	    "                   and at once when a VM's faults or swapping spike\n"
 	    "    --embedded     exit when the last VM has gone (uffd-qemu starts the daemon\n"
 	    "                   this way when none answers at the socket)\n"
 	    "    -h, --help     this text\n\n"
@@ -320,6 +331,7 @@ static struct json_object *snapshot(struct daemon *d)
 	json_object_object_add(dm, "socket", json_object_new_string(d->socket_path));
 	json_object_object_add(dm, "uptime_s",
 			       json_object_new_double((vm_now_ns() - d->started_ns) / 1e9));
+	json_object_object_add(dm, "plan", planner_json(d->planner));
 	json_object_object_add(root, "daemon", dm);
 	for (int i = 0; i < d->nclients; i++)
 		if (d->clients[i].kind == CLIENT_SHIM)
@@ -476,6 +488,18 @@ static int tick_watchers(struct daemon *d)
 	return next == UINT64_MAX ? -1 : (int)((next > now ? next - now : 0) / 1000000 + 1);
 }
 
+/* Runs the planner over the running VMs; returns ms until it is due again. */
+static int tick_planner(struct daemon *d)
+{
+	struct vm *vms[MAX_CLIENTS];
+	size_t n = 0;
+
+	for (int i = 0; i < d->nclients; i++)
+		if (d->clients[i].kind == CLIENT_SHIM)
+			vms[n++] = d->clients[i].vm;
+	return planner_tick(d->planner, vms, n);
+}
+
 /* On stop, every running guest gets its pages back and QEMU is told to unregister, so the
  * guests run on without the daemon and lose nothing. */
 static void release_all(struct daemon *d)
@@ -509,7 +533,7 @@ static int serve(struct daemon *d)
 	struct pollfd pfd[2 + 2 * MAX_CLIENTS];
 
 	for (;;) {
-		int timeout = tick_watchers(d), n = 0;
+		int timeout = tick_watchers(d), n = 0, plan_ms = tick_planner(d);
 		int owner[2 * MAX_CLIENTS];
 
 		if (d->embedded && ((d->had_vm && !running_vms(d)) ||
@@ -529,6 +553,8 @@ static int serve(struct daemon *d)
 							   .events = POLLIN};
 			}
 		}
+		if (timeout < 0 || plan_ms < timeout)
+			timeout = plan_ms;
 		if (poll(pfd, (nfds_t)n, timeout) < 0) {
 			if (errno == EINTR)
 				continue;
@@ -580,6 +606,7 @@ static int parse_args(int argc, char **argv, struct daemon *d)
 	    {"socket", required_argument, NULL, 's'},
 	    {"log", required_argument, NULL, 'l'},
 	    {"embedded", no_argument, NULL, 'e'},
+	    {"budget", required_argument, NULL, 'b'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -589,6 +616,14 @@ static int parse_args(int argc, char **argv, struct daemon *d)
 	    getenv("UFFD_MGR_SOCKET") ? getenv("UFFD_MGR_SOCKET") : PROTO_DEFAULT_SOCKET;
 	while ((o = getopt_long(argc, argv, "s:l:eh", opts, NULL)) != -1) {
 		switch (o) {
+		case 'b':
+			if (policy_parse_size(optarg, &d->budget) || d->budget < (64ull << 20)) {
+				fprintf(stderr,
+					"uffd-mgrd: bad --budget '%s' (a size of at least 64M, e.g. 12G)\n",
+					optarg);
+				return 2;
+			}
+			break;
 		case 's':
 			d->socket_path = optarg;
 			break;
@@ -627,16 +662,23 @@ int main(int argc, char **argv)
 	d.started_ns = vm_now_ns();
 	if (check_kernel())
 		return 1;
+	r = planner_create(d.budget, &d.planner);
+	if (r) {
+		fprintf(stderr, "uffd-mgrd: cannot size the host budget: %s\n", strerror(-r));
+		return 1;
+	}
 	d.sig_fd = setup_signals();
 	d.listen_fd = listen_on(d.socket_path);
 	if (d.listen_fd < 0 || d.sig_fd < 0)
 		return 1;
-	log_info(NULL, "listening on %s (pid %d%s)", d.socket_path, getpid(),
-		 d.embedded ? ", embedded" : "");
+	log_info(NULL, "listening on %s (pid %d%s), host budget %llu MiB", d.socket_path, getpid(),
+		 d.embedded ? ", embedded" : "",
+		 (unsigned long long)(planner_budget(d.planner) >> 20));
 	r = serve(&d);
 	while (d.nclients)
 		drop_client(&d, d.nclients - 1);
 	tracker_close(d.bpf);
+	planner_destroy(d.planner);
 	for (int i = 0; i < d.nexited; i++)
 		json_object_put(d.exited[i]);
 	unlink(d.socket_path);

@@ -218,6 +218,22 @@ int pagemap_demote_pick(struct pagemap *pm, size_t *first_page)
 	return -ENOENT;
 }
 
+int pagemap_hot_tiered_pick(const struct pagemap *pm, size_t *first_page)
+{
+	size_t best = SIZE_MAX;
+
+	for (size_t run = 0; run < pm->nruns; run++) {
+		if (!(pm->run_shm[run] || pm->run_disk[run]) || pm->run_evicting[run])
+			continue;
+		if (best == SIZE_MAX || pm->run_seen[run] > pm->run_seen[best])
+			best = run;
+	}
+	if (best == SIZE_MAX)
+		return -ENOENT;
+	*first_page = best * pm->run_pages;
+	return 0;
+}
+
 size_t pagemap_runs_with(const struct pagemap *pm, enum page_state st)
 {
 	const uint32_t *per_run = st == PS_RESIDENT ? pm->run_resident

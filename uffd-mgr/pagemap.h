@@ -22,9 +22,11 @@ enum page_state {
 /* Flags on a page, orthogonal to its state. */
 #define PF_EVICTING  0x1 /* being moved to another tier (evicted or demoted): faults wait */
 #define PF_DISCARDED 0x2 /* discarded (REMOVE) while evicting: becomes zero at commit */
-#define PF_ARMING                                                                                  \
-	0x4 /* the tracker is dropping its page-table entry: not evictable until                   \
-	     * the REMOVE that this raises has been applied */
+/* PF_ARMING: the tracker is dropping the page's table entry; not evictable until the
+ * REMOVE that raises has been applied. PF_PREFETCHED: brought back by the planner ahead of
+ * faults and not seen used yet. */
+#define PF_ARMING     0x4
+#define PF_PREFETCHED 0x8
 
 struct pagemap;
 
@@ -73,6 +75,10 @@ int pagemap_clock_pick(struct pagemap *pm, size_t *first_page);
  * with its own hand: the runs evicted longest ago come first when eviction follows the
  * clock. Returns 0 with *first_page set, or -ENOENT. */
 int pagemap_demote_pick(struct pagemap *pm, size_t *first_page);
+
+/* The run with tiered pages (shm or disk) and none in flight that was seen most recently:
+ * the prefetcher's next. O(runs). Returns 0 with *first_page set, or -ENOENT. */
+int pagemap_hot_tiered_pick(const struct pagemap *pm, size_t *first_page);
 
 /* Runs that hold at least one page in state st (resident, shm or disk). O(runs). */
 size_t pagemap_runs_with(const struct pagemap *pm, enum page_state st);

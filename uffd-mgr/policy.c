@@ -74,8 +74,9 @@ struct policy_key {
 		 __typeof__(((struct policy *)0)->m), t) ? 1 : -1]))
 
 enum {
-	K_NAME, K_RESIDENT_MAX, K_RUN_SIZE, K_SHM_MAX, K_SHM_HIGH, K_SHM_LOW, K_DISK_PATH,
+	K_NAME, K_RESIDENT_MAX, K_RUN_SIZE, K_WEIGHT, K_CRITICAL_MIN, K_SHM_MAX, K_SHM_HIGH, K_SHM_LOW, K_DISK_PATH,
 	K_DISK_MAX, K_FAULT_CPU, K_BUSY_POLL, K_TRACK_MODE, K_TRACK_INTERVAL, K_TRACK_SAMPLE,
+	K_BALLOON, K_BALLOON_MIN, K_BALLOON_MAX, K_BALLOON_HEADROOM, K_PREFETCH, K_PREFETCH_BATCH,
 	K_COUNT
 };
 
@@ -115,6 +116,30 @@ static const struct policy_key keys[K_COUNT] = {
 			"aligned run of guest pages together into adjacent tier slots, and "
 			"a fault on any of them brings them all back with one copy. Larger "
 			"runs mean fewer faults and coarser eviction.",
+	},
+	[K_WEIGHT] = {
+		.section = "memory",
+		.key = "weight",
+		.type = KT_UINT,
+		.def = "100",
+		.min = 1,
+		.max = 10000,
+		.offset = FIELD(weight, uint32_t),
+		.help = "This VM's weight in the host budget (uffd-mgrd --budget): when memory is "
+			"short, VMs get their predicted demand in proportion to their weights, and "
+			"spare memory goes out the same way.",
+	},
+	[K_CRITICAL_MIN] = {
+		.section = "memory",
+		.key = "critical_min",
+		.type = KT_SIZE,
+		.def = "64M",
+		.min = 0,
+		.max = 64 * TIB,
+		.offset = FIELD(critical_min, uint64_t),
+		.help = "Least memory the planner guarantees this VM, whatever it predicts: the "
+			"floor of its critical amount (the memory below which the guest starts "
+			"to page).",
 	},
 	[K_SHM_MAX] = {
 		.section = "shm",
@@ -223,6 +248,71 @@ static const struct policy_key keys[K_COUNT] = {
 		.help = "Resident pages observed per interval, chosen at random in whole runs; "
 			"the working set is scaled up from them. 0: every resident page with "
 			"mode ebpf, 4096 with mode sample.",
+	},
+	[K_BALLOON] = {
+		.section = "balloon",
+		.key = "enabled",
+		.type = KT_CHOICE,
+		.def = "on",
+		.choices = "off|on",
+		.offset = FIELD(balloon_on, int),
+		.help = "Drive the guest's virtio-balloon over QMP: the planner asks the guest to "
+			"give back what its predicted demand does not need, and to take it back "
+			"when demand grows. uffd-qemu adds the device (with deflate-on-oom, so "
+			"the guest never runs out of memory because of it).",
+	},
+	[K_BALLOON_MIN] = {
+		.section = "balloon",
+		.key = "min",
+		.type = KT_SIZE,
+		.def = "128M",
+		.min = 0,
+		.max = 64 * TIB,
+		.offset = FIELD(balloon_min, uint64_t),
+		.help = "The balloon never leaves the guest less than this.",
+	},
+	[K_BALLOON_MAX] = {
+		.section = "balloon",
+		.key = "max",
+		.type = KT_SIZE,
+		.def = "0",
+		.min = MIB,
+		.max = 64 * TIB,
+		.flags = KF_ZERO_OFF,
+		.offset = FIELD(balloon_max, uint64_t),
+		.help = "Most memory the planner gives this VM. 0: its guest RAM.",
+	},
+	[K_BALLOON_HEADROOM] = {
+		.section = "balloon",
+		.key = "headroom",
+		.type = KT_UINT,
+		.def = "10",
+		.min = 0,
+		.max = 100,
+		.offset = FIELD(balloon_headroom_pct, uint32_t),
+		.help = "Percent of its share the guest keeps on top of it when ballooned, for "
+			"what the prediction did not see coming.",
+	},
+	[K_PREFETCH] = {
+		.section = "prefetch",
+		.key = "proactive",
+		.type = KT_CHOICE,
+		.def = "on",
+		.choices = "off|on",
+		.offset = FIELD(prefetch_on, int),
+		.help = "Bring tiered pages back before the guest faults on them when its demand "
+			"is predicted to grow and its share allows: the runs seen most recently "
+			"first, in batches, stopping when pressure returns.",
+	},
+	[K_PREFETCH_BATCH] = {
+		.section = "prefetch",
+		.key = "batch",
+		.type = KT_SIZE,
+		.def = "32M",
+		.min = 64 * KIB,
+		.max = 64 * TIB,
+		.offset = FIELD(prefetch_batch, uint64_t),
+		.help = "Most memory one plan brings back ahead of faults.",
 	},
 };
 

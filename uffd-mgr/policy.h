@@ -26,6 +26,14 @@ struct policy {
 	int track_mode;             /* [tracker] mode: POLICY_TRACK_* */
 	uint32_t track_interval_ms; /* [tracker] interval */
 	uint32_t track_sample_pages; /* [tracker] sample_pages; 0 = all (ebpf), 4096 (sample) */
+	uint32_t weight;            /* [memory] weight, in the host budget */
+	uint64_t critical_min;      /* [memory] critical_min, bytes */
+	int balloon_on;             /* [balloon] enabled: 0 off, 1 on */
+	uint64_t balloon_min;       /* [balloon] min, bytes */
+	uint64_t balloon_max;       /* [balloon] max, bytes; 0 = guest RAM */
+	uint32_t balloon_headroom_pct; /* [balloon] headroom, % of the share */
+	int prefetch_on;            /* [prefetch] proactive: 0 off, 1 on */
+	uint64_t prefetch_batch;    /* [prefetch] batch, bytes */
 };
 
 /* [tracker] mode values, in the order the key's choices list them. */

@@ -48,6 +48,7 @@ struct proto_register {
 	char vm_name[64];
 	char block_name[64]; /* memfd name, e.g. "memory-backend-memfd" */
 	char policy_path[4096];
+	char qmp_path[108];   /* QEMU's QMP socket (uffd-qemu adds one); "" = none */
 };
 
 /* Flags of a registration's reply: what the shim must do before QEMU goes on. */

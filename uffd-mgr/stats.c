@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "uffd-mgr/plan.h"
 #include "uffd-mgr/track.h"
 #include "uffd-mgr/vm.h"
 
@@ -28,6 +29,7 @@ static struct json_object *faults_json(const struct vm_stats *s)
 	add_u64(o, "disk_pages", s->faults_disk_pages);
 	add_u64(o, "disk_read_errors", s->disk_read_errors);
 	add_u64(o, "minor", s->faults_minor);
+	add_u64(o, "bring_back_pages", s->bring_back_pages);
 	return o;
 }
 
@@ -163,5 +165,6 @@ struct json_object *stats_vm_json(struct vm *vm, const char *state)
 	json_object_object_add(o, "disk", disk_json(vm, &s, counts[PS_DISK], disk_runs));
 	json_object_object_add(o, "fault_latency_us", latency_json(&s.fault_ns));
 	json_object_object_add(o, "tracker", tracker_json(vm, &ts));
+	json_object_object_add(o, "plan", planner_vm_json(vm));
 	return o;
 }

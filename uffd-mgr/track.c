@@ -74,13 +74,15 @@ static int arm_add(struct vm *vm, size_t first, size_t n, size_t *cap)
 	}
 	vm->armed[vm->narmed++] = (struct proto_range){.first_page = first, .npages = n};
 	for (size_t p = first; p < first + n; p++)
-		pagemap_set_flags(vm->pm, p, PF_ARMING);
+		pagemap_set_flags(vm->pm, p, pagemap_flags(vm->pm, p) | PF_ARMING);
 	return 0;
 }
 
 static bool armable(const struct vm *vm, size_t p)
 {
-	return pagemap_state(vm->pm, p) == PS_RESIDENT && !pagemap_flags(vm->pm, p);
+	unsigned fl = pagemap_flags(vm->pm, p);
+
+	return pagemap_state(vm->pm, p) == PS_RESIDENT && (!fl || fl == PF_PREFETCHED);
 }
 
 /* Adds the armable spans of pages [lo, hi). Returns pages added. Lock held. */
@@ -185,6 +187,11 @@ static void end_epoch(struct vm *vm, const uint64_t *bits, size_t armed_pages, s
 		if (st != PS_RESIDENT && st != PS_SHM && st != PS_DISK)
 			continue;
 		b = wss_age_bucket(wss_last_seen(vm->wss, p), e);
+		if (b == 0 && (pagemap_flags(vm->pm, p) & PF_PREFETCHED)) {
+			/* brought back ahead of time, and now used */
+			pagemap_set_flags(vm->pm, p, pagemap_flags(vm->pm, p) & ~PF_PREFETCHED);
+			vm->plan.ps.prefetch_used++;
+		}
 		ts->age_pages[b]++;
 		ts->idle_pages += b >= WSS_AGE_BUCKETS - 2;
 	}
@@ -239,7 +246,9 @@ static void clear_armed(struct vm *vm)
 	for (size_t i = 0; i < vm->narmed; i++)
 		for (size_t p = 0; p < vm->armed[i].npages; p++)
 			if (pagemap_flags(vm->pm, vm->armed[i].first_page + p) & PF_ARMING)
-				pagemap_set_flags(vm->pm, vm->armed[i].first_page + p, 0);
+				pagemap_set_flags(vm->pm, vm->armed[i].first_page + p,
+						  pagemap_flags(vm->pm, vm->armed[i].first_page + p) &
+							  ~PF_ARMING);
 }
 
 /* Waits for the shim to answer the arming just sent, so the interval measured starts once

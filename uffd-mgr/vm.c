@@ -1,5 +1,6 @@
 /* vm: see vm.h. */
 #include "uffd-mgr/vm.h"
+#include "qemu-glue/qmp.h"
 #include "uffd-mgr/track.h"
 
 #include <errno.h>
@@ -28,15 +29,25 @@ uint64_t vm_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+uint64_t vm_limit_pages(const struct vm *vm)
+{
+	uint64_t a = vm->pol.resident_max / PAGE_SIZE_4K, b = vm->resident_target / PAGE_SIZE_4K;
+
+	if (a && b)
+		return a < b ? a : b;
+	return a ? a : b;
+}
+
 bool vm_over_limit(const struct vm *vm)
 {
-	return vm->pol.resident_max &&
-	       pagemap_count(vm->pm, PS_RESIDENT) * PAGE_SIZE_4K > vm->pol.resident_max;
+	uint64_t limit = vm_limit_pages(vm);
+
+	return limit && pagemap_count(vm->pm, PS_RESIDENT) > limit;
 }
 
 bool vm_must_throttle(const struct vm *vm)
 {
-	uint64_t limit = vm->pol.resident_max / PAGE_SIZE_4K, run = pagemap_run_pages(vm->pm);
+	uint64_t limit = vm_limit_pages(vm), run = pagemap_run_pages(vm->pm);
 	uint64_t slack = limit / 16 > 8 * run ? limit / 16 : 8 * run;
 
 	return limit && !vm->tier_full && !vm->evict_stop &&
@@ -161,6 +172,8 @@ int vm_create(const struct proto_register *req, int uffd, int memfd, const struc
 	if (!vm)
 		return -ENOMEM;
 	snprintf(vm->name, sizeof(vm->name), "%s", req->vm_name);
+	snprintf(vm->plan.qmp_path, sizeof(vm->plan.qmp_path), "%.*s",
+		 (int)sizeof(req->qmp_path) - 1, req->qmp_path);
 	vm->pid = req->pid;
 	vm->pol = *pol;
 	vm->host_addr = req->host_addr;
@@ -314,6 +327,7 @@ void vm_destroy(struct vm *vm)
 	shmpool_destroy(vm->shm);
 	pagemap_destroy(vm->pm);
 	wss_destroy(vm->wss);
+	qmp_close(vm->plan.qmp);
 	free(vm->armed);
 	close_fd(vm->uffd);
 	close_fd(vm->memfd);

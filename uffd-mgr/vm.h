@@ -16,9 +16,36 @@
 #include "uffd-mgr/hist.h"
 #include "uffd-mgr/pagemap.h"
 #include "uffd-mgr/policy.h"
+#include "predictor/predict.h"
 #include "uffd-mgr/wss.h"
 
 struct tracker;
+struct qmp;
+
+/* What the planner decided for a VM and what came of it (plan.c). Figures in bytes. */
+struct vm_plan_stats {
+	bool active; /* the VM takes part (its tracker has a full window) */
+	uint64_t demand, critical, share, balloon_target, balloon_actual;
+	double confidence;
+	uint64_t emergencies;       /* emergency re-plans this VM caused */
+	const char *last_emergency; /* static string */
+	uint64_t prefetched_pages, prefetch_used, prefetch_unused;
+	uint64_t guest_free, guest_available; /* from the balloon's guest stats; 0 = none */
+};
+
+/* The planner's own per-VM state; only the control loop touches it. */
+struct vm_plan {
+	struct pred_state pred;
+	bool pred_ready;
+	struct qmp *qmp;
+	char qmp_path[108];
+	uint64_t qmp_retry_ns;
+	bool qmp_warned, stats_on;
+	uint64_t last_ns, last_tier_pages, last_swap_in, last_majflt;
+	bool guest_prev;
+	uint64_t balloon_sent;
+	struct vm_plan_stats ps; /* lock */
+};
 
 struct vm_stats {
 	uint64_t faults_zero;	   /* never-touched or known-zero pages served by ZEROPAGE */
@@ -40,6 +67,7 @@ struct vm_stats {
 	uint64_t demote_errors;		    /* failed writes: the pages stayed in the shm tier */
 	uint64_t disk_full_events;
 	struct hist fault_ns;  /* time from reading a fault to serving it */
+	uint64_t bring_back_pages;  /* brought back not for a fault: prefetch, release */
 	uint64_t faults_minor; /* sampled pages touched again (uffd minor faults) */
 };
 
@@ -102,6 +130,12 @@ struct vm {
 	volatile bool track_stop;
 	pthread_cond_t track_cv;
 	struct vm_track_stats ts; /* lock */
+
+	/* The planner (plan.c): its state is the control loop's; what it decided is under the
+	 * lock, for the evictor, the prefetcher and stats. */
+	struct vm_plan plan;
+	uint64_t resident_target; /* bytes, the planner's limit; 0 = none (lock) */
+	uint64_t prefetch_want;   /* pages the planner wants brought back ahead (lock) */
 };
 
 struct proto_register;
@@ -129,6 +163,10 @@ static inline uint64_t vm_page_addr(const struct vm *vm, size_t page)
 {
 	return vm->host_addr + (uint64_t)page * PAGE_SIZE_4K;
 }
+
+/* The resident limit in pages: the smaller of the policy's resident_max and the planner's
+ * target, 0 when neither is set. Lock held. */
+uint64_t vm_limit_pages(const struct vm *vm);
 
 /* Whether the evictor should be working now (resident over the policy's limit). Lock held. */
 bool vm_over_limit(const struct vm *vm);
