@@ -21,6 +21,10 @@
 #      page reads and writes over 64 MiB, no resident limit, with [tracker] mode off (the
 #      baseline), ebpf (every resident page armed each second) and sample; the median of 5
 #      runs each, interleaved.
+#   6. Three real guests under one daemon with a budget of half their RAM, with phased
+#      memstress (one grows while another shrinks, as tests/system/three_guests.sh), with the
+#      balloon and proactive prefetch on, against the same scene with both off: pages
+#      faulted back from the tiers, and the time until all three are done.
 #
 # Environment: BUILD (default <repo>/build, needs `make all guest`),
 # BENCH_REGROW_MB (scene 2 working set, default 1024), BENCH_PASS_S (longest read-back pass in
@@ -500,6 +504,62 @@ scene5() {
 		"ebpf:${times[ebpf]:-}, sample:${times[sample]:-}."
 }
 
+# ---- scene 6: three guests sharing a budget, balloon and prefetch on against off ----
+
+# Boots the three phased guests against the daemon at $1 with policies $2-g{1,2,3}.conf;
+# sets S6_MS (wall time until all are done) and S6_PAGES (tier-fault pages of the three).
+three_guests() {
+	local sock=$1 pre=$2 pids=() t0 rc=0 g
+	t0=$(date +%s%N)
+	for g in "g1 grow,touch:25,shrink:16,touch:30 160" "g2 grow,shrink:16,touch:25,regrow,touch:30 160" \
+		"g3 grow,touch:55 64"; do
+		set -- $g
+		"$SRC/tests/guest/run-guest.sh" --mem 256M --timeout 400 --log "$WORK/$pre-$1.console" \
+			--append "memstress.mb=$3 memstress.phases=$2" \
+			--wrapper "$BUILD/uffd-qemu --policy $WORK/$pre-$1.conf --socket $sock --" \
+			>"$WORK/$pre-$1.out" 2>&1 &
+		pids+=($!)
+	done
+	BGCHILD="$BGCHILD ${pids[*]}"
+	for g in "${pids[@]}"; do wait "$g" || rc=1; done
+	S6_MS=$((($(date +%s%N) - t0) / 1000000))
+	S6_PAGES=$("$BUILD/uffdctl" --socket "$sock" stats --json | python3 -c '
+import json, sys
+print(sum(v["faults"]["shm_pages"] + v["faults"]["disk_pages"] for v in json.load(sys.stdin)["vms"]))')
+	return $rc
+}
+
+scene6() {
+	local mode d sock g
+	declare -A ms pages
+	for mode in off on; do
+		say "scene 6: three guests, 384 MiB budget, balloon and prefetch $mode"
+		sock=$WORK/s6-$mode.sock
+		"$BUILD/uffd-mgrd" --socket "$sock" --log "$WORK/s6-$mode.log" --budget 384M &
+		d=$!
+		BGCHILD="$BGCHILD $d"
+		for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
+		for g in g1 g2 g3; do
+			printf '[vm]\nname = s6%s-%s\n[memory]\nresident_max = 0\ncritical_min = 32M\n' \
+				"$mode" "$g" >"$WORK/s6$mode-$g.conf"
+			printf '[balloon]\nenabled = %s\nmin = 64M\n[prefetch]\nproactive = %s\n' \
+				"$mode" "$mode" >>"$WORK/s6$mode-$g.conf"
+		done
+		if three_guests "$sock" "s6$mode"; then
+			ms[$mode]=$S6_MS pages[$mode]=$S6_PAGES
+		else
+			failed "scene 6 ($mode): a guest failed"
+		fi
+		stop "$d"
+	done
+	row 6 "three guests: pages faulted back from the tiers, balloon+prefetch on" \
+		"${pages[on]:-n/a}" pages "balloon+prefetch off" "${pages[off]:-n/a}"
+	row 6 "three guests: time until all three are done, balloon+prefetch on" \
+		"${ms[on]:-n/a}" ms "balloon+prefetch off" "${ms[off]:-n/a}"
+	meta note10 "Scene 6: 3 guests of 256 MiB (TCG), budget 384 MiB; g1 grows to 160 MiB then" \
+		"shrinks to 16, g2 the other way round, g3 holds 64; one run each way."
+}
+
 # ---- the report ----
 
 machine_meta() {
@@ -565,6 +625,7 @@ main() {
 	scene2
 	scene4
 	scene5
+	scene6
 	report
 	[ $FAILED -eq 0 ] || die "some steps failed (see above); their rows say n/a"
 }

@@ -12,20 +12,21 @@
 #include "uffd-mgr/log.h"
 #include "uffd-mgr/vm.h"
 
-#define SAMPLE_NS 1000000000ull
+#define SAMPLE_NS      1000000000ull
 #define QMP_TIMEOUT_MS 300
-#define QMP_RETRY_NS (10 * 1000000000ull)
-#define BALLOON_QOM "/machine/peripheral/uffd-balloon"
-#define BALLOON_STEP (8ull << 20) /* smaller moves of the target are not worth a QMP call */
-#define WARMUP_EPOCHS 10	  /* a full 10 s working-set window */
-#define HORIZON 3		  /* intervals the plan looks ahead */
-#define MIB(x) ((unsigned long long)((x) >> 20))
+#define QMP_RETRY_NS   (10 * 1000000000ull)
+#define BALLOON_QOM    "/machine/peripheral/uffd-balloon"
+#define BALLOON_STEP   (8ull << 20) /* smaller moves of the target are not worth a QMP call */
+#define WARMUP_EPOCHS  10	    /* a full 10 s working-set window */
+#define HORIZON	       3	    /* intervals the plan looks ahead */
+#define MIB(x)	       ((unsigned long long)((x) >> 20))
 
 struct planner {
 	uint64_t budget;
 	uint64_t next_sample_ns, next_plan_ns;
 	uint64_t replans, emergencies;
 	bool overcommitted;
+	uint64_t emergency_logged_ns; /* emergencies are logged at most every 10 s */
 	const char *emergency_reason; /* of this tick, NULL: none */
 	struct vm *emergency_vm;
 };
@@ -82,8 +83,10 @@ static struct qmp *vm_qmp(struct vm *vm, uint64_t now)
 		pl->qmp = NULL;
 		pl->qmp_retry_ns = now + QMP_RETRY_NS;
 		if (!pl->qmp_warned)
-			log_warn(vm->name, "plan: no QMP at %s (%s); no balloon or guest stats until "
-					   "it answers", pl->qmp_path, err);
+			log_warn(vm->name,
+				 "plan: no QMP at %s (%s); no balloon or guest stats until "
+				 "it answers",
+				 pl->qmp_path, err);
 		pl->qmp_warned = true;
 		return NULL;
 	}
@@ -110,9 +113,14 @@ static void guest_sample(struct vm *vm, struct qmp *q, double dt, struct pred_sa
 	if (!pl->stats_on || qmp_guest_stats(q, BALLOON_QOM, &gs, err, sizeof(err)) || !gs.valid)
 		return;
 	if (gs.total != QMP_STAT_NONE && gs.available != QMP_STAT_NONE) {
+		/* With deflate-on-oom the guest counts the balloon's pages as used: they are
+		 * ours to give back, not its demand. */
+		uint64_t ballooned = actual && actual < vm->length ? vm->length - actual : 0;
+
 		smp->guest_valid = true;
 		smp->guest_total = gs.total;
-		smp->guest_avail = gs.available;
+		smp->guest_avail =
+		    gs.available + ballooned < gs.total ? gs.available + ballooned : gs.total;
 	}
 	if (pl->guest_prev && dt > 0 && gs.swap_in != QMP_STAT_NONE &&
 	    gs.major_faults != QMP_STAT_NONE) {
@@ -178,7 +186,8 @@ static void send_balloon(struct vm *vm, uint64_t target)
 {
 	struct vm_plan *pl = &vm->plan;
 	char err[256];
-	uint64_t d = target > pl->balloon_sent ? target - pl->balloon_sent : pl->balloon_sent - target;
+	uint64_t d =
+	    target > pl->balloon_sent ? target - pl->balloon_sent : pl->balloon_sent - target;
 
 	if (!pl->qmp || (pl->balloon_sent && d < BALLOON_STEP))
 		return;
@@ -200,6 +209,7 @@ static void replan(struct planner *p, struct vm *const *vms, size_t n)
 	uint64_t *share = calloc(n ? n : 1, sizeof(*share)), budget = p->budget;
 	size_t *idx = calloc(n ? n : 1, sizeof(*idx)), m = 0;
 	double conf[64];
+	bool over;
 
 	if (!in || !share || !idx)
 		goto out;
@@ -213,26 +223,34 @@ static void replan(struct planner *p, struct vm *const *vms, size_t n)
 			continue;
 		}
 		in[m] = (struct pred_vm){
-			.guest_ram = vm->length,
-			.demand = pred_demand(&vm->plan.pred, HORIZON, m < 64 ? &conf[m] : NULL),
-			.critical = pred_critical(&vm->plan.pred, vm->pol.critical_min),
-			.min = vm->pol.critical_min,
-			.max = vm->pol.balloon_max,
-			.weight = vm->pol.weight,
+		    .guest_ram = vm->length,
+		    .demand = pred_demand(&vm->plan.pred, HORIZON, m < 64 ? &conf[m] : NULL),
+		    .critical = pred_critical(&vm->plan.pred, vm->pol.critical_min),
+		    .min = vm->pol.critical_min,
+		    .max = vm->pol.balloon_max,
+		    .weight = vm->pol.weight,
 		};
 		idx[m++] = i;
 	}
-	p->overcommitted = pred_split(in, m, budget, share);
+	over = pred_split(in, m, budget, share);
+	if (over && !p->overcommitted)
+		log_warn(NULL,
+			 "plan: the critical amounts of the VMs exceed the budget of %llu MiB; "
+			 "each VM gets less than its floor until demand falls",
+			 MIB(budget));
+	else if (!over && p->overcommitted)
+		log_info(NULL, "plan: the budget covers every VM's critical amount again");
+	p->overcommitted = over;
 	p->replans++;
 	for (size_t k = 0; k < m; k++) {
 		struct vm *vm = vms[idx[k]];
 		struct pred_plan out;
 		struct pred_plan_in pin = {
-			.share = share[k],
-			.balloon_min = vm->pol.balloon_on ? vm->pol.balloon_min : 0,
-			.batch = vm->pol.prefetch_batch,
-			.horizon = HORIZON,
-			.host_pressure = p->emergency_reason != NULL || p->overcommitted,
+		    .share = share[k],
+		    .balloon_min = vm->pol.balloon_on ? vm->pol.balloon_min : 0,
+		    .batch = vm->pol.prefetch_batch,
+		    .horizon = HORIZON,
+		    .host_pressure = p->emergency_reason != NULL || p->overcommitted,
 		};
 		struct vm_plan_stats *ps = &vm->plan.ps;
 		bool moved;
@@ -251,17 +269,15 @@ static void replan(struct planner *p, struct vm *const *vms, size_t n)
 		pthread_cond_signal(&vm->evict_cv);
 		pthread_mutex_unlock(&vm->lock);
 		if (moved)
-			log_info(vm->name,
-				 "plan: demand %llu MiB (confidence %.2f), critical %llu MiB, share "
-				 "%llu MiB, balloon %llu MiB, prefetch %llu MiB",
-				 MIB(in[k].demand), k < 64 ? conf[k] : 0, MIB(in[k].critical),
-				 MIB(share[k]), MIB(ps->balloon_target), MIB(out.prefetch));
+			log_info(
+			    vm->name,
+			    "plan: demand %llu MiB (confidence %.2f), critical %llu MiB, share "
+			    "%llu MiB, balloon %llu MiB, prefetch %llu MiB",
+			    MIB(in[k].demand), k < 64 ? conf[k] : 0, MIB(in[k].critical),
+			    MIB(share[k]), MIB(ps->balloon_target), MIB(out.prefetch));
 		if (vm->pol.balloon_on)
 			send_balloon(vm, out.balloon_target);
 	}
-	if (p->overcommitted)
-		log_warn(NULL, "plan: the critical amounts of the VMs exceed the budget of %llu MiB; "
-			       "every VM gets less than its floor", MIB(budget));
 out:
 	free(in);
 	free(share);
@@ -283,8 +299,12 @@ int planner_tick(struct planner *p, struct vm *const *vms, size_t n)
 			p->emergency_vm->plan.ps.emergencies++;
 			p->emergency_vm->plan.ps.last_emergency = p->emergency_reason;
 			pthread_mutex_unlock(&p->emergency_vm->lock);
-			log_info(p->emergency_vm->name, "plan: emergency re-plan: %s",
-				 p->emergency_reason);
+			if (now >= p->emergency_logged_ns) {
+				log_info(p->emergency_vm->name,
+					 "plan: emergency re-plan: %s (%llu emergencies so far)",
+					 p->emergency_reason, (unsigned long long)p->emergencies);
+				p->emergency_logged_ns = now + 10 * SAMPLE_NS;
+			}
 		}
 		if (p->emergency_reason || now >= p->next_plan_ns) {
 			replan(p, vms, n);

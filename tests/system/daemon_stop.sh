@@ -8,7 +8,8 @@ printf '[memory]\nresident_max = 4M\n[shm]\nmax = 24M\n[disk]\npath = %s\nmax = 
 start_daemon
 fakeguest stopper "$T/p.conf" --mb 64 --threads 2 --seconds 6 --write-pct 50 --fill >"$T/fg.log" 2>&1 &
 fg=$!
-sleep 2.5
+wait_vm stopper
+sleep 2
 shm=$(stat stopper shm_bytes)
 disk=$(stat stopper disk.bytes)
 [ $((shm + disk)) -gt $((32 << 20)) ] || fail "expected most of the guest tiered, got $shm+$disk"

@@ -47,6 +47,16 @@ fakeguest() { # vm policy args...
 		LD_PRELOAD=$BUILD/libuffd-shim.so "$BUILD/tests/fakeguest" "$@"
 }
 
+# Waits (up to 20 s) until VM has registered with this test's daemon.
+wait_vm() {
+	for _ in $(seq 200); do
+		"$BUILD/uffdctl" --socket "$SOCK" stats --json 2>/dev/null | grep -q "\"name\": *\"$1\"" &&
+			return 0
+		sleep 0.1
+	done
+	fail "VM $1 did not register within 20 s"
+}
+
 # Prints one number from the stats JSON of a VM: stat VM jq-path
 stat() {
 	"$BUILD/uffdctl" --socket "$SOCK" stats --json |
