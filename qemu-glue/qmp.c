@@ -5,6 +5,7 @@
  * several messages; splitting on '\n' instead would break on pretty-printed output. The
  * socket is non-blocking: every wait is a poll() bounded by the caller's deadline. */
 #include "qemu-glue/qmp.h"
+#include "uffd-mgr/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -36,20 +37,6 @@ struct qmp {
 	struct qmp_event *head, *tail;
 	int nevents;
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static int64_t now_ms(void)
 {
@@ -345,9 +332,9 @@ static void remote_err(struct json_object *reply, const char *command, char *err
 
 	if (json_object_object_get_ex(reply, "error", &e) &&
 	    json_object_object_get_ex(e, "desc", &desc))
-		set_err(err, errlen, "%s: %s", command, json_object_get_string(desc));
+		err_set(err, errlen, "%s: %s", command, json_object_get_string(desc));
 	else
-		set_err(err, errlen, "%s: QEMU answered with an error", command);
+		err_set(err, errlen, "%s: QEMU answered with an error", command);
 }
 
 /* Says why no greeting came. */
@@ -355,19 +342,19 @@ static void greeting_err(const char *path, int r, char *err, size_t errlen)
 {
 	switch (r) {
 	case -ETIMEDOUT:
-		set_err(err, errlen,
+		err_set(err, errlen,
 			"%s: no QMP greeting in time (another client connected? QEMU serves one "
 			"at a time)",
 			path);
 		break;
 	case -ECONNRESET:
-		set_err(err, errlen, "%s: closed before the QMP greeting", path);
+		err_set(err, errlen, "%s: closed before the QMP greeting", path);
 		break;
 	case -EPROTO:
-		set_err(err, errlen, "%s: not QMP: the greeting is not {\"QMP\": ...}", path);
+		err_set(err, errlen, "%s: not QMP: the greeting is not {\"QMP\": ...}", path);
 		break;
 	default:
-		set_err(err, errlen, "%s: reading the greeting: %s", path, strerror(-r));
+		err_set(err, errlen, "%s: reading the greeting: %s", path, strerror(-r));
 	}
 }
 
@@ -382,11 +369,11 @@ static int handshake(struct qmp *q, int64_t deadline, char *err, size_t errlen)
 	r = sock_connect(q->path, deadline);
 	if (r < 0) {
 		if (r == -ENOENT)
-			set_err(err, errlen, "%s: no such socket (is QEMU running?)", q->path);
+			err_set(err, errlen, "%s: no such socket (is QEMU running?)", q->path);
 		else if (r == -ECONNREFUSED)
-			set_err(err, errlen, "%s: connection refused (QEMU gone?)", q->path);
+			err_set(err, errlen, "%s: connection refused (QEMU gone?)", q->path);
 		else
-			set_err(err, errlen, "%s: connect: %s", q->path, strerror(-r));
+			err_set(err, errlen, "%s: connect: %s", q->path, strerror(-r));
 		return r;
 	}
 	q->fd = r;
@@ -403,9 +390,9 @@ static int handshake(struct qmp *q, int64_t deadline, char *err, size_t errlen)
 		remote_err(reply, q->path, err, errlen);
 		r = -EREMOTEIO;
 	} else if (r == -ETIMEDOUT) {
-		set_err(err, errlen, "%s: no answer to qmp_capabilities in time", q->path);
+		err_set(err, errlen, "%s: no answer to qmp_capabilities in time", q->path);
 	} else if (r) {
-		set_err(err, errlen, "%s: qmp_capabilities: %s", q->path, strerror(-r));
+		err_set(err, errlen, "%s: qmp_capabilities: %s", q->path, strerror(-r));
 	}
 	json_object_put(reply);
 	if (!r)
@@ -436,7 +423,7 @@ int qmp_open(struct qmp **out, const char *socket_path, int timeout_ms, char *er
 	*out = q;
 	return 0;
 fail:
-	set_err(err, errlen, "%s: out of memory", socket_path);
+	err_set(err, errlen, "%s: out of memory", socket_path);
 fail_close:
 	qmp_close(q);
 	return r;
@@ -481,7 +468,7 @@ static int transact_retry(struct qmp *q, const char *command, struct json_object
 	if (h) {
 		if (r == -ENOTCONN)
 			r = -ECONNRESET;
-		set_err(err, errlen, "%s: connection lost (%s); reconnect failed: %s", command,
+		err_set(err, errlen, "%s: connection lost (%s); reconnect failed: %s", command,
 			strerror(-r), why);
 		return r;
 	}
@@ -490,7 +477,7 @@ static int transact_retry(struct qmp *q, const char *command, struct json_object
 		r = -ECONNRESET;
 	if (is_broken(r)) {
 		disconnect(q);
-		set_err(err, errlen, "%s: connection lost again after reconnecting (%s)", command,
+		err_set(err, errlen, "%s: connection lost again after reconnecting (%s)", command,
 			strerror(-r));
 	}
 	return r;
@@ -505,20 +492,20 @@ int qmp_execute(struct qmp *q, const char *command, struct json_object *args,
 	if (result)
 		*result = NULL;
 	if (!q || !command || !*command) {
-		set_err(err, errlen, "qmp_execute: no connection or no command");
+		err_set(err, errlen, "qmp_execute: no connection or no command");
 		return -EINVAL;
 	}
 	r = transact_retry(q, command, args, deadline_in(timeout_ms), &reply, err, errlen);
 	if (r == -ETIMEDOUT) {
-		set_err(err, errlen, "%s: no reply within %d ms", command, timeout_ms);
+		err_set(err, errlen, "%s: no reply within %d ms", command, timeout_ms);
 	} else if (r == -EPROTO || r == -EMSGSIZE) {
 		disconnect(q);
-		set_err(err, errlen, "%s: %s from QEMU; connection dropped", command,
+		err_set(err, errlen, "%s: %s from QEMU; connection dropped", command,
 			r == -EPROTO ? "malformed JSON" : "oversized message");
 	} else if (r == -ENOMEM) {
-		set_err(err, errlen, "%s: out of memory", command);
+		err_set(err, errlen, "%s: out of memory", command);
 	} else if (r && !is_broken(r)) {
-		set_err(err, errlen, "%s: %s", command, strerror(-r));
+		err_set(err, errlen, "%s: %s", command, strerror(-r));
 	}
 	if (r)
 		return r;
@@ -600,7 +587,7 @@ int qmp_balloon_set(struct qmp *q, uint64_t target_bytes, char *err, size_t errl
 
 	/* QEMU takes an int and refuses 0 with a confusing "expects a size". */
 	if (target_bytes == 0 || target_bytes > INT64_MAX) {
-		set_err(err, errlen, "balloon: target %llu out of range",
+		err_set(err, errlen, "balloon: target %llu out of range",
 			(unsigned long long)target_bytes);
 		return -EINVAL;
 	}
@@ -608,7 +595,7 @@ int qmp_balloon_set(struct qmp *q, uint64_t target_bytes, char *err, size_t errl
 	if (!args ||
 	    json_object_object_add(args, "value", json_object_new_int64((int64_t)target_bytes))) {
 		json_object_put(args);
-		set_err(err, errlen, "balloon: out of memory");
+		err_set(err, errlen, "balloon: out of memory");
 		return -ENOMEM;
 	}
 	r = qmp_execute(q, "balloon", args, NULL, q->timeout_ms, err, errlen);
@@ -625,7 +612,7 @@ int qmp_balloon_actual(struct qmp *q, uint64_t *actual_bytes, char *err, size_t 
 		return r;
 	if (!json_object_object_get_ex(res, "actual", &v) ||
 	    !json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0) {
-		set_err(err, errlen, "query-balloon: no \"actual\" in the answer");
+		err_set(err, errlen, "query-balloon: no \"actual\" in the answer");
 		r = -EPROTO;
 	} else {
 		*actual_bytes = json_object_get_uint64(v);
@@ -641,13 +628,13 @@ int qmp_guest_stats_enable(struct qmp *q, const char *balloon_qom_path, int inte
 	int r;
 
 	if (interval_s < 0) {
-		set_err(err, errlen, "qom-set: negative stats interval %d", interval_s);
+		err_set(err, errlen, "qom-set: negative stats interval %d", interval_s);
 		return -EINVAL;
 	}
 	args = qom_args(balloon_qom_path, "guest-stats-polling-interval",
 			json_object_new_int(interval_s));
 	if (!args) {
-		set_err(err, errlen, "qom-set: out of memory");
+		err_set(err, errlen, "qom-set: out of memory");
 		return -ENOMEM;
 	}
 	r = qmp_execute(q, "qom-set", args, NULL, q->timeout_ms, err, errlen);
@@ -690,7 +677,7 @@ int qmp_guest_stats(struct qmp *q, const char *balloon_qom_path, struct qmp_gues
 
 	args = qom_args(balloon_qom_path, "guest-stats", NULL);
 	if (!args) {
-		set_err(err, errlen, "qom-get: out of memory");
+		err_set(err, errlen, "qom-get: out of memory");
 		return -ENOMEM;
 	}
 	r = qmp_execute(q, "qom-get", args, &res, q->timeout_ms, err, errlen);
@@ -701,7 +688,7 @@ int qmp_guest_stats(struct qmp *q, const char *balloon_qom_path, struct qmp_gues
 	    !json_object_is_type(stats, json_type_object) ||
 	    !json_object_object_get_ex(res, "last-update", &last) ||
 	    !json_object_is_type(last, json_type_int)) {
-		set_err(err, errlen, "qom-get: %s guest-stats lacks \"stats\" or \"last-update\"",
+		err_set(err, errlen, "qom-get: %s guest-stats lacks \"stats\" or \"last-update\"",
 			balloon_qom_path);
 		json_object_put(res);
 		return -EPROTO;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "shmswap/slotmap.h"
+#include "uffd-mgr/log.h"
 
 #define SLOT_SIZE 4096u
 #define PIECE	  (1ull << 30) /* io_uring registers at most 1 GiB per buffer */
@@ -72,17 +73,6 @@ struct xfer {
 	uint64_t moved, bytes, failed;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* The sysctl that turns io_uring off, or -1 when it cannot be read (kernels before 6.6). */
 static int uring_disabled_sysctl(void)
 {
@@ -109,13 +99,13 @@ static int probe_uring(const char *path, char *err, size_t errlen)
 	}
 	off = uring_disabled_sysctl();
 	if (ret == -ENOSYS)
-		set_err(err, errlen, "disk tier %s: io_uring is missing from this kernel", path);
+		err_set(err, errlen, "disk tier %s: io_uring is missing from this kernel", path);
 	else if (off > 0)
-		set_err(err, errlen,
+		err_set(err, errlen,
 			"disk tier %s: io_uring refused (%s): sysctl kernel.io_uring_disabled = %d",
 			path, strerror(-ret), off);
 	else
-		set_err(err, errlen, "disk tier %s: io_uring_queue_init: %s", path, strerror(-ret));
+		err_set(err, errlen, "disk tier %s: io_uring_queue_init: %s", path, strerror(-ret));
 	return ret;
 }
 
@@ -149,7 +139,7 @@ int disktier_open(const char *path, uint64_t bytes, struct disktier **out, char 
 	int ret;
 
 	if (bytes < SLOT_SIZE) {
-		set_err(err, errlen, "disk tier %s: size %llu holds no 4 KiB slot", path,
+		err_set(err, errlen, "disk tier %s: size %llu holds no 4 KiB slot", path,
 			(unsigned long long)bytes);
 		return -EINVAL;
 	}
@@ -159,19 +149,19 @@ int disktier_open(const char *path, uint64_t bytes, struct disktier **out, char 
 	d = calloc(1, sizeof(*d));
 	if (!d || !(d->path = strdup(path))) {
 		free(d);
-		set_err(err, errlen, "disk tier %s: out of memory", path);
+		err_set(err, errlen, "disk tier %s: out of memory", path);
 		return -ENOMEM;
 	}
 	d->fd = -1;
 	d->nslots = bytes / SLOT_SIZE;
 	ret = slotmap_create(d->nslots, &d->slots);
 	if (ret) {
-		set_err(err, errlen, "disk tier %s: slot map: %s", path, strerror(-ret));
+		err_set(err, errlen, "disk tier %s: slot map: %s", path, strerror(-ret));
 		goto fail;
 	}
 	ret = open_file(d);
 	if (ret) {
-		set_err(err, errlen, "disk tier %s: open: %s", path,
+		err_set(err, errlen, "disk tier %s: open: %s", path,
 			ret == -EINVAL && d->fd >= 0 ? "not a regular file"
 			: ret == -EBUSY		     ? "in use by another VM's disk tier (locked)"
 						     : strerror(-ret));
@@ -179,7 +169,7 @@ int disktier_open(const char *path, uint64_t bytes, struct disktier **out, char 
 	}
 	if (ftruncate(d->fd, (off_t)(d->nslots * SLOT_SIZE)) < 0) {
 		ret = -errno;
-		set_err(err, errlen, "disk tier %s: ftruncate to %llu bytes: %s", path,
+		err_set(err, errlen, "disk tier %s: ftruncate to %llu bytes: %s", path,
 			(unsigned long long)(d->nslots * SLOT_SIZE), strerror(-ret));
 		goto fail;
 	}

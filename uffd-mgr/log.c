@@ -23,3 +23,14 @@ void log_msg(enum log_level level, const char *vm, const char *fmt, ...)
 		tm.tm_sec, ts.tv_nsec / 1000000, level_names[level], vm ? " [" : "", vm ? vm : "",
 		vm ? "]" : "", text);
 }
+
+void err_set(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || !errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}

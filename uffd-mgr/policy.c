@@ -18,6 +18,7 @@
  *
  * No state outside the parse context: it goes through inih's user and stream pointers. */
 #include "uffd-mgr/policy.h"
+#include "uffd-mgr/log.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -825,18 +826,6 @@ static void check_rules(struct parse_ctx *c)
 	}
 }
 
-__attribute__((format(printf, 3, 4))) static void put_err(char *err, size_t errlen, const char *fmt,
-							  ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* On error *p is left as it was. */
 int policy_parse_string(const char *text, const char *label, struct policy *p, char *err,
 			size_t errlen)
@@ -844,11 +833,11 @@ int policy_parse_string(const char *text, const char *label, struct policy *p, c
 	struct parse_ctx c = {.label = label ? label : "<string>", .pos = text};
 	int ret;
 
-	put_err(err, errlen, "%s", "");
+	err_set(err, errlen, "%s", "");
 	policy_defaults(&c.pol);
 	ret = ini_parse_stream(read_line, &c, on_key, &c);
 	if (ret < 0) {
-		put_err(err, errlen, "%s: %s", c.label, strerror(ENOMEM));
+		err_set(err, errlen, "%s: %s", c.label, strerror(ENOMEM));
 		return -ENOMEM;
 	}
 	if (ret > 0 && (!c.failed || ret < c.err_line)) {
@@ -861,9 +850,9 @@ int policy_parse_string(const char *text, const char *label, struct policy *p, c
 		check_rules(&c);
 	if (c.failed) {
 		if (c.err_line)
-			put_err(err, errlen, "%s:%d: %s", c.label, c.err_line, c.msg);
+			err_set(err, errlen, "%s:%d: %s", c.label, c.err_line, c.msg);
 		else
-			put_err(err, errlen, "%s: %s", c.label, c.msg);
+			err_set(err, errlen, "%s: %s", c.label, c.msg);
 		return -EINVAL;
 	}
 	*p = c.pol;
@@ -923,14 +912,14 @@ int policy_load(const char *path, struct policy *p, char *err, size_t errlen)
 
 	ret = read_file(path, &text, &len);
 	if (ret) {
-		put_err(err, errlen, "%s: %s", path, strerror(-ret));
+		err_set(err, errlen, "%s: %s", path, strerror(-ret));
 		return ret;
 	}
 	nul = memchr(text, '\0', len);
 	if (nul) {
 		for (s = text; s < nul; s++)
 			line += *s == '\n';
-		put_err(err, errlen, "%s:%d: NUL byte in line", path, line);
+		err_set(err, errlen, "%s:%d: NUL byte in line", path, line);
 		ret = -EINVAL;
 	} else {
 		ret = policy_parse_string(text, path, p, err, errlen);
