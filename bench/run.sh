@@ -550,7 +550,7 @@ scene6() {
 		else
 			failed "scene 6 ($mode): a guest failed"
 		fi
-		stop "$d"
+		stop "$d" || true
 	done
 	row 6 "three guests: pages faulted back from the tiers, balloon+prefetch on" \
 		"${pages[on]:-n/a}" pages "balloon+prefetch off" "${pages[off]:-n/a}"

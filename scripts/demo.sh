@@ -1,7 +1,7 @@
 #!/bin/bash
 # make demo: boots the real test guest under uffd-mgrd with a small resident limit and shows
 # its memory moving live: resident against the limit, the shm tier, the disk tier, faults,
-# evictions and demotions, next to what the guest's workload (memstress) is doing. Ends with
+# evictions and demotions, the working set the tracker measures, the balloon target, next to what the guest's workload (memstress) is doing. Ends with
 # the guest's verdict.
 set -eu
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -47,11 +47,13 @@ bar() { # value max width
 while kill -0 $guest 2>/dev/null; do
 	out=$("$BUILD/uffdctl" --socket "$SOCK" stats 2>/dev/null || true)
 	json=$("$BUILD/uffdctl" --socket "$SOCK" stats --json 2>/dev/null || echo '{}')
-	read -r res max shm disk < <(python3 -c 'import json,sys
+	read -r res max shm disk wss1 wss10 bal < <(python3 -c 'import json,sys
 d=json.load(sys.stdin); v=[x for x in d.get("vms",[]) if x["name"]=="demo"]
 v=v[-1] if v else {}
+w=list(v.get("tracker",{}).get("wss_bytes",{}).values())+[0,0]
 print(v.get("resident_bytes",0)>>20, v.get("resident_max",1)>>20, v.get("shm_bytes",0)>>20,
-      v.get("disk",{}).get("bytes",0)>>20)' <<<"$json")
+      v.get("disk",{}).get("bytes",0)>>20, w[0]>>20, w[1]>>20,
+      v.get("plan",{}).get("balloon_target",0)>>20)' <<<"$json")
 	clear 2>/dev/null || printf '\033[H\033[2J'
 	echo "uffd-mgr demo: a real Linux guest (512 MiB, TCG) whose RAM uffd-mgrd serves"
 	echo "   socket $SOCK   daemon log $D/daemon.log   console $D/console.log"
@@ -61,6 +63,8 @@ print(v.get("resident_bytes",0)>>20, v.get("resident_max",1)>>20, v.get("shm_byt
 	printf '  resident %4s MiB [%s] limit %s MiB\n' "$res" "$(bar "$res" $((max * 2)) 40)" "$max"
 	printf '  shm tier %4s MiB [%s] size 96 MiB\n' "$shm" "$(bar "$shm" 96 40)"
 	printf '  disk     %4s MiB [%s]\n' "$disk" "$(bar "$disk" 512 40)"
+	printf '  working set (eBPF tracker) %s MiB over 1 s, %s MiB over 10 s' "$wss1" "$wss10"
+	[ "$bal" = 0 ] && echo || echo "; balloon target $bal MiB"
 	echo
 	echo "guest workload (memstress over $MB MiB):"
 	grep -a 'MEMSTRESS' "$D/console.log" 2>/dev/null | tr -d '\r' | tail -n 8 | sed 's/^/  /' || true
