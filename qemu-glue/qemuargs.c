@@ -1085,7 +1085,9 @@ static int push_additions(struct qemuargs *qa, const char *qmp_path)
 	if (!ret && qa->balloon_added) {
 		ret = push(qa, strdup("-device"));
 		if (!ret)
-			ret = push_fmt(qa, "virtio-balloon-pci,id=%s,deflate-on-oom=on",
+			ret = push_fmt(qa,
+				       "virtio-balloon-pci,id=%s,deflate-on-oom=on,"
+				       "free-page-reporting=on",
 				       QEMUARGS_BALLOON_ID);
 	}
 	return ret;

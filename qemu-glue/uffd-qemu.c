@@ -127,8 +127,13 @@ static void help(FILE *out)
 		"    -qmp unix:<socket dir>/<name>.qmp,server=on,wait=off\n"
 		"        unless a -qmp, -qmp-pretty or -mon mode=control listens on a unix\n"
 		"        socket already; uffd-mgrd's balloon driver uses it.\n"
-		"    -device virtio-balloon-pci,id=uffd-balloon,deflate-on-oom=on\n"
-		"        unless there is a virtio-balloon (and not on microvm or isapc).\n"
+		"    -device virtio-balloon-pci,id=uffd-balloon,deflate-on-oom=on,\n"
+		"            free-page-reporting=on\n"
+		"        unless there is a virtio-balloon, the policy says [balloon]\n"
+		"        enabled = off, or the machine has no PCI (microvm, isapc). The guest\n"
+		"        reports its free pages, which QEMU discards and uffd-mgrd drops from\n"
+		"        its tiers; deflate-on-oom lets the guest take memory back from the\n"
+		"        balloon before it would run out.\n"
 		"\n"
 		"REFUSED\n"
 		"    -mem-path and memory-backend-file (a file backend), memory-backend-ram\n"
@@ -248,6 +253,8 @@ static int rewrite_args(struct launch *l)
 		fprintf(stderr, "uffd-qemu: %s\n", err);
 		return EXIT_USAGE;
 	}
+	if (!l->policy.balloon_on) /* [balloon] enabled = off: no device to drive */
+		l->qa.balloon_added = false;
 	return 0;
 }
 

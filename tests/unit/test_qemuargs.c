@@ -31,7 +31,7 @@
 	"-object", "memory-backend-memfd,id=uffd-ram,size=" sz ",share=on", "-machine",            \
 	    "memory-backend=uffd-ram"
 #define QMP	"-qmp", "unix:" QPATH ",server=on,wait=off"
-#define BALLOON "-device", "virtio-balloon-pci,id=uffd-balloon,deflate-on-oom=on"
+#define BALLOON "-device", "virtio-balloon-pci,id=uffd-balloon,deflate-on-oom=on,free-page-reporting=on"
 
 /* Flags of what was added. */
 #define ADD_RAM	    1
