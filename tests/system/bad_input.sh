@@ -20,6 +20,7 @@ printf '[memory]\nresident_max = 8M\n[shm]\nmax = 64M\n[disk]\npath = %s\nmax = 
 printf '[memory]\nresident_max = 8M\n' >"$T/plain.conf"
 printf '[memory]\nresident_max = 8M\n\n[shm]\nmax = 12Q\n' >"$T/bad.conf"
 printf '[memory]\nresident_mx = 8M\n' >"$T/typo.conf"
+printf '[tracker]\nmode = ebfp\n' >"$T/mode.conf"
 Q="qemu-system-x86_64 -nographic -m 128M"
 
 start_daemon
@@ -29,6 +30,9 @@ sleep 1
 
 expect 2 "bad.conf:5: .*size" "$BUILD/uffd-qemu" --policy "$T/bad.conf" --socket "$SOCK" -- $Q
 expect 2 "typo.conf:2: unknown key 'resident_mx'" "$BUILD/uffd-qemu" --policy "$T/typo.conf" -- $Q
+expect 2 "mode.conf:2: \\[tracker\\] mode must be one of ebpf\\|sample\\|off" "$BUILD/uffd-qemu" \
+	--policy "$T/mode.conf" -- $Q
+expect 2 "bad --budget 'lots'" "$BUILD/uffd-mgrd" --socket "$T/other.sock" --budget lots
 expect 2 "nonexistent.conf: No such file" "$BUILD/uffd-qemu" --policy "$T/nonexistent.conf" -- $Q
 expect 2 "mem-path" "$BUILD/uffd-qemu" --socket "$SOCK" -- $Q -mem-path /dev/hugepages
 expect 2 "memory-backend-file" "$BUILD/uffd-qemu" --socket "$SOCK" -- $Q \
