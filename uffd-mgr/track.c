@@ -352,7 +352,17 @@ int track_start(struct vm *vm)
 	vm->wss = w;
 	pthread_mutex_unlock(&vm->lock);
 	if (vm->track_mode == POLICY_TRACK_EBPF) {
-		r = tracker_add(vm->bpf, vm->pid, vm->host_addr, pagemap_npages(vm->pm), NULL, 0,
+		/* Under KVM the vCPUs fault by guest-physical address. On x86 pc and q35 machines
+		 * guest RAM starts at GPA 0 and its first 2 GiB always lie below the PCI hole;
+		 * above that the split depends on the machine type, which the daemon does not
+		 * know: KVM faults there go unseen (QEMU's own accesses are still seen). */
+		struct tracker_gpa_range low = {
+			.gpa = 0,
+			.len = vm->length < (2ull << 30) ? vm->length : (2ull << 30),
+			.offset = 0,
+		};
+
+		r = tracker_add(vm->bpf, vm->pid, vm->host_addr, pagemap_npages(vm->pm), &low, 1,
 				&vm->bpf_slot);
 		if (r) {
 			log_warn(vm->name,
