@@ -492,9 +492,9 @@ static void evict_round(struct vm *vm)
 static void prefetch_round(struct vm *vm)
 {
 	size_t run = pagemap_run_pages(vm->pm);
-	uint8_t *was = malloc(run);
+	uint8_t was[512]; /* run_size is at most 2M = 512 pages */
 
-	while (was && !vm->stopping && !vm->evict_stop) {
+	while (!vm->stopping && !vm->evict_stop) {
 		uint64_t limit, got = 0;
 		size_t first;
 		int r;
@@ -538,7 +538,6 @@ static void prefetch_round(struct vm *vm)
 			vm->prefetch_want = 0;
 		pthread_mutex_unlock(&vm->lock);
 	}
-	free(was);
 }
 
 void *evict_thread_main(void *arg)
@@ -546,16 +545,10 @@ void *evict_thread_main(void *arg)
 	struct vm *vm = arg;
 
 	while (!vm->stopping && !vm->evict_stop) {
-		struct timespec until;
+		struct timespec until = vm_deadline_ms(100);
 		bool over;
 
 		pthread_mutex_lock(&vm->lock);
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += 100 * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
 		if (!vm->stopping && !vm->evict_stop && !vm_over_limit(vm) && !vm->prefetch_want)
 			pthread_cond_timedwait(&vm->evict_cv, &vm->lock, &until);
 		over = vm_over_limit(vm);

@@ -14,7 +14,7 @@
 #include "uffd-mgr/vm.h"
 
 #define SAMPLE_DEFAULT_PAGES 4096
-static const unsigned windows[3] = {1, 10, 60};
+const unsigned track_windows[TRACK_WINDOWS] = {1, 10, 60};
 
 const char *track_mode_name(int mode)
 {
@@ -174,10 +174,11 @@ static void end_epoch(struct vm *vm, const uint64_t *bits, size_t armed_pages, s
 		seen_sample +=
 		    wss_seen_in(vm->wss, vm->armed[i].first_page, vm->armed[i].npages, e);
 	wss_sample_end(vm->wss, armed_pages, seen_sample, population, seen_all - seen_sample);
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < TRACK_WINDOWS; i++)
 		ts->wss_pages[i] =
-		    exact(vm) ? wss_seen_since(vm->wss, e >= windows[i] ? e - windows[i] + 1 : 1)
-			      : (uint64_t)(wss_sample_window(vm->wss, windows[i]) + 0.5);
+		    exact(vm) ? wss_seen_since(vm->wss,
+					       e >= track_windows[i] ? e - track_windows[i] + 1 : 1)
+			      : (uint64_t)(wss_sample_window(vm->wss, track_windows[i]) + 0.5);
 	memset(ts->age_pages, 0, sizeof(ts->age_pages));
 	ts->idle_pages = 0;
 	for (size_t p = 0; p < npages; p++) {
@@ -209,20 +210,6 @@ static int send_arm(struct vm *vm, struct proto_arm *msg)
 	return proto_send(vm->ctl_sock, msg, len, NULL, 0);
 }
 
-static struct timespec after_ms(uint32_t ms)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_REALTIME, &t);
-	t.tv_sec += ms / 1000;
-	t.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (t.tv_nsec >= 1000000000L) {
-		t.tv_sec++;
-		t.tv_nsec -= 1000000000L;
-	}
-	return t;
-}
-
 /* Sleeps until the monotonic deadline (ns), or until told to stop. Epochs are anchored to a
  * fixed clock, so the time an arming takes does not stretch them. */
 static void wait_until(struct vm *vm, uint64_t deadline)
@@ -231,7 +218,7 @@ static void wait_until(struct vm *vm, uint64_t deadline)
 
 	if (deadline <= now)
 		return;
-	struct timespec until = after_ms((uint32_t)((deadline - now) / 1000000));
+	struct timespec until = vm_deadline_ms((uint32_t)((deadline - now) / 1000000));
 
 	pthread_mutex_lock(&vm->lock);
 	while (!vm->track_stop && !vm->stopping &&
@@ -246,9 +233,10 @@ static void clear_armed(struct vm *vm)
 	for (size_t i = 0; i < vm->narmed; i++)
 		for (size_t p = 0; p < vm->armed[i].npages; p++)
 			if (pagemap_flags(vm->pm, vm->armed[i].first_page + p) & PF_ARMING)
-				pagemap_set_flags(vm->pm, vm->armed[i].first_page + p,
-						  pagemap_flags(vm->pm, vm->armed[i].first_page + p) &
-							  ~PF_ARMING);
+				pagemap_set_flags(
+				    vm->pm, vm->armed[i].first_page + p,
+				    pagemap_flags(vm->pm, vm->armed[i].first_page + p) &
+					~PF_ARMING);
 }
 
 /* Waits for the shim to answer the arming just sent, so the interval measured starts once
@@ -256,7 +244,7 @@ static void clear_armed(struct vm *vm)
  * flags are lifted here. Returns false while an arming is still unanswered. */
 static bool wait_armed(struct vm *vm)
 {
-	struct timespec until = after_ms(vm->pol.track_interval_ms);
+	struct timespec until = vm_deadline_ms(vm->pol.track_interval_ms);
 	uint64_t t0 = vm_now_ns();
 	bool done;
 
@@ -357,9 +345,9 @@ int track_start(struct vm *vm)
 		 * above that the split depends on the machine type, which the daemon does not
 		 * know: KVM faults there go unseen (QEMU's own accesses are still seen). */
 		struct tracker_gpa_range low = {
-			.gpa = 0,
-			.len = vm->length < (2ull << 30) ? vm->length : (2ull << 30),
-			.offset = 0,
+		    .gpa = 0,
+		    .len = vm->length < (2ull << 30) ? vm->length : (2ull << 30),
+		    .offset = 0,
 		};
 
 		r = tracker_add(vm->bpf, vm->pid, vm->host_addr, pagemap_npages(vm->pm), &low, 1,

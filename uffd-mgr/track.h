@@ -22,6 +22,10 @@
 struct vm;
 struct tracker;
 
+/* The working-set windows reported, in tracker intervals (vm->ts.wss_pages[i]). */
+#define TRACK_WINDOWS 3
+extern const unsigned track_windows[TRACK_WINDOWS];
+
 /* Sets vm->track_mode and vm->track_why from the VM's policy and what the host has: bpf is
  * the daemon's BPF tracker or NULL with bpf_err saying why it could not load. ebpf falls back
  * to sample (uffd minor faults, if the kernel has UFFD_FEATURE_MINOR_SHMEM), sample falls

@@ -29,6 +29,20 @@ uint64_t vm_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+struct timespec vm_deadline_ms(uint32_t ms)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_REALTIME, &t);
+	t.tv_sec += ms / 1000;
+	t.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (t.tv_nsec >= 1000000000L) {
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000L;
+	}
+	return t;
+}
+
 uint64_t vm_limit_pages(const struct vm *vm)
 {
 	uint64_t a = vm->pol.resident_max / PAGE_SIZE_4K, b = vm->resident_target / PAGE_SIZE_4K;

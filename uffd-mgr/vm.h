@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "shmswap/disktier.h"
 #include "shmswap/shmpool.h"
@@ -74,7 +75,7 @@ struct vm_stats {
 /* What the working-set tracker measured (uffd-mgr/track.c); under vm->lock. */
 struct vm_track_stats {
 	uint32_t epoch;			     /* observations so far */
-	uint64_t wss_pages[3];		     /* over the last 1, 10 and 60 intervals */
+	uint64_t wss_pages[3];		     /* over the last track_windows[] intervals */
 	uint64_t age_pages[WSS_AGE_BUCKETS]; /* pages in use by age in intervals (wss.h) */
 	uint64_t idle_pages;		     /* in use and not seen for 60 intervals, or never */
 	uint64_t armed_pages;		     /* observed in the last interval */
@@ -178,5 +179,9 @@ bool vm_over_limit(const struct vm *vm);
 bool vm_must_throttle(const struct vm *vm);
 
 uint64_t vm_now_ns(void);
+
+/* The CLOCK_REALTIME time ms milliseconds from now, as pthread_cond_timedwait() takes it (the
+ * VM's condition variables use the default clock). Cannot fail. */
+struct timespec vm_deadline_ms(uint32_t ms);
 
 #endif
