@@ -108,15 +108,15 @@ static void apply_remove(struct vm *vm, uint64_t start, uint64_t end)
 		size_t p = first + i;
 		enum page_state st = pagemap_state(vm->pm, p);
 
-		if (pagemap_flags(vm->pm, p) & PF_EVICTING) {
+		unsigned fl = pagemap_flags(vm->pm, p);
+
+		/* The tracker's arming has landed (or a discard met it): an armed page is
+		 * resident, so the hole check below decides, as for any resident page. */
+		if (fl & PF_ARMING)
+			pagemap_set_flags(vm->pm, p, fl & ~PF_ARMING);
+		if (fl & PF_EVICTING) {
 			/* the mover settles it at its commit */
 			pagemap_set_flags(vm->pm, p, PF_EVICTING | PF_DISCARDED);
-		} else if (pagemap_flags(vm->pm, p) & PF_ARMING) {
-			/* the tracker's arming (or a discard meeting it): resident either way,
-			 * so the hole check decides */
-			pagemap_set_flags(vm->pm, p, pagemap_flags(vm->pm, p) & ~PF_ARMING);
-			if (is_hole[i])
-				pagemap_set(vm->pm, p, PS_ZERO, 0);
 		} else if (st == PS_SHM) {
 			shmpool_free(vm->shm, pagemap_slot(vm->pm, p), 1);
 			pagemap_set(vm->pm, p, PS_ZERO, 0);
