@@ -5,7 +5,6 @@
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "predictor/predict.h"
 #include "qemu-glue/qmp.h"
@@ -191,12 +190,9 @@ static void send_balloon(struct vm *vm, uint64_t target)
 
 	if (!pl->qmp || (pl->balloon_sent && d < BALLOON_STEP))
 		return;
+	/* A lost connection is qmp's to mend: every call reconnects once before it fails. */
 	if (qmp_balloon_set(pl->qmp, target, err, sizeof(err))) {
 		log_warn(vm->name, "plan: balloon target %llu MiB not sent: %s", MIB(target), err);
-		if (strstr(err, "onnect") || strstr(err, "roken") || strstr(err, "reset")) {
-			qmp_close(pl->qmp);
-			pl->qmp = NULL;
-		}
 		return;
 	}
 	pl->balloon_sent = target;
@@ -208,10 +204,10 @@ static void replan(struct planner *p, struct vm *const *vms, size_t n)
 	struct pred_vm *in = calloc(n ? n : 1, sizeof(*in));
 	uint64_t *share = calloc(n ? n : 1, sizeof(*share)), budget = p->budget;
 	size_t *idx = calloc(n ? n : 1, sizeof(*idx)), m = 0;
-	double conf[64];
+	double *conf = calloc(n ? n : 1, sizeof(*conf));
 	bool over;
 
-	if (!in || !share || !idx)
+	if (!in || !share || !idx || !conf)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
 		struct vm *vm = vms[i];
@@ -224,7 +220,7 @@ static void replan(struct planner *p, struct vm *const *vms, size_t n)
 		}
 		in[m] = (struct pred_vm){
 		    .guest_ram = vm->length,
-		    .demand = pred_demand(&vm->plan.pred, HORIZON, m < 64 ? &conf[m] : NULL),
+		    .demand = pred_demand(&vm->plan.pred, HORIZON, &conf[m]),
 		    .critical = pred_critical(&vm->plan.pred, vm->pol.critical_min),
 		    .min = vm->pol.critical_min,
 		    .max = vm->pol.balloon_max,
@@ -261,7 +257,7 @@ static void replan(struct planner *p, struct vm *const *vms, size_t n)
 		ps->active = true;
 		ps->demand = in[k].demand;
 		ps->critical = in[k].critical;
-		ps->confidence = k < 64 ? conf[k] : 0;
+		ps->confidence = conf[k];
 		ps->share = share[k];
 		ps->balloon_target = vm->pol.balloon_on ? out.balloon_target : 0;
 		vm->resident_target = out.resident_target;
@@ -273,8 +269,8 @@ static void replan(struct planner *p, struct vm *const *vms, size_t n)
 			    vm->name,
 			    "plan: demand %llu MiB (confidence %.2f), critical %llu MiB, share "
 			    "%llu MiB, balloon %llu MiB, prefetch %llu MiB",
-			    MIB(in[k].demand), k < 64 ? conf[k] : 0, MIB(in[k].critical),
-			    MIB(share[k]), MIB(ps->balloon_target), MIB(out.prefetch));
+			    MIB(in[k].demand), conf[k], MIB(in[k].critical), MIB(share[k]),
+			    MIB(ps->balloon_target), MIB(out.prefetch));
 		if (vm->pol.balloon_on)
 			send_balloon(vm, out.balloon_target);
 	}
@@ -282,6 +278,7 @@ out:
 	free(in);
 	free(share);
 	free(idx);
+	free(conf);
 }
 
 int planner_tick(struct planner *p, struct vm *const *vms, size_t n)
@@ -315,47 +312,13 @@ int planner_tick(struct planner *p, struct vm *const *vms, size_t n)
 	return p->next_sample_ns > now ? (int)((p->next_sample_ns - now) / 1000000) + 1 : 0;
 }
 
-static void add_u64(struct json_object *o, const char *key, uint64_t v)
-{
-	json_object_object_add(o, key, json_object_new_int64((int64_t)v));
-}
-
 struct json_object *planner_json(const struct planner *p)
 {
 	struct json_object *o = json_object_new_object();
 
-	add_u64(o, "budget", p->budget);
-	add_u64(o, "replans", p->replans);
-	add_u64(o, "emergencies", p->emergencies);
+	json_object_object_add(o, "budget", json_object_new_int64((int64_t)p->budget));
+	json_object_object_add(o, "replans", json_object_new_int64((int64_t)p->replans));
+	json_object_object_add(o, "emergencies", json_object_new_int64((int64_t)p->emergencies));
 	json_object_object_add(o, "overcommitted", json_object_new_boolean(p->overcommitted));
-	return o;
-}
-
-struct json_object *planner_vm_json(struct vm *vm)
-{
-	struct json_object *o = json_object_new_object();
-	struct vm_plan_stats ps;
-	uint64_t target;
-
-	pthread_mutex_lock(&vm->lock);
-	ps = vm->plan.ps;
-	target = vm->resident_target;
-	pthread_mutex_unlock(&vm->lock);
-	json_object_object_add(o, "active", json_object_new_boolean(ps.active));
-	add_u64(o, "demand", ps.demand);
-	json_object_object_add(o, "confidence", json_object_new_double(ps.confidence));
-	add_u64(o, "critical", ps.critical);
-	add_u64(o, "share", ps.share);
-	add_u64(o, "resident_target", target);
-	add_u64(o, "balloon_target", ps.balloon_target);
-	add_u64(o, "balloon_actual", ps.balloon_actual);
-	add_u64(o, "emergencies", ps.emergencies);
-	json_object_object_add(o, "last_emergency",
-			       json_object_new_string(ps.last_emergency ? ps.last_emergency : ""));
-	add_u64(o, "prefetched_pages", ps.prefetched_pages);
-	add_u64(o, "prefetch_used", ps.prefetch_used);
-	add_u64(o, "prefetch_unused", ps.prefetch_unused);
-	add_u64(o, "guest_free", ps.guest_free);
-	add_u64(o, "guest_available", ps.guest_available);
 	return o;
 }

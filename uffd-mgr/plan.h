@@ -12,7 +12,8 @@
  *     runs first, when demand is predicted to grow and the share allows ([prefetch]).
  * A VM takes part once its tracker has a full 10 s window (or at once without a tracker,
  * counting its resident memory as its working set); until then its resident memory is set
- * aside from the budget. Everything it decides shows in the VM's stats ("plan").
+ * aside from the budget. Everything it decides shows in the VM's stats ("plan", built by
+ * stats.c from vm->plan.ps).
  *
  * Functions return 0 or a negative errno. Not thread-safe: the control loop owns it. */
 #ifndef UFFD_PLAN_H
@@ -40,8 +41,5 @@ int planner_tick(struct planner *p, struct vm *const *vms, size_t n);
 
 /* The daemon-wide figures for stats: budget, re-plans, emergencies, overcommit. */
 struct json_object *planner_json(const struct planner *p);
-
-/* A VM's "plan" object for stats. Takes the VM's lock. */
-struct json_object *planner_vm_json(struct vm *vm);
 
 #endif

@@ -3,7 +3,6 @@
 
 #include <string.h>
 
-#include "uffd-mgr/plan.h"
 #include "uffd-mgr/track.h"
 #include "uffd-mgr/vm.h"
 
@@ -91,7 +90,6 @@ static struct json_object *tracker_json(const struct vm *vm, const struct vm_tra
 	struct json_object *o = json_object_new_object(), *w = json_object_new_object();
 	struct json_object *a = json_object_new_object();
 	double sec = vm->pol.track_interval_ms / 1000.0;
-	static const unsigned win[3] = {1, 10, 60};
 	char key[32];
 
 	json_object_object_add(o, "mode", json_object_new_string(track_mode_name(vm->track_mode)));
@@ -101,8 +99,8 @@ static struct json_object *tracker_json(const struct vm *vm, const struct vm_tra
 			       json_object_new_boolean(vm->track_mode == POLICY_TRACK_SAMPLE ||
 						       vm->pol.track_sample_pages));
 	add_u64(o, "epoch", t->epoch);
-	for (int i = 0; i < 3; i++) {
-		snprintf(key, sizeof(key), "%gs", win[i] * sec);
+	for (int i = 0; i < TRACK_WINDOWS; i++) {
+		snprintf(key, sizeof(key), "%gs", track_windows[i] * sec);
 		add_u64(w, key, t->wss_pages[i] * PAGE_SIZE_4K);
 	}
 	json_object_object_add(o, "wss_bytes", w);
@@ -118,8 +116,35 @@ static struct json_object *tracker_json(const struct vm *vm, const struct vm_tra
 	return o;
 }
 
+/* The planner's view of the VM (plan.c). */
+static struct json_object *plan_json(const struct vm_plan_stats *ps, uint64_t resident_target)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "active", json_object_new_boolean(ps->active));
+	add_u64(o, "demand", ps->demand);
+	json_object_object_add(o, "confidence", json_object_new_double(ps->confidence));
+	add_u64(o, "critical", ps->critical);
+	add_u64(o, "share", ps->share);
+	add_u64(o, "resident_target", resident_target);
+	add_u64(o, "balloon_target", ps->balloon_target);
+	add_u64(o, "balloon_actual", ps->balloon_actual);
+	add_u64(o, "emergencies", ps->emergencies);
+	json_object_object_add(
+	    o, "last_emergency",
+	    json_object_new_string(ps->last_emergency ? ps->last_emergency : ""));
+	add_u64(o, "prefetched_pages", ps->prefetched_pages);
+	add_u64(o, "prefetch_used", ps->prefetch_used);
+	add_u64(o, "prefetch_unused", ps->prefetch_unused);
+	add_u64(o, "guest_free", ps->guest_free);
+	add_u64(o, "guest_available", ps->guest_available);
+	return o;
+}
+
 struct json_object *stats_vm_json(struct vm *vm, const char *state)
 {
+	struct vm_plan_stats ps;
+	uint64_t resident_target;
 	struct vm_track_stats ts;
 	struct json_object *o = json_object_new_object(), *rm;
 	struct vm_stats s;
@@ -132,6 +157,8 @@ struct json_object *stats_vm_json(struct vm *vm, const char *state)
 	pthread_mutex_lock(&vm->lock);
 	s = vm->st;
 	ts = vm->ts;
+	ps = vm->plan.ps;
+	resident_target = vm->resident_target;
 	for (int i = 0; i < PS_NSTATES; i++)
 		counts[i] = pagemap_count(vm->pm, (enum page_state)i);
 	full = vm->tier_full;
@@ -165,6 +192,6 @@ struct json_object *stats_vm_json(struct vm *vm, const char *state)
 	json_object_object_add(o, "disk", disk_json(vm, &s, counts[PS_DISK], disk_runs));
 	json_object_object_add(o, "fault_latency_us", latency_json(&s.fault_ns));
 	json_object_object_add(o, "tracker", tracker_json(vm, &ts));
-	json_object_object_add(o, "plan", planner_vm_json(vm));
+	json_object_object_add(o, "plan", plan_json(&ps, resident_target));
 	return o;
 }
