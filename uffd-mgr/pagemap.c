@@ -11,6 +11,7 @@
 #define SLOT_SHIFT 8
 
 struct pagemap {
+	bool ent_owned; /* ent is ours (pagemap_create), not the caller's (pagemap_attach) */
 	size_t npages;
 	uint32_t run_pages;
 	size_t nruns;
@@ -27,7 +28,8 @@ struct pagemap {
 	size_t counts[PS_NSTATES];
 };
 
-int pagemap_create(size_t npages, uint32_t run_pages, struct pagemap **out)
+/* Allocates the map with ent as its entries (NULL: allocate them zeroed, owned). */
+static int pagemap_new(size_t npages, uint32_t run_pages, uint64_t *ent, struct pagemap **out)
 {
 	struct pagemap *pm;
 
@@ -39,7 +41,8 @@ int pagemap_create(size_t npages, uint32_t run_pages, struct pagemap **out)
 	pm->npages = npages;
 	pm->run_pages = run_pages;
 	pm->nruns = (npages + run_pages - 1) / run_pages;
-	pm->ent = calloc(npages, sizeof(*pm->ent));
+	pm->ent_owned = !ent;
+	pm->ent = ent ? ent : calloc(npages, sizeof(*pm->ent));
 	pm->run_resident = calloc(pm->nruns, sizeof(*pm->run_resident));
 	pm->run_ref = calloc(pm->nruns, sizeof(*pm->run_ref));
 	pm->run_evicting = calloc(pm->nruns, sizeof(*pm->run_evicting));
@@ -51,16 +54,58 @@ int pagemap_create(size_t npages, uint32_t run_pages, struct pagemap **out)
 		pagemap_destroy(pm);
 		return -ENOMEM;
 	}
-	pm->counts[PS_NONE] = npages;
 	*out = pm;
 	return 0;
+}
+
+/* Derives every per-run count and per-state total from the entries alone: the entries are
+ * the only state that outlives the daemon, so everything else must follow from them. */
+static void rebuild_derived(struct pagemap *pm)
+{
+	for (size_t p = 0; p < pm->npages; p++) {
+		enum page_state st = pagemap_state(pm, p);
+		size_t run = p / pm->run_pages;
+
+		pm->counts[st]++;
+		if (st == PS_RESIDENT)
+			pm->run_resident[run]++;
+		else if (st == PS_SHM)
+			pm->run_shm[run]++;
+		else if (st == PS_DISK)
+			pm->run_disk[run]++;
+		if (pagemap_flags(pm, p) & (PF_EVICTING | PF_ARMING))
+			pm->run_evicting[run]++;
+	}
+}
+
+int pagemap_create(size_t npages, uint32_t run_pages, struct pagemap **out)
+{
+	int r = pagemap_new(npages, run_pages, NULL, out);
+
+	if (!r)
+		(*out)->counts[PS_NONE] = npages;
+	return r;
+}
+
+int pagemap_attach(uint64_t *ent, size_t npages, uint32_t run_pages, struct pagemap **out)
+{
+	int r;
+
+	for (size_t p = 0; p < npages; p++)
+		if ((ent[p] & ST_MASK) >= PS_NSTATES)
+			return -EUCLEAN;
+	r = pagemap_new(npages, run_pages, ent, out);
+	if (!r)
+		rebuild_derived(*out);
+	return r;
 }
 
 void pagemap_destroy(struct pagemap *pm)
 {
 	if (!pm)
 		return;
-	free(pm->ent);
+	if (pm->ent_owned)
+		free(pm->ent);
 	free(pm->run_resident);
 	free(pm->run_ref);
 	free(pm->run_evicting);

@@ -33,6 +33,18 @@ struct pagemap;
 /* Creates a map of npages pages, all PS_NONE, in runs of run_pages (a power of two).
  * Returns 0 or -ENOMEM / -EINVAL. */
 int pagemap_create(size_t npages, uint32_t run_pages, struct pagemap **out);
+
+/* Builds a map over npages entries the caller keeps (a VM's state memfd, which outlives the
+ * daemon), deriving every other field from them; the entries are not freed with the map.
+ * Returns 0, -EUCLEAN when an entry holds no valid state, -EINVAL or -ENOMEM. */
+int pagemap_attach(uint64_t *ent, size_t npages, uint32_t run_pages, struct pagemap **out);
+
+/* Bytes of entry storage a map of npages pages needs (pagemap_attach). */
+static inline size_t pagemap_entry_bytes(size_t npages)
+{
+	return npages * sizeof(uint64_t);
+}
+
 void pagemap_destroy(struct pagemap *pm);
 
 size_t pagemap_npages(const struct pagemap *pm);
