@@ -180,6 +180,71 @@ fail:
 	return ret;
 }
 
+int disktier_adopt(int fd, const char *path, uint64_t nslots, struct disktier **out, char *err,
+		   size_t errlen)
+{
+	struct disktier *d;
+	struct stat st;
+	int fl = fcntl(fd, F_GETFL), ret;
+
+	if (fl < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || !nslots ||
+	    (uint64_t)st.st_size < nslots * SLOT_SIZE) {
+		err_set(err, errlen, "disk tier %s: the descriptor handed back is not its swap file",
+			path);
+		return -EINVAL;
+	}
+	ret = probe_uring(path, err, errlen);
+	if (ret)
+		return ret;
+	d = calloc(1, sizeof(*d));
+	if (!d || !(d->path = strdup(path))) {
+		free(d);
+		err_set(err, errlen, "disk tier %s: out of memory", path);
+		return -ENOMEM;
+	}
+	d->nslots = nslots;
+	ret = slotmap_create(nslots, &d->slots);
+	if (ret) {
+		err_set(err, errlen, "disk tier %s: slot map: %s", path, strerror(-ret));
+		d->fd = -1;
+		disktier_close(d);
+		return ret;
+	}
+	d->fd = fd;
+	d->direct = fl & O_DIRECT;
+	*out = d;
+	return 0;
+}
+
+int disktier_claim(struct disktier *d, uint64_t slot)
+{
+	return slotmap_claim(d->slots, slot);
+}
+
+static void punch_free(uint64_t first, uint64_t n, void *arg)
+{
+	struct disktier *d = arg;
+
+	fallocate(d->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(first * SLOT_SIZE),
+		  (off_t)(n * SLOT_SIZE));
+}
+
+void disktier_settle(struct disktier *d)
+{
+	slotmap_each_free(d->slots, punch_free, d);
+}
+
+void disktier_own(struct disktier *d)
+{
+	if (d)
+		d->owned = true;
+}
+
+int disktier_fd(const struct disktier *d)
+{
+	return d->fd;
+}
+
 void disktier_close(struct disktier *d)
 {
 	if (!d)

@@ -28,6 +28,26 @@ struct disktier_seg {
 int disktier_open(const char *path, uint64_t bytes, struct disktier **out, char *err,
 		  size_t errlen);
 
+/* Takes over a swap file a shim handed back after a daemon restart: fd (taken over on success)
+ * is the file the tier at path had open (O_DIRECT or not, and its lock, as they were), sized
+ * for nslots slots; every slot starts free, to be claimed by the page entries that own one
+ * (disktier_claim) before disktier_settle. Closing it does not remove the file until
+ * disktier_own. Returns 0 or -errno with err holding one line. */
+int disktier_adopt(int fd, const char *path, uint64_t nslots, struct disktier **out, char *err,
+		   size_t errlen);
+
+/* Marks a slot that a page entry owns. Returns 0, -ERANGE or -EEXIST (see slotmap_claim). */
+int disktier_claim(struct disktier *d, uint64_t slot);
+
+/* After the claims: gives back the disk space of every slot nobody owns. Cannot fail. */
+void disktier_settle(struct disktier *d);
+
+/* From now on, disktier_close removes the file (the adoption went through). Accepts NULL. */
+void disktier_own(struct disktier *d);
+
+/* The swap file's descriptor, for the shim to keep across daemon restarts. */
+int disktier_fd(const struct disktier *d);
+
 /* Closes and unlinks the swap file (its contents are only meaningful to this daemon run).
  * Accepts NULL. */
 void disktier_close(struct disktier *d);

@@ -5,11 +5,15 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "shmswap/slotmap.h"
 
 #define SLOT_SIZE 4096u
+/* QEMU holds the pool's fd across daemon restarts: it must not be able to shrink it under the
+ * daemon's mapping (SIGBUS). Punching holes stays allowed. */
+#define SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
 
 struct shmpool {
 	int fd;
@@ -17,6 +21,17 @@ struct shmpool {
 	uint64_t nslots;
 	struct slotmap *slots;
 };
+
+static int map_pool(struct shmpool *p)
+{
+	p->base = mmap(NULL, p->nslots * SLOT_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
+		       p->fd, 0);
+	if (p->base == MAP_FAILED)
+		return -errno;
+	/* Guest pages have no place in the daemon's core dumps. */
+	madvise(p->base, p->nslots * SLOT_SIZE, MADV_DONTDUMP);
+	return 0;
+}
 
 int shmpool_create(const char *name, uint64_t bytes, struct shmpool **out)
 {
@@ -34,12 +49,13 @@ int shmpool_create(const char *name, uint64_t bytes, struct shmpool **out)
 	err = slotmap_create(p->nslots, &p->slots);
 	if (err)
 		goto fail;
-	p->fd = memfd_create(name, MFD_CLOEXEC);
-	if (p->fd < 0 || ftruncate(p->fd, (off_t)(p->nslots * SLOT_SIZE)) < 0)
+	p->fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (p->fd < 0 || ftruncate(p->fd, (off_t)(p->nslots * SLOT_SIZE)) < 0 ||
+	    fcntl(p->fd, F_ADD_SEALS, SEALS) < 0)
 		goto fail_errno;
-	p->base = mmap(NULL, p->nslots * SLOT_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, p->fd, 0);
-	if (p->base == MAP_FAILED)
-		goto fail_errno;
+	err = map_pool(p);
+	if (err)
+		goto fail;
 	*out = p;
 	return 0;
 fail_errno:
@@ -47,6 +63,58 @@ fail_errno:
 fail:
 	shmpool_destroy(p);
 	return err;
+}
+
+int shmpool_adopt(int fd, uint64_t nslots, struct shmpool **out)
+{
+	struct shmpool *p;
+	struct stat sb;
+	int seals = fcntl(fd, F_GET_SEALS), err;
+
+	if (!nslots || seals < 0 || (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) !=
+					(F_SEAL_SHRINK | F_SEAL_GROW) ||
+	    fstat(fd, &sb) < 0 || (uint64_t)sb.st_size != nslots * SLOT_SIZE)
+		return -EINVAL;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->fd = -1;
+	p->base = MAP_FAILED;
+	p->nslots = nslots;
+	p->fd = fd;
+	err = slotmap_create(nslots, &p->slots);
+	if (!err)
+		err = map_pool(p);
+	if (err) {
+		p->fd = -1; /* still the caller's */
+		shmpool_destroy(p);
+		return err;
+	}
+	*out = p;
+	return 0;
+}
+
+int shmpool_claim(struct shmpool *p, uint64_t slot)
+{
+	return slotmap_claim(p->slots, slot);
+}
+
+static void punch_free(uint64_t first, uint64_t n, void *arg)
+{
+	struct shmpool *p = arg;
+
+	fallocate(p->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(first * SLOT_SIZE),
+		  (off_t)(n * SLOT_SIZE));
+}
+
+void shmpool_settle(struct shmpool *p)
+{
+	slotmap_each_free(p->slots, punch_free, p);
+}
+
+int shmpool_fd(const struct shmpool *p)
+{
+	return p->fd;
 }
 
 void shmpool_destroy(struct shmpool *p)

@@ -15,6 +15,22 @@ struct shmpool;
  * (-EINVAL when bytes holds no slot). */
 int shmpool_create(const char *name, uint64_t bytes, struct shmpool **out);
 
+/* Takes over a pool a shim handed back after a daemon restart: fd (taken over on success) is
+ * the pool memfd of nslots slots, sealed against resizing; every slot starts free, to be
+ * claimed by the page entries that own one (shmpool_claim) before shmpool_settle. Returns 0 or
+ * -errno (-EINVAL: not a sealed memfd of that size). */
+int shmpool_adopt(int fd, uint64_t nslots, struct shmpool **out);
+
+/* Marks a slot that a page entry owns. Returns 0, -ERANGE or -EEXIST (see slotmap_claim). */
+int shmpool_claim(struct shmpool *pool, uint64_t slot);
+
+/* After the claims: releases the memory of every slot nobody owns (a copy the dead daemon made
+ * but never recorded). Cannot fail. */
+void shmpool_settle(struct shmpool *pool);
+
+/* The pool's memfd, for the shim to keep across daemon restarts. */
+int shmpool_fd(const struct shmpool *pool);
+
 /* Unmaps and closes the pool; its contents are gone. Accepts NULL. */
 void shmpool_destroy(struct shmpool *pool);
 

@@ -131,6 +131,34 @@ void slotmap_free(struct slotmap *m, uint64_t first, uint32_t n)
 	pthread_mutex_unlock(&m->lock);
 }
 
+int slotmap_claim(struct slotmap *m, uint64_t slot)
+{
+	int r = 0;
+
+	if (slot >= m->nslots)
+		return -ERANGE;
+	pthread_mutex_lock(&m->lock);
+	if (bit_get(m->bits, slot))
+		r = -EEXIST;
+	else {
+		bits_set(m->bits, slot, 1, 1);
+		m->used++;
+	}
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+void slotmap_each_free(struct slotmap *m, void (*fn)(uint64_t first, uint64_t n, void *arg),
+		       void *arg)
+{
+	for (uint64_t i = next_free(m, 0); i < m->nslots; i = next_free(m, i)) {
+		uint64_t n = free_len(m, i, m->nslots);
+
+		fn(i, n, arg);
+		i += n;
+	}
+}
+
 uint64_t slotmap_slots(const struct slotmap *m)
 {
 	return m->nslots;

@@ -19,6 +19,15 @@ int64_t slotmap_alloc(struct slotmap *m, uint32_t want, uint32_t *got);
 /* Returns n slots from first. Cannot fail. */
 void slotmap_free(struct slotmap *m, uint64_t first, uint32_t n);
 
+/* Marks one slot taken, as a daemon adopting a VM rebuilds the map from the page entries that
+ * own slots. Returns 0, -ERANGE past the map, -EEXIST when the slot is taken already (two pages
+ * would share it: the entries are damaged). */
+int slotmap_claim(struct slotmap *m, uint64_t slot);
+
+/* Calls fn(first, n, arg) for each extent of free slots, in order. Not for concurrent use. */
+void slotmap_each_free(struct slotmap *m, void (*fn)(uint64_t first, uint64_t n, void *arg),
+		       void *arg);
+
 uint64_t slotmap_slots(const struct slotmap *m);
 uint64_t slotmap_used(struct slotmap *m);
 

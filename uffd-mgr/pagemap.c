@@ -78,6 +78,30 @@ static void rebuild_derived(struct pagemap *pm)
 	}
 }
 
+size_t pagemap_reconcile(uint64_t *ent, size_t npages, const uint64_t *in_memfd)
+{
+	size_t changed = 0;
+
+	for (size_t p = 0; p < npages; p++) {
+		enum page_state st = (enum page_state)(ent[p] & ST_MASK), to = st;
+		unsigned fl = (unsigned)((ent[p] & FL_MASK) >> FL_SHIFT);
+		uint64_t keep;
+
+		if ((in_memfd[p / 64] >> (p % 64)) & 1)
+			to = PS_RESIDENT;
+		else if (fl & PF_DISCARDED)
+			to = PS_ZERO;
+		else if (st == PS_RESIDENT)
+			to = PS_ZERO;
+		keep = (to == PS_SHM || to == PS_DISK) ? (ent[p] & ~(ST_MASK | FL_MASK)) : 0;
+		if (to != st || fl) {
+			ent[p] = keep | (uint64_t)to;
+			changed++;
+		}
+	}
+	return changed;
+}
+
 int pagemap_create(size_t npages, uint32_t run_pages, struct pagemap **out)
 {
 	int r = pagemap_new(npages, run_pages, NULL, out);
@@ -292,9 +316,12 @@ size_t pagemap_runs_with(const struct pagemap *pm, enum page_state st)
 	return n;
 }
 
+/* A page in flight is not part of a span, even when its new home is already recorded (the
+ * evictor records it before punching the page out of guest RAM). */
 static int span_member(const struct pagemap *pm, size_t page, enum page_state st, uint64_t slot)
 {
-	return pagemap_state(pm, page) == st && pagemap_slot(pm, page) == slot;
+	return pagemap_state(pm, page) == st && pagemap_slot(pm, page) == slot &&
+	       !(pagemap_flags(pm, page) & PF_EVICTING);
 }
 
 void pagemap_tier_span(const struct pagemap *pm, size_t page, enum page_state st, size_t *first,

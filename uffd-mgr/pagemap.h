@@ -1,7 +1,45 @@
 /* pagemap: where each 4 KiB page of one guest RAM region lives, and a clock over runs.
  *
  * Not thread-safe: the owner (the VM) serialises access with its own lock. A run is an
- * aligned group of run_pages pages, the unit of eviction. */
+ * aligned group of run_pages pages, the unit of eviction.
+ *
+ * THE LIFE OF A PAGE. One entry per page: a home (state), flags, and the slot in that home's
+ * tier. The entries live in the VM's state memfd (vmstate.h) and outlive the daemon; every
+ * change below is one 64-bit store, so a daemon killed at any instant leaves each entry in a
+ * row of this table. "M" is the guest memfd's page: data or hole.
+ *
+ *   from                    to                      who, when
+ *   NONE/ZERO               RESIDENT                fault: UFFDIO_ZEROPAGE done (or EEXIST)
+ *   SHM/DISK                RESIDENT                fault, prefetch, release: UFFDIO_COPY done,
+ *                                                   then the slots are freed
+ *   DISK                    DISK+EVICTING           fault: disk read in flight (lock dropped)
+ *   RESIDENT                RESIDENT+EVICTING       evictor: chosen; then M is write-protected
+ *   RESIDENT+EVICTING       SHM+EVICTING / ZERO+EV. evictor: copied to a slot (or all zero),
+ *                                                   recorded BEFORE M is punched
+ *   SHM/ZERO+EVICTING       SHM / ZERO              evictor commit, after the punch
+ *   SHM/ZERO+EVICTING       RESIDENT                evictor commit, the punch failed
+ *   SHM                     SHM+EVICTING            demoter: chosen, staged, written to disk
+ *   SHM+EVICTING            DISK / SHM              demoter commit: write done / failed
+ *   any +EVICTING           +DISCARDED              REMOVE during a move: zero at the commit
+ *   SHM/DISK                ZERO                    REMOVE (discard): slots freed
+ *   RESIDENT, M a hole      ZERO                    REMOVE after QEMU punched M
+ *   RESIDENT                RESIDENT+ARMING         tracker: PTE being dropped; the REMOVE it
+ *                                                   raises clears the flag
+ *   RESIDENT                RESIDENT+PREFETCHED     prefetch, until seen used or evicted
+ *
+ * ADOPTION (pagemap_reconcile), when a new daemon takes over a VM whose daemon died:
+ *   M holds data                      -> RESIDENT; a tier copy is dropped. M is what the guest
+ *                                        sees (only holes fault), and M never holds bytes older
+ *                                        than a tier copy: copies are taken from M under
+ *                                        write-protection and M is punched only after.
+ *   M a hole, +DISCARDED              -> ZERO: the guest discarded it.
+ *   M a hole, SHM/DISK                -> kept: the tier holds the only copy (the punch came
+ *                                        after the home was recorded).
+ *   M a hole, RESIDENT/ZERO           -> ZERO (a discard, or a zero page evicted).
+ *   M a hole, NONE                    -> NONE.
+ *   every flag                        -> cleared; the whole range is unprotected and woken.
+ * Slots owned by no entry afterwards (copies made but never recorded, a demotion's disk write)
+ * are free. */
 #ifndef UFFD_PAGEMAP_H
 #define UFFD_PAGEMAP_H
 
@@ -38,6 +76,11 @@ int pagemap_create(size_t npages, uint32_t run_pages, struct pagemap **out);
  * daemon), deriving every other field from them; the entries are not freed with the map.
  * Returns 0, -EUCLEAN when an entry holds no valid state, -EINVAL or -ENOMEM. */
 int pagemap_attach(uint64_t *ent, size_t npages, uint32_t run_pages, struct pagemap **out);
+
+/* Settles the entries a dead daemon left, before pagemap_attach, by the adoption table above.
+ * in_memfd is a bitmap: bit p set when page p holds data in the guest memfd. Returns the number
+ * of entries changed. Cannot fail. */
+size_t pagemap_reconcile(uint64_t *ent, size_t npages, const uint64_t *in_memfd);
 
 /* Bytes of entry storage a map of npages pages needs (pagemap_attach). */
 static inline size_t pagemap_entry_bytes(size_t npages)
@@ -95,7 +138,7 @@ int pagemap_hot_tiered_pick(const struct pagemap *pm, size_t *first_page);
 /* Runs that hold at least one page in state st (resident, shm or disk). O(runs). */
 size_t pagemap_runs_with(const struct pagemap *pm, enum page_state st);
 
-/* The longest span around page, inside its run, of pages in state st whose slots are
+/* The longest span around page, inside its run, of pages in state st, not in flight, whose slots are
  * consecutive (slot of first + i). Sets *first and *count. page must be in state st. */
 void pagemap_tier_span(const struct pagemap *pm, size_t page, enum page_state st, size_t *first,
 		       size_t *count);
