@@ -14,10 +14,18 @@
  * wraps fallocate: a punch in guest RAM is preceded by a MADV_DONTNEED of the same range, so
  * the daemon drops its tier copies before the hole exists, and no copy can land after.
  *
+ * A daemon that goes away (crash, kill -9, upgrade) does not stop QEMU. The shim keeps, besides
+ * the uffd and the guest memfd, the descriptors the daemon's reply handed it (the VM's state
+ * memfd, its shm tier, its swap file): every page's home and contents outlive the daemon.
+ * Meanwhile vCPUs that fault wait in the kernel, as for a slow fault. The shim reconnects,
+ * with a short backoff, and resumes: the registration again, marked PROTO_REG_RESUME, with
+ * every descriptor, and the new daemon adopts the VM. When uffd-qemu started the daemon
+ * (UFFD_MGR_DAEMON), a shim that finds none after RESTART_AFTER_MS starts one again.
+ *
  * QEMU calls mmap64, which glibc aliases to mmap on 64-bit: both are wrapped. The real mmap is
  * the raw syscall, so no dlsym is needed before libc is ready. Without UFFD_MGR_SOCKET in the
- * environment the shim does nothing. Any failure stops QEMU with one line on stderr: the
- * guest has not run yet, so nothing is lost. */
+ * environment the shim does nothing. A failure to register stops QEMU with one line on
+ * stderr: the guest has not run yet, so nothing is lost. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
@@ -27,18 +35,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "uffd-mgr/proto.h"
 #include "uffd-mgr/uffd.h"
 
-#define GUEST_RAM_MEMFD "/memfd:memory-backend-memfd"
+#define GUEST_RAM_MEMFD	 "/memfd:memory-backend-memfd"
+#define BACKOFF_MAX_MS	 100  /* between reconnection attempts */
+#define RESTART_AFTER_MS 500  /* no daemon this long: start one (embedded mode) */
+#define RESUME_WAIT_MS	 60000 /* adoption of a large guest walks its whole state */
 
-/* The shim's own state, one per QEMU process: the region registered and the connection that
- * keeps it registered. Mutable global state is unavoidable in an LD_PRELOAD shim. */
+/* The shim's own state, one per QEMU process: the region registered, the connection that
+ * keeps it registered, and what a resume needs. Mutable global state is unavoidable in an
+ * LD_PRELOAD shim. */
 static struct {
 	pthread_mutex_t lock;
 	int uffd;
@@ -46,7 +62,11 @@ static struct {
 	int memfd;
 	uint64_t addr, len, memfd_off;
 	int arming; /* an arming thread runs */
-} shim = {PTHREAD_MUTEX_INITIALIZER, -1, -1, -1, 0, 0, 0, 0};
+	struct proto_register req; /* as first sent; a resume sends it again */
+	int keep[3];		   /* the daemon's reply: state, shm tier[, swap file] */
+	int nkeep;
+} shim = {.lock = PTHREAD_MUTEX_INITIALIZER, .uffd = -1, .sock = -1, .memfd = -1,
+	   .keep = {-1, -1, -1}};
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
@@ -166,10 +186,233 @@ static void arm_ranges(const struct proto_arm *a, size_t len)
 	proto_send(shim.sock, &done, sizeof(done), NULL, 0);
 }
 
-/* Watches the daemon's end of the connection. A daemon that stops cleanly first releases the
- * region; one that vanishes without doing so took the tiered pages with it and nothing serves
- * the guest's faults any more, so QEMU stops loudly rather than hang or run on with wrong
- * memory. */
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+	nanosleep(&t, NULL);
+}
+
+static void close_all(const int *fds, int n)
+{
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+/* Reads the daemon's answer to a registration or a resume within wait_ms (-1: no limit). The
+ * descriptors it carries go to keep (at most 3) when keep is set and the answer is yes, else
+ * they are closed. Returns the daemon's status, or -ETIMEDOUT / -EPROTO. */
+static int read_reply(int sock, int wait_ms, struct proto_reply *rep, int *keep, int *nkeep)
+{
+	struct pollfd p = {.fd = sock, .events = POLLIN};
+	int fds[3], n = 3;
+	ssize_t got;
+
+	rep->message[0] = 0;
+	if (poll(&p, 1, wait_ms) <= 0)
+		return -ETIMEDOUT;
+	got = proto_recv(sock, rep, sizeof(*rep), fds, &n);
+	if (got < 0)
+		return (int)got;
+	if (got != (ssize_t)sizeof(*rep) || proto_hdr_check(&rep->hdr, (size_t)got) ||
+	    rep->hdr.type != PROTO_REPLY) {
+		close_all(fds, n);
+		rep->message[0] = 0; /* not an answer: no message either */
+		return -EPROTO;
+	}
+	rep->message[sizeof(rep->message) - 1] = 0;
+	if (rep->status || !keep) {
+		close_all(fds, n);
+		return rep->status;
+	}
+	memcpy(keep, fds, (size_t)n * sizeof(int));
+	*nkeep = n;
+	return 0;
+}
+
+/* Asks the daemon at sock to adopt this VM, with every descriptor it needs. Returns 0; the
+ * daemon's refusal (> 0 here: its -errno negated) with why set; or -errno when no daemon
+ * answered (a dying one's socket resets the connection): worth retrying at once. */
+static int resume(int sock, uint64_t paused_ns, char *why, size_t whylen)
+{
+	struct proto_register req = shim.req;
+	struct proto_reply rep;
+	int fds[2 + 3] = {shim.uffd, shim.memfd}, r;
+
+	req.flags |= PROTO_REG_RESUME;
+	req.paused_ns = paused_ns;
+	memcpy(fds + 2, shim.keep, (size_t)shim.nkeep * sizeof(int));
+	r = proto_send(sock, &req, sizeof(req), fds, 2 + shim.nkeep);
+	rep.message[0] = 0;
+	if (!r)
+		r = read_reply(sock, RESUME_WAIT_MS, &rep, NULL, NULL);
+	snprintf(why, whylen, "%s", rep.message[0] ? rep.message : strerror(-r));
+	if (!r && (rep.flags & PROTO_REPLY_MINOR) &&
+	    uffd_register_mode(shim.uffd, shim.addr, shim.len, true))
+		fprintf(stderr, "uffd-qemu: cannot register guest RAM for minor faults\n");
+	return r && rep.message[0] ? -r : r;
+}
+
+/* An executable's path as execve needs it: name searched in PATH unless it has a slash. */
+static int find_exe(const char *name, char *out, size_t len)
+{
+	const char *path = getenv("PATH");
+
+	if (strchr(name, '/')) {
+		snprintf(out, len, "%s", name);
+		return access(out, X_OK);
+	}
+	for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
+		size_t n = strcspn(p, ":");
+
+		snprintf(out, len, "%.*s/%s", (int)n, p, name);
+		if (!access(out, X_OK))
+			return 0;
+		p += n + (p[n] == ':');
+	}
+	return -1;
+}
+
+/* The daemon's environment: QEMU's, without the preload and our variables (the daemon maps
+ * guest memfds too, and must not register them with itself). NULL when out of memory. */
+static char **daemon_env(void)
+{
+	extern char **environ;
+	size_t n = 0, k = 0;
+	char **env;
+
+	while (environ[n])
+		n++;
+	env = calloc(n + 1, sizeof(*env));
+	for (size_t i = 0; env && i < n; i++)
+		if (strncmp(environ[i], "LD_PRELOAD=", 11) && strncmp(environ[i], "UFFD_MGR_", 9))
+			env[k++] = environ[i];
+	return env;
+}
+
+/* Forks the daemon, detached (its own session, reparented away from QEMU), with its output
+ * appended to log. Only async-signal-safe calls between fork and exec: QEMU has threads. */
+static void spawn_daemon(const char *exe, const char *sock_path, const char *log)
+{
+	char *argv[] = {(char *)exe, "--socket", (char *)sock_path, "--embedded", NULL};
+	char **env = daemon_env();
+	int logfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	pid_t pid;
+
+	if (env && logfd >= 0 && nullfd >= 0) {
+		dprintf(logfd, "uffd-qemu: QEMU pid %d starts %s again: no uffd-mgrd answered at %s\n",
+			getpid(), exe, sock_path);
+		pid = fork();
+		if (pid == 0) {
+			setsid();
+			if (fork() != 0)
+				_exit(0);
+			if (dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
+				_exit(126);
+			syscall(SYS_close_range, 3, ~0u, 0); /* none of QEMU's descriptors */
+			execve(exe, argv, env);
+			_exit(127);
+		}
+		if (pid > 0)
+			waitpid(pid, NULL, 0);
+	}
+	free(env);
+	if (logfd >= 0)
+		close(logfd);
+	if (nullfd >= 0)
+		close(nullfd);
+}
+
+/* Embedded mode: starts the daemon uffd-qemu started, unless one answers once we hold the
+ * socket directory's lock (uffd-qemu takes the same lock, and another shim may have just
+ * started one), and waits a little for it to answer. */
+static void restart_daemon(const char *sock_path)
+{
+	const char *daemon = getenv("UFFD_MGR_DAEMON"), *log = getenv("UFFD_MGR_DAEMON_LOG");
+	char exe[PATH_MAX], dir[PATH_MAX], *slash;
+	int dirfd, probe;
+
+	if (!daemon || !*daemon || !log || find_exe(daemon, exe, sizeof(exe)))
+		return;
+	snprintf(dir, sizeof(dir), "%s", sock_path);
+	slash = strrchr(dir, '/');
+	if (slash)
+		*slash = 0;
+	dirfd = open(slash && dir[0] ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd >= 0)
+		flock(dirfd, LOCK_EX);
+	probe = proto_connect(sock_path);
+	if (probe < 0) {
+		spawn_daemon(exe, sock_path, log);
+		for (int waited = 0; waited < 3000 && probe < 0; waited += 10) {
+			sleep_ms(10);
+			probe = proto_connect(sock_path);
+		}
+	}
+	if (probe >= 0)
+		close(probe);
+	if (dirfd >= 0)
+		close(dirfd);
+}
+
+/* The daemon has gone: reconnect until one answers and adopts the VM. vCPUs that fault
+ * meanwhile wait in the kernel; nothing else in QEMU waits for this, except a discard or an
+ * arming, whose madvise returns once a daemon has read its REMOVE. */
+static void reconnect(void)
+{
+	const char *path = getenv("UFFD_MGR_SOCKET");
+	uint64_t lost = now_ns(), started = 0;
+	unsigned backoff = 1;
+	char why[512], said[512] = "";
+
+	fprintf(stderr,
+		"uffd-qemu: uffd-mgrd went away (QEMU pid %d); guest faults wait until a daemon "
+		"answers at %s\n",
+		getpid(), path);
+	for (;;) {
+		uint64_t now = now_ns();
+		int fd = proto_connect(path), r = fd < 0 ? fd : resume(fd, now - lost, why, sizeof(why));
+
+		if (r == 0) {
+			dup3(fd, shim.sock, O_CLOEXEC); /* the same number: arm_thread may send */
+			close(fd);
+			fprintf(stderr, "uffd-qemu: resumed with uffd-mgrd after %.0f ms\n",
+				(now_ns() - lost) / 1e6);
+			return;
+		}
+		if (fd >= 0)
+			close(fd);
+		if (r > 0) {
+			if (strcmp(why, said))
+				fprintf(stderr, "uffd-qemu: uffd-mgrd refused to resume the VM: %s; "
+						"retrying\n",
+					why);
+			snprintf(said, sizeof(said), "%s", why);
+			sleep_ms(1000);
+			continue;
+		}
+		if (now - lost > RESTART_AFTER_MS * 1000000ull &&
+		    (!started || now - started > 5000000000ull)) {
+			restart_daemon(path);
+			started = now_ns();
+			continue;
+		}
+		sleep_ms(backoff);
+		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+	}
+}
+
+/* Watches the daemon's end of the connection: armings and a release come this way, and a
+ * close means the daemon has gone (reconnect). */
 static void *watch_daemon(void *arg)
 {
 	static union {
@@ -182,20 +425,22 @@ static void *watch_daemon(void *arg)
 	(void)arg;
 	for (;;) {
 		n = proto_recv(shim.sock, &msg, sizeof(msg), NULL, NULL);
-		if (n < 0 && n == -EINTR)
+		if (n == -EINTR || n == -EMSGSIZE)
 			continue;
-		if (n <= 0)
-			break;
+		if (n <= 0) {
+			reconnect();
+			continue;
+		}
 		if (proto_hdr_check(&msg.h, (size_t)n))
 			continue;
 		if (msg.h.type == PROTO_ARM)
 			arm_ranges(&msg.arm, (size_t)n);
-		else if (msg.h.type == PROTO_RELEASE && release_region() == 0)
+		else if (msg.h.type == PROTO_RELEASE && release_region() == 0) {
+			close_all(shim.keep, shim.nkeep); /* nothing left to resume */
+			shim.nkeep = 0;
 			return NULL;
+		}
 	}
-	die("uffd-mgrd closed the control connection; guest memory can no longer be served, "
-	    "stopping QEMU (pid %d)",
-	    getpid());
 }
 
 static void fill_request(struct proto_register *req, void *addr, size_t len, off_t off,
@@ -224,8 +469,7 @@ static void register_region(void *addr, size_t len, int memfd, off_t off, const 
 	char err[256];
 	uint64_t features;
 	pthread_t tid;
-	int fds[2], r, n = 0;
-	ssize_t got;
+	int fds[2], r;
 
 	if (shim.uffd >= 0)
 		die("a second guest-RAM memfd mapping (%zu MiB at %p): only one memory backend "
@@ -247,12 +491,12 @@ static void register_region(void *addr, size_t len, int memfd, off_t off, const 
 	r = proto_send(shim.sock, &req, sizeof(req), fds, 2);
 	if (r)
 		die("cannot send the registration to uffd-mgrd: %s", strerror(-r));
-	got = proto_recv(shim.sock, &rep, sizeof(rep), NULL, &n);
-	if (got != (ssize_t)sizeof(rep) || proto_hdr_check(&rep.hdr, (size_t)got))
-		die("uffd-mgrd gave no answer to the registration");
-	rep.message[sizeof(rep.message) - 1] = 0;
-	if (rep.status)
+	r = read_reply(shim.sock, -1, &rep, shim.keep, &shim.nkeep);
+	if (r == -EPROTO || r == -ETIMEDOUT || (r && !rep.message[0]))
+		die("uffd-mgrd gave no answer to the registration: %s", strerror(-r));
+	if (r)
 		die("uffd-mgrd refused guest RAM: %s", rep.message);
+	shim.req = req;
 	if ((rep.flags & PROTO_REPLY_MINOR) &&
 	    uffd_register_mode(shim.uffd, (uint64_t)(uintptr_t)addr, len, true))
 		fprintf(stderr, "uffd-qemu: cannot register guest RAM for minor faults; the "

@@ -702,6 +702,13 @@ static int exec_qemu(const struct launch *l)
 		free(argv);
 		return EXIT_RUNTIME;
 	}
+	/* The shim starts a daemon again if this one dies and none comes back (embedded). */
+	if (!l->no_start && (setenv("UFFD_MGR_DAEMON", l->daemon, 1) ||
+			     setenv("UFFD_MGR_DAEMON_LOG", l->log, 1))) {
+		fprintf(stderr, "uffd-qemu: out of memory\n");
+		free(argv);
+		return EXIT_RUNTIME;
+	}
 	argv[0] = l->qemu_argv[0];
 	memcpy(argv + 1, l->qa.argv, (size_t)l->qa.argc * sizeof(*argv));
 	execv(l->qemu_path, argv);

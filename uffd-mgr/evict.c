@@ -4,12 +4,16 @@
  *   1. mark the run's resident pages EVICTING (lock held): faults on them now park;
  *   2. write-protect them in QEMU's mapping: a guest write blocks on a WP fault;
  *   3. copy each page to a shm slot (zero pages get no slot);
- *   4. punch the pages out of the guest memfd;
- *   5. commit the new homes (lock held) and wake parked faults;
- *   6. drop the protection, waking blocked writers: their retry misses and is served from
+ *   4. record the new homes in the page map (lock held), the pages still EVICTING;
+ *   5. punch the pages out of the guest memfd;
+ *   6. commit (lock held): clear EVICTING, and wake parked faults;
+ *   7. drop the protection, waking blocked writers: their retry misses and is served from
  *      the tier, and only then is their write applied.
- * Between 4 and 5 a missing fault parks, so it never sees a hole before its page's home is
- * recorded. A discard racing 3-4 is settled at 5 as a zero page. */
+ * Between 4 and 6 a missing fault parks, so it never sees a hole before its page's home is
+ * recorded. A discard racing 3-5 is settled at 6 as a zero page. The home is recorded before
+ * the punch so that a daemon killed at any step leaves the page findable: the page map lives in
+ * the state memfd, and adoption (pagemap.h) keeps the memfd's copy where the punch had not
+ * happened yet and the tier's where it had. */
 #include "uffd-mgr/evict.h"
 
 #include <errno.h>
@@ -26,6 +30,7 @@
 #include "uffd-mgr/vm.h"
 
 enum { HOME_KEEP = 0, HOME_ZERO, HOME_SHM };
+#define HOME_UNPUNCHED 0x80 /* recorded, but the punch failed: the page stays resident */
 
 struct victim {
 	size_t first;	 /* first page of the run */
@@ -135,19 +140,23 @@ static int copy_out(struct vm *vm, struct victim *v)
 	return 0;
 }
 
-/* Undoes step 3 for pages [from, to) of the run: they stay resident. */
-static void forget_homes(struct vm *vm, struct victim *v, size_t from, size_t to)
+/* Step 4: records each new home, so that from here on the page can be found whatever happens
+ * to this daemon. The pages stay EVICTING: faults on them park until the commit. */
+static void record(struct vm *vm, struct victim *v)
 {
-	for (size_t i = from; i < to; i++) {
+	pthread_mutex_lock(&vm->lock);
+	for (size_t i = 0; i < v->n; i++) {
 		if (v->home[i] == HOME_SHM)
-			shmpool_free(vm->shm, v->slot[i], 1);
-		v->home[i] = HOME_KEEP;
+			pagemap_set(vm->pm, v->first + i, PS_SHM, v->slot[i]);
+		else if (v->home[i] == HOME_ZERO)
+			pagemap_set(vm->pm, v->first + i, PS_ZERO, 0);
 	}
+	pthread_mutex_unlock(&vm->lock);
 }
 
-/* Step 4: punches every page that has a new home out of the guest memfd. A span whose punch
- * fails keeps its pages where they are (its slots are given back): nothing moved, nothing
- * lost. Returns 0 or the first error. */
+/* Step 5: punches every page that has a new home out of the guest memfd. A span whose punch
+ * fails is marked HOME_UNPUNCHED: the commit puts it back (nothing moved, nothing lost).
+ * Returns 0 or the first error. */
 static int punch(struct vm *vm, struct victim *v)
 {
 	int ret = 0;
@@ -165,14 +174,15 @@ static int punch(struct vm *vm, struct victim *v)
 			      (off_t)(vm->memfd_offset + (v->first + i) * PAGE_SIZE_4K),
 			      (off_t)((j - i) * PAGE_SIZE_4K)) < 0) {
 			ret = ret ? ret : -errno;
-			forget_homes(vm, v, i, j);
+			for (size_t k = i; k < j; k++)
+				v->home[k] |= HOME_UNPUNCHED;
 		}
 		i = j;
 	}
 	return ret;
 }
 
-/* Step 5. Returns the pages moved out of guest RAM. */
+/* Step 6. Returns the pages moved out of guest RAM. */
 static int commit(struct vm *vm, struct victim *v, bool tier_full)
 {
 	int moved = 0, zero = 0;
@@ -188,32 +198,35 @@ static int commit(struct vm *vm, struct victim *v, bool tier_full)
 		discarded = pagemap_flags(vm->pm, p) & PF_DISCARDED;
 		pagemap_set_flags(vm->pm, p, 0);
 		if (v->home[i] == HOME_KEEP)
-			continue; /* not punched by us: the memfd holds whatever the discard left */
-		if (discarded && v->home[i] == HOME_SHM)
+			continue; /* never recorded: still resident */
+		if ((v->home[i] & ~HOME_UNPUNCHED) == HOME_SHM && (discarded || v->home[i] & HOME_UNPUNCHED))
 			shmpool_free(vm->shm, v->slot[i], 1);
+		if (v->home[i] & HOME_UNPUNCHED) {
+			/* not punched by us: the memfd holds whatever a discard left */
+			pagemap_set(vm->pm, p, PS_RESIDENT, 0);
+			continue;
+		}
 		if (discarded || v->home[i] == HOME_ZERO) {
 			pagemap_set(vm->pm, p, PS_ZERO, 0);
 			zero++;
-		} else {
-			pagemap_set(vm->pm, p, PS_SHM, v->slot[i]);
 		}
 		moved++;
 	}
-	vm->st.evict_runs++;
-	vm->st.evict_pages += (uint64_t)moved;
-	vm->st.evict_zero_pages += (uint64_t)zero;
+	vm->st->evict_runs++;
+	vm->st->evict_pages += (uint64_t)moved;
+	vm->st->evict_zero_pages += (uint64_t)zero;
 	/* A full shm tier stops eviction only when demotion cannot make room: with a disk tier
 	 * that has room it is the normal trigger for demotion. */
 	if (tier_full)
-		vm->st.evict_aborts++;
+		vm->st->evict_aborts++;
 	tier_full = tier_full && (!vm->disk || vm_now_ns() < vm->disk_retry_ns);
-	if (tier_full && !vm->tier_full && vm->st.tier_full_events++ % 100 == 0)
+	if (tier_full && !vm->tier_full && vm->st->tier_full_events++ % 100 == 0)
 		log_warn(vm->name,
 			 "shm tier full (%llu MiB)%s: eviction paused, the guest runs on "
 			 "past resident_max (%llu times so far)",
 			 (unsigned long long)(vm->pol.shm_max >> 20),
 			 vm->disk ? " and the disk tier cannot take more" : "",
-			 (unsigned long long)vm->st.tier_full_events);
+			 (unsigned long long)vm->st->tier_full_events);
 	vm->tier_full = tier_full;
 	pthread_mutex_unlock(&vm->lock);
 	(void)!write(vm->wake_efd, &one, sizeof(one));
@@ -244,6 +257,7 @@ int evict_run(struct vm *vm, size_t first_page)
 		goto settle;
 	r = copy_out(vm, &v);
 	full = (r == -ENOSPC);
+	record(vm, &v);
 	r = punch(vm, &v);
 	if (r)
 		log_err(vm->name, "punching run at page %#zx failed: %s; its pages stay resident",
@@ -359,8 +373,8 @@ static void demote_commit(struct vm *vm, struct demotion *d, bool moved)
 		}
 	}
 	if (moved) {
-		vm->st.demote_runs++;
-		vm->st.demote_pages += d->count;
+		vm->st->demote_runs++;
+		vm->st->demote_pages += d->count;
 	}
 	pthread_mutex_unlock(&vm->lock);
 	(void)!write(vm->wake_efd, &one, sizeof(one));
@@ -369,10 +383,10 @@ static void demote_commit(struct vm *vm, struct demotion *d, bool moved)
 static void disk_full(struct vm *vm, int err)
 {
 	pthread_mutex_lock(&vm->lock);
-	if (!vm->disk_retry_ns && vm->st.disk_full_events++ % 100 == 0)
+	if (!vm->disk_retry_ns && vm->st->disk_full_events++ % 100 == 0)
 		log_warn(vm->name, "disk tier %s full (%s): demotion paused (%llu times so far)",
 			 disktier_path(vm->disk), strerror(-err),
-			 (unsigned long long)vm->st.disk_full_events);
+			 (unsigned long long)vm->st->disk_full_events);
 	vm->disk_retry_ns = vm_now_ns() + 1000000000ull;
 	pthread_mutex_unlock(&vm->lock);
 }
@@ -404,7 +418,7 @@ static int demote_run(struct vm *vm)
 	}
 	if (r && r != -ENOSPC) {
 		pthread_mutex_lock(&vm->lock);
-		vm->st.demote_errors++;
+		vm->st->demote_errors++;
 		pthread_mutex_unlock(&vm->lock);
 		log_err(vm->name, "writing run %#zx to the disk tier failed: %s; it stays in shm",
 			d->first, strerror(-r));
@@ -543,6 +557,16 @@ static void prefetch_round(struct vm *vm)
 void *evict_thread_main(void *arg)
 {
 	struct vm *vm = arg;
+
+	/* An adopted VM: the fault thread first lifts every protection the dead daemon left;
+	 * one of ours must not be among them. */
+	pthread_mutex_lock(&vm->lock);
+	while (vm->wake_pending && !vm->stopping) {
+		struct timespec until = vm_deadline_ms(100);
+
+		pthread_cond_timedwait(&vm->evict_cv, &vm->lock, &until);
+	}
+	pthread_mutex_unlock(&vm->lock);
 
 	while (!vm->stopping && !vm->evict_stop) {
 		struct timespec until = vm_deadline_ms(100);

@@ -127,8 +127,8 @@ static void apply_remove(struct vm *vm, uint64_t start, uint64_t end)
 			pagemap_set(vm->pm, p, PS_ZERO, 0);
 		}
 	}
-	vm->st.removes++;
-	vm->st.removed_pages += n; /* arming included */
+	vm->st->removes++;
+	vm->st->removed_pages += n; /* arming included */
 	pthread_mutex_unlock(&vm->lock);
 	free(is_hole);
 }
@@ -139,7 +139,7 @@ static int serve_zero(struct vm *vm, size_t page, enum page_state st)
 	int r = uffd_zeropage(vm->uffd, vm_page_addr(vm, page), PAGE_SIZE_4K);
 
 	if (r == -EEXIST) { /* a duplicate: someone served it already */
-		vm->st.faults_dup++;
+		vm->st->faults_dup++;
 		r = uffd_wake(vm->uffd, vm_page_addr(vm, page), PAGE_SIZE_4K);
 		if (st != PS_RESIDENT)
 			pagemap_set(vm->pm, page, PS_RESIDENT, 0);
@@ -148,9 +148,9 @@ static int serve_zero(struct vm *vm, size_t page, enum page_state st)
 	if (r)
 		return r;
 	if (st == PS_RESIDENT)
-		vm->st.faults_discarded++;
+		vm->st->faults_discarded++;
 	else
-		vm->st.faults_zero++;
+		vm->st->faults_zero++;
 	pagemap_set(vm->pm, page, PS_RESIDENT, 0);
 	pagemap_touch(vm->pm, page);
 	return 0;
@@ -182,11 +182,11 @@ static int install_span(struct vm *vm, enum page_state st, size_t first, size_t 
 		pagemap_touch(vm->pm, first);
 	}
 	if (!demand) /* brought back ahead of faults (prefetch) or for a release */
-		vm->st.bring_back_pages += done;
+		vm->st->bring_back_pages += done;
 	else if (st == PS_SHM)
-		vm->st.faults_shm_pages += done;
+		vm->st->faults_shm_pages += done;
 	else
-		vm->st.faults_disk_pages += done;
+		vm->st->faults_disk_pages += done;
 	if (r == -EEXIST) {
 		/* The kernel holds a page where our map says tier: nothing but QEMU can have put
 		 * it there, so it is newer than our copy. Keep it, and say so. */
@@ -211,7 +211,7 @@ static int serve_shm(struct vm *vm, size_t page, bool demand)
 	r = install_span(vm, PS_SHM, first, n, shmpool_addr(vm->shm, pagemap_slot(vm->pm, first)),
 			 demand);
 	if (r == 0 && demand)
-		vm->st.faults_shm++;
+		vm->st->faults_shm++;
 	return r;
 }
 
@@ -265,17 +265,17 @@ static int serve_disk(struct vm *vm, struct disktier_io *io, void *bounce, size_
 	if (settle_discards(vm, first, n))
 		return -EAGAIN; /* the rest is read again: the span has changed */
 	if (r) {
-		if (vm->st.disk_read_errors++ % 1000 == 0)
+		if (vm->st->disk_read_errors++ % 1000 == 0)
 			log_err(vm->name,
 				"disk read of page %#zx (%zu pages at slot %llu of %s) failed: %s; "
 				"the fault waits and is retried (%llu failures so far)",
 				page, n, (unsigned long long)seg.slot, disktier_path(vm->disk),
-				strerror(-r), (unsigned long long)vm->st.disk_read_errors);
+				strerror(-r), (unsigned long long)vm->st->disk_read_errors);
 		return -EBUSY;
 	}
 	r = install_span(vm, PS_DISK, first, n, bounce, demand);
 	if (r == 0 && demand)
-		vm->st.faults_disk++;
+		vm->st->faults_disk++;
 	return r;
 }
 
@@ -300,7 +300,7 @@ static int serve_minor(struct vm *vm, size_t page)
 {
 	int r = uffd_continue(vm->uffd, vm_page_addr(vm, page), PAGE_SIZE_4K);
 
-	vm->st.faults_minor++;
+	vm->st->faults_minor++;
 	track_note_access(vm, page);
 	if (r == -EEXIST || r == -EFAULT || r == -ENOENT)
 		return uffd_wake(vm->uffd, vm_page_addr(vm, page), PAGE_SIZE_4K);
@@ -330,15 +330,15 @@ static int serve(struct vm *vm, struct pending *f)
 	pthread_mutex_lock(&vm->lock);
 	st = pagemap_state(vm->pm, page);
 	if (f->flags & UFFD_PAGEFAULT_FLAG_WP) {
-		vm->st.faults_wp++;
+		vm->st->faults_wp++;
 		r = serve_wp(vm, page);
 	} else if (pagemap_flags(vm->pm, page) & PF_EVICTING) {
-		vm->st.faults_parked++;
+		vm->st->faults_parked++;
 		r = -EBUSY;
 	} else if (st != PS_RESIDENT && vm_must_throttle(vm) &&
 		   vm_now_ns() - f->read_ns < THROTTLE_MAX_NS) {
 		if (!f->throttled)
-			vm->st.faults_throttled++;
+			vm->st->faults_throttled++;
 		f->throttled = true;
 		pthread_cond_signal(&vm->evict_cv);
 		r = -EBUSY;
@@ -354,7 +354,7 @@ static int serve(struct vm *vm, struct pending *f)
 	if (r == 0 && !(f->flags & (UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_MINOR)))
 		track_note_access(vm, page);
 	if (r == 0) {
-		hist_add(&vm->st.fault_ns, vm_now_ns() - f->read_ns);
+		hist_add(&vm->st->fault_ns, vm_now_ns() - f->read_ns);
 		if (vm_over_limit(vm))
 			pthread_cond_signal(&vm->evict_cv);
 	}
@@ -429,7 +429,7 @@ static int serve_queue(struct vm *vm, struct fault_queue *fq)
 		}
 		if (r) {
 			pthread_mutex_lock(&vm->lock);
-			vm->st.fault_errors++;
+			vm->st->fault_errors++;
 			pthread_mutex_unlock(&vm->lock);
 			log_err(vm->name, "fault at %#llx not served: %s",
 				(unsigned long long)fq->q[i].addr, strerror(-r));
@@ -464,6 +464,32 @@ static void busy_poll(struct vm *vm)
 			return;
 }
 
+/* A VM taken over from a daemon that died: the faults it had read wait in the kernel for a
+ * wake that will never come, and the runs it was evicting may still be write-protected. Lift
+ * every protection and wake the whole range; an access that still misses faults again, to
+ * us. A queued REMOVE makes the ioctls fail with EAGAIN until read, hence the drain. The
+ * evictor waits for this (wake_pending): a protection of its own would be lifted here. */
+static int wake_all(struct vm *vm, struct fault_queue *fq)
+{
+	int r;
+
+	do {
+		r = drain(vm, fq);
+		if (!r)
+			r = uffd_wp(vm->uffd, vm->host_addr, vm->length, false, true);
+	} while (r == -EAGAIN && !vm->stopping);
+	if (!r)
+		r = uffd_wake(vm->uffd, vm->host_addr, vm->length);
+	pthread_mutex_lock(&vm->lock);
+	vm->wake_pending = false;
+	pthread_cond_broadcast(&vm->evict_cv);
+	pthread_mutex_unlock(&vm->lock);
+	if (r)
+		log_err(vm->name, "cannot wake the faults the daemon before read: %s",
+			strerror(-r));
+	return r;
+}
+
 void *fault_thread_main(void *arg)
 {
 	struct vm *vm = arg;
@@ -471,6 +497,8 @@ void *fault_thread_main(void *arg)
 	int r = 0;
 
 	pin_to_cpu(vm);
+	if (vm->wake_pending)
+		wake_all(vm, &fq);
 	while (!vm->stopping) {
 		struct pollfd pfd[3] = {
 		    {.fd = vm->uffd, .events = POLLIN},

@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
+#include <sys/wait.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -25,6 +27,7 @@
 #include "uffd-mgr/track.h"
 #include "uffd-mgr/uffd.h"
 #include "uffd-mgr/vm.h"
+#include "uffd-mgr/vmstate.h"
 
 #define MAX_CLIENTS	256
 #define MAX_EXITED	32
@@ -44,6 +47,9 @@ struct daemon {
 	const char *socket_path;
 	bool embedded;
 	int listen_fd, sig_fd;
+	int lock_fd;		/* flock on SOCKET.lock: one daemon per socket */
+	char exe[PATH_MAX];	/* this binary's path at start: what an upgrade runs */
+	char **argv;		/* and with these arguments */
 	struct client clients[MAX_CLIENTS];
 	int nclients;
 	bool had_vm;
@@ -85,10 +91,19 @@ static void usage(FILE *out)
 	    "                   and at once when a VM's faults or swapping spike\n"
 	    "    --embedded     exit when the last VM has gone (uffd-qemu starts the daemon\n"
 	    "                   this way when none answers at the socket)\n"
-	    "    -h, --help     this text\n\n"
+	    "    -h, --help     this text\n"
+	    "    --version      the control protocol and VM state versions it speaks\n\n"
 	    "SIGNALS\n"
 	    "    SIGTERM, SIGINT  stop: every running guest gets all its tiered pages back in\n"
-	    "                     its RAM and is handed back to QEMU, which runs on unmanaged.\n\n"
+	    "                     its RAM and is handed back to QEMU, which runs on unmanaged.\n"
+	    "    SIGUSR2          live upgrade (as 'uffdctl upgrade'): exec the uffd-mgrd now\n"
+	    "                     at this binary's path, keeping every VM.\n"
+	    "    SIGHUP           ignored (logged).\n\n"
+	    "WHEN IT STOPS\n"
+	    "    A crash or kill -9 loses no guest and no page: each VM's page map, counters\n"
+	    "    and tiers live in memfds and files its QEMU keeps open. Faults wait in the\n"
+	    "    kernel until a daemon is back on the socket (systemd's Restart=always, or\n"
+	    "    the shim restarts an embedded one); each QEMU then resumes its VM with it.\n\n"
 	    "EXIT STATUS\n"
 	    "    0 on a clean stop, 1 when it cannot start (the reason is printed).\n\n"
 	    "POLICY KEYS\n",
@@ -134,6 +149,36 @@ static int make_dirs(const char *path)
 	return 0;
 }
 
+/* Takes SOCKET.lock for the life of the daemon (and across an upgrade's exec), so that two
+ * daemons can never both think they serve one socket, even when started at the same instant.
+ * Returns the lock's fd or -errno, having said why. */
+static int lock_socket(const char *path)
+{
+	char lock[PATH_MAX], pid[32] = "";
+	int fd;
+	ssize_t n;
+
+	snprintf(lock, sizeof(lock), "%s.lock", path);
+	fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		fprintf(stderr, "uffd-mgrd: cannot open %s: %s\n", lock, strerror(errno));
+		return -errno;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		n = pread(fd, pid, sizeof(pid) - 1, 0);
+		pid[n > 0 ? n : 0] = 0;
+		pid[strcspn(pid, "\n")] = 0;
+		fprintf(stderr, "uffd-mgrd: another uffd-mgrd (pid %s) already serves %s\n",
+			pid[0] ? pid : "?", path);
+		close(fd);
+		return -EADDRINUSE;
+	}
+	n = snprintf(pid, sizeof(pid), "%d\n", getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+		fprintf(stderr, "uffd-mgrd: cannot write the pid to %s\n", lock);
+	return fd;
+}
+
 static int listen_on(const char *path)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -154,7 +199,7 @@ static int listen_on(const char *path)
 			strerror(errno));
 		return -errno;
 	}
-	unlink(path); /* stale: nobody answered */
+	unlink(path); /* stale: nobody answered, and we hold the lock */
 	strcpy(sa.sun_path, path);
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0) {
@@ -229,21 +274,13 @@ static void load_bpf(struct daemon *d)
 		 src & TRACKER_SRC_KVM ? " kvm_page_fault" : "");
 }
 
-/* Validates a registration and builds its VM. Returns 0, or -errno with a one-line reason. */
-static int accept_registration(struct daemon *d, struct client *c, struct proto_register *req,
-			       const int *fds, int nfds, char *err, size_t errlen)
+/* Checks who is registering: the peer must be the process it says it is, and root or us. */
+static int check_peer(const struct client *c, const struct proto_register *req, char *err,
+		      size_t errlen)
 {
 	struct ucred cred;
 	socklen_t clen = sizeof(cred);
-	struct policy pol;
-	struct stat sb;
-	struct vm *other, *vm;
-	int r;
 
-	if (nfds != 2) {
-		snprintf(err, errlen, "registration must carry the uffd and the memfd");
-		return -EPROTO;
-	}
 	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
 	    (cred.uid != 0 && cred.uid != geteuid())) {
 		snprintf(err, errlen, "permission denied: peer uid %u is not root or %u", cred.uid,
@@ -255,6 +292,29 @@ static int accept_registration(struct daemon *d, struct client *c, struct proto_
 			 cred.pid);
 		return -EPERM;
 	}
+	return 0;
+}
+
+/* Validates a registration or a resume and builds its VM. Returns 0, or -errno with a
+ * one-line reason. */
+static int accept_registration(struct daemon *d, struct client *c, struct proto_register *req,
+			       const int *fds, int nfds, char *err, size_t errlen)
+{
+	bool resume = req->flags & PROTO_REG_RESUME;
+	struct policy pol;
+	struct stat sb;
+	struct vm *other, *vm;
+	int r;
+
+	if (resume ? nfds < 4 : nfds != 2) {
+		snprintf(err, errlen, "%s", resume ? "a resume must carry the uffd, memfd, state and "
+						     "shm tier"
+						   : "registration must carry the uffd and the memfd");
+		return -EPROTO;
+	}
+	r = check_peer(c, req, err, errlen);
+	if (r)
+		return r;
 	req->vm_name[sizeof(req->vm_name) - 1] = 0;
 	req->policy_path[sizeof(req->policy_path) - 1] = 0;
 	if (!valid_name(req->vm_name)) {
@@ -266,16 +326,18 @@ static int accept_registration(struct daemon *d, struct client *c, struct proto_
 		return -errno;
 	other = find_vm(d, req->vm_name, sb.st_ino, sb.st_dev);
 	if (other) {
-		snprintf(err, errlen, "%s already registered as vm '%s' (pid %d)",
+		snprintf(err, errlen, "%s already registered as vm '%s' (pid %d)%s",
 			 strcmp(other->name, req->vm_name) ? "this guest memory is"
 							   : "a VM of this name is",
-			 other->name, other->pid);
+			 other->name, other->pid,
+			 resume ? ": this daemon serves it, refusing a second resume" : "");
 		return -EEXIST;
 	}
 	policy_defaults(&pol);
 	if (req->policy_path[0] && policy_load(req->policy_path, &pol, err, errlen))
 		return -EINVAL;
-	r = vm_create(req, fds[0], fds[1], &pol, &vm, err, errlen);
+	r = resume ? vm_adopt(req, fds, nfds, &pol, &vm, err, errlen)
+		   : vm_create(req, fds[0], fds[1], &pol, &vm, err, errlen);
 	if (r)
 		return r;
 	if (pol.track_mode == POLICY_TRACK_EBPF)
@@ -297,29 +359,48 @@ static int accept_registration(struct daemon *d, struct client *c, struct proto_
 static void handle_register(struct daemon *d, struct client *c, struct proto_register *req,
 			    int *fds, int nfds)
 {
+	bool resume = req->flags & PROTO_REG_RESUME;
+	uint64_t t0 = vm_now_ns();
 	char err[512] = "";
-	int r = accept_registration(d, c, req, fds, nfds, err, sizeof(err));
+	int keep[3], nkeep, r = accept_registration(d, c, req, fds, nfds, err, sizeof(err));
 
+	/* A new VM owns fds 0-1 now; a resume's other descriptors stay the shim's. */
+	for (int i = r ? 0 : 2; i < nfds; i++)
+		close(fds[i]);
 	if (r) {
-		for (int i = 0; i < nfds; i++)
-			close(fds[i]);
-		log_warn(NULL, "registration refused (pid %d, vm '%.63s'): %s", req->pid,
-			 req->vm_name, err[0] ? err : strerror(-r));
+		log_warn(NULL, "%s refused (pid %d, vm '%.63s'): %s",
+			 resume ? "resume" : "registration", req->pid, req->vm_name,
+			 err[0] ? err : strerror(-r));
 		proto_reply(c->fd, r, "%s", err[0] ? err : strerror(-r));
 		return;
 	}
-	log_info(c->vm->name,
-		 "registered pid %d: %llu MiB at %#llx, resident_max %llu MiB, shm %llu MiB",
-		 c->vm->pid, (unsigned long long)(req->length >> 20),
-		 (unsigned long long)req->host_addr,
-		 (unsigned long long)(c->vm->pol.resident_max >> 20),
-		 (unsigned long long)(c->vm->pol.shm_max >> 20));
+	if (resume) {
+		/* The guest's pause: without a daemon, then while we adopted it. */
+		struct vmstate_hdr *h = c->vm->state.hdr;
+
+		h->last_pause_ns = req->paused_ns + (vm_now_ns() - t0);
+		if (h->last_pause_ns > h->max_pause_ns)
+			h->max_pause_ns = h->last_pause_ns;
+		log_info(c->vm->name, "resumed pid %d: faults waited %.1f ms for a daemon",
+			 c->vm->pid, h->last_pause_ns / 1e6);
+	}
+	else
+		log_info(c->vm->name,
+			 "registered pid %d: %llu MiB at %#llx, resident_max %llu MiB, shm %llu MiB",
+			 c->vm->pid, (unsigned long long)(req->length >> 20),
+			 (unsigned long long)req->host_addr,
+			 (unsigned long long)(c->vm->pol.resident_max >> 20),
+			 (unsigned long long)(c->vm->pol.shm_max >> 20));
 	log_info(c->vm->name, "tracker: %s (%s)", track_mode_name(c->vm->track_mode),
 		 c->vm->track_why);
-	proto_reply_flags(c->fd, 0,
-			  c->vm->track_mode == POLICY_TRACK_SAMPLE ? PROTO_REPLY_MINOR : 0,
-			  "registered vm %s: %llu MiB managed by uffd-mgrd (pid %d)", c->vm->name,
-			  (unsigned long long)(req->length >> 20), getpid());
+	nkeep = vm_keep_fds(c->vm, keep);
+	proto_reply_fds(c->fd, 0, c->vm->track_mode == POLICY_TRACK_SAMPLE ? PROTO_REPLY_MINOR : 0,
+			keep, nkeep, "%s vm %s: %llu MiB managed by uffd-mgrd (pid %d)",
+			resume ? "resumed" : "registered", c->vm->name,
+			(unsigned long long)(req->length >> 20), getpid());
+	r = track_start(c->vm); /* after the reply: its armings go to the shim */
+	if (r)
+		log_warn(c->vm->name, "tracker not started: %s", strerror(-r));
 }
 
 static struct json_object *snapshot(struct daemon *d)
@@ -394,6 +475,88 @@ static void arm_done(struct vm *vm, const struct proto_arm_done *done)
 	pthread_mutex_unlock(&vm->lock);
 }
 
+/* Runs the binary now on disk with --version, so that an upgrade never execs into something
+ * that cannot start. Returns 0 or -errno with err set. */
+static int check_new_binary(const struct daemon *d, char *err, size_t errlen)
+{
+	pid_t pid = fork();
+	int status;
+
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		if (null >= 0) {
+			dup2(null, 1);
+			dup2(null, 2);
+		}
+		execl(d->exe, d->exe, "--version", (char *)NULL);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid) {
+		err_set(err, errlen, "cannot run %s: %s", d->exe, strerror(errno));
+		return -ECHILD;
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+		err_set(err, errlen, "%s --version failed (status %d): not upgrading", d->exe,
+			 WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+		return -ENOEXEC;
+	}
+	return 0;
+}
+
+/* Replaces this daemon with the binary now on disk, keeping every VM: the listening socket and
+ * its lock pass through exec, the shims' connections close, and each shim resumes its VM with
+ * the new daemon, which adopts it from the state the shim kept (vm_adopt). Faults wait
+ * meanwhile, in the kernel. The VMs' threads are stopped first so that nothing is in flight,
+ * though adoption would settle it as after a crash. Returns only on failure, with err set. */
+static int upgrade(struct daemon *d, char *err, size_t errlen)
+{
+	char fd_text[16];
+	int r = check_new_binary(d, err, errlen);
+
+	if (r)
+		return r;
+	log_info(NULL, "upgrading: exec %s with %d VM(s); they resume with it", d->exe,
+		 running_vms(d));
+	for (int i = 0; i < d->nclients; i++)
+		if (d->clients[i].kind == CLIENT_SHIM)
+			vm_quiesce(d->clients[i].vm);
+	snprintf(fd_text, sizeof(fd_text), "%d", d->listen_fd);
+	setenv("UFFD_MGR_LISTEN_FD", fd_text, 1);
+	snprintf(fd_text, sizeof(fd_text), "%d", d->lock_fd);
+	setenv("UFFD_MGR_LOCK_FD", fd_text, 1);
+	fcntl(d->listen_fd, F_SETFD, 0);
+	fcntl(d->lock_fd, F_SETFD, 0);
+	fflush(NULL);
+	execv(d->exe, d->argv);
+	err_set(err, errlen, "exec %s: %s", d->exe, strerror(errno));
+	log_err(NULL, "upgrade failed: %s; exiting so that the VMs resume with a fresh daemon",
+		err);
+	exit(1);
+}
+
+static void handle_upgrade(struct daemon *d, int fd)
+{
+	char err[512];
+	struct ucred cred;
+	socklen_t clen = sizeof(cred);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
+	    (cred.uid != 0 && cred.uid != geteuid())) {
+		proto_reply(fd, -EPERM, "permission denied: only root or uid %u may upgrade",
+			    geteuid());
+		return;
+	}
+	if (check_new_binary(d, err, sizeof(err))) {
+		log_err(NULL, "upgrade refused: %s", err);
+		proto_reply(fd, -ENOEXEC, "%s", err);
+		return;
+	}
+	proto_reply(fd, 0, "uffd-mgrd (pid %d) execs %s with %d VM(s)", getpid(), d->exe,
+		    running_vms(d));
+	upgrade(d, err, sizeof(err));
+}
+
 /* Handles one message from a client. Returns 0, or -1 when the client should be dropped. */
 static int handle_client(struct daemon *d, int idx)
 {
@@ -404,7 +567,7 @@ static int handle_client(struct daemon *d, int idx)
 		struct proto_stats_req stats;
 		char raw[8192];
 	} msg;
-	int fds[4], nfds = 4;
+	int fds[PROTO_REG_FDS_MAX], nfds = PROTO_REG_FDS_MAX;
 	ssize_t n = proto_recv(c->fd, &msg, sizeof(msg), fds, &nfds);
 
 	if (n <= 0 || proto_hdr_check(&msg.hdr, (size_t)n)) {
@@ -425,6 +588,11 @@ static int handle_client(struct daemon *d, int idx)
 			return -1;
 		handle_register(d, c, &msg.reg, fds, nfds);
 		return c->kind == CLIENT_SHIM ? 0 : -1;
+	case PROTO_UPGRADE:
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
+		handle_upgrade(d, c->fd);
+		return -1;
 	case PROTO_STATS:
 	case PROTO_STATS_WATCH:
 		for (int i = 0; i < nfds; i++)
@@ -528,6 +696,25 @@ static void handle_pidfd(struct daemon *d, int idx)
 	drop_client(d, idx);
 }
 
+/* Returns true when the daemon should stop. */
+static bool handle_signal(struct daemon *d, uint32_t signo)
+{
+	char err[512];
+
+	if (signo == SIGUSR2) {
+		upgrade(d, err, sizeof(err));
+		log_err(NULL, "upgrade refused: %s", err);
+		return false;
+	}
+	if (signo == SIGHUP) {
+		log_info(NULL, "SIGHUP: nothing to reload (policies are read when a VM starts)");
+		return false;
+	}
+	log_info(NULL, "signal %u: stopping with %d VM(s) running", signo, running_vms(d));
+	release_all(d);
+	return true;
+}
+
 static int serve(struct daemon *d)
 {
 	struct pollfd pfd[2 + 2 * MAX_CLIENTS];
@@ -563,12 +750,9 @@ static int serve(struct daemon *d)
 		if (pfd[1].revents & POLLIN) {
 			struct signalfd_siginfo si;
 
-			if (read(d->sig_fd, &si, sizeof(si)) == sizeof(si)) {
-				log_info(NULL, "signal %u: stopping with %d VM(s) running",
-					 si.ssi_signo, running_vms(d));
-				release_all(d);
-				return 0;
-			}
+			if (read(d->sig_fd, &si, sizeof(si)) == sizeof(si))
+				if (handle_signal(d, si.ssi_signo))
+					return 0;
 		}
 		/* Walk backwards: dropping a client moves the last one into its place. */
 		for (int k = n - 1; k >= 2; k--) {
@@ -595,6 +779,7 @@ static int setup_signals(void)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -608,6 +793,7 @@ static int parse_args(int argc, char **argv, struct daemon *d)
 	    {"embedded", no_argument, NULL, 'e'},
 	    {"budget", required_argument, NULL, 'b'},
 	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
 	};
 	int o;
@@ -640,6 +826,10 @@ static int parse_args(int argc, char **argv, struct daemon *d)
 		case 'h':
 			usage(stdout);
 			exit(0);
+		case 'V':
+			printf("uffd-mgrd: control protocol %d, VM state version %d\n", PROTO_VERSION,
+			       VMSTATE_VERSION);
+			exit(0);
 		default:
 			fprintf(stderr, "uffd-mgrd: try 'uffd-mgrd --help'\n");
 			return 2;
@@ -649,6 +839,42 @@ static int parse_args(int argc, char **argv, struct daemon *d)
 		fprintf(stderr, "uffd-mgrd: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
+	return 0;
+}
+
+/* This binary's path, as an upgrade will find the new one: a binary replaced on disk (by
+ * rename, as packages do) shows in /proc/self/exe as "PATH (deleted)". */
+static int self_path(char *out, size_t len)
+{
+	ssize_t n = readlink("/proc/self/exe", out, len - 1);
+	const char *gone = " (deleted)";
+	size_t g = strlen(gone);
+
+	if (n <= 0)
+		return -1;
+	out[n] = 0;
+	if ((size_t)n > g && !strcmp(out + n - g, gone))
+		out[n - g] = 0;
+	return 0;
+}
+
+/* After an upgrade's exec: the listening socket and its lock come from the daemon before.
+ * Returns 0 when both did, else -ENOENT (start afresh). */
+static int inherit_sockets(struct daemon *d)
+{
+	const char *l = getenv("UFFD_MGR_LISTEN_FD"), *k = getenv("UFFD_MGR_LOCK_FD");
+	int lfd = l ? atoi(l) : -1, kfd = k ? atoi(k) : -1;
+
+	unsetenv("UFFD_MGR_LISTEN_FD");
+	unsetenv("UFFD_MGR_LOCK_FD");
+	if (lfd < 3 || kfd < 3 || fcntl(lfd, F_GETFD) < 0 || fcntl(kfd, F_GETFD) < 0)
+		return -ENOENT;
+	fcntl(lfd, F_SETFD, FD_CLOEXEC);
+	fcntl(kfd, F_SETFD, FD_CLOEXEC);
+	fcntl(lfd, F_SETFL, O_NONBLOCK);
+	d->listen_fd = lfd;
+	d->lock_fd = kfd;
+	log_info(NULL, "upgraded: serving on the socket of the daemon before");
 	return 0;
 }
 
@@ -668,7 +894,15 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	d.sig_fd = setup_signals();
-	d.listen_fd = listen_on(d.socket_path);
+	d.argv = argv;
+	if (self_path(d.exe, sizeof(d.exe)) < 0) {
+		fprintf(stderr, "uffd-mgrd: cannot find its own binary in /proc/self/exe\n");
+		return 1;
+	}
+	if (inherit_sockets(&d)) {
+		d.lock_fd = lock_socket(d.socket_path);
+		d.listen_fd = d.lock_fd < 0 ? -1 : listen_on(d.socket_path);
+	}
 	if (d.listen_fd < 0 || d.sig_fd < 0)
 		return 1;
 	log_info(NULL, "listening on %s (pid %d%s), host budget %llu MiB", d.socket_path, getpid(),

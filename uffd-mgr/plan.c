@@ -156,7 +156,7 @@ static void sample_vm(struct planner *p, struct vm *vm, uint64_t now)
 		smp.wss_short = vm->ts.wss_pages[0] * PAGE_SIZE_4K;
 		active = vm->ts.epoch >= WARMUP_EPOCHS;
 	}
-	tier_pages = vm->st.faults_shm_pages + vm->st.faults_disk_pages;
+	tier_pages = vm->st->faults_shm_pages + vm->st->faults_disk_pages;
 	alloc = pl->ps.share ? pl->ps.share : vm->length;
 	pthread_mutex_unlock(&vm->lock);
 	if (dt > 0)

@@ -9,7 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define PROTO_MAX_FDS 4
+#define PROTO_MAX_FDS 8
 
 void proto_hdr_init(struct proto_hdr *h, enum proto_type type, size_t len)
 {
@@ -137,7 +137,8 @@ int proto_connect(const char *path)
 	return s;
 }
 
-static int vreply(int sock, int status, uint32_t flags, const char *fmt, va_list ap)
+static int vreply(int sock, int status, uint32_t flags, const int *fds, int nfds,
+		  const char *fmt, va_list ap)
 {
 	struct proto_reply r;
 
@@ -146,7 +147,7 @@ static int vreply(int sock, int status, uint32_t flags, const char *fmt, va_list
 	r.status = status;
 	r.flags = flags;
 	vsnprintf(r.message, sizeof(r.message), fmt, ap);
-	return proto_send(sock, &r, sizeof(r), NULL, 0);
+	return proto_send(sock, &r, sizeof(r), fds, nfds);
 }
 
 int proto_reply(int sock, int status, const char *fmt, ...)
@@ -155,7 +156,7 @@ int proto_reply(int sock, int status, const char *fmt, ...)
 	int r;
 
 	va_start(ap, fmt);
-	r = vreply(sock, status, 0, fmt, ap);
+	r = vreply(sock, status, 0, NULL, 0, fmt, ap);
 	va_end(ap);
 	return r;
 }
@@ -166,7 +167,19 @@ int proto_reply_flags(int sock, int status, uint32_t flags, const char *fmt, ...
 	int r;
 
 	va_start(ap, fmt);
-	r = vreply(sock, status, flags, fmt, ap);
+	r = vreply(sock, status, flags, NULL, 0, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+int proto_reply_fds(int sock, int status, uint32_t flags, const int *fds, int nfds,
+		    const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vreply(sock, status, flags, fds, nfds, fmt, ap);
 	va_end(ap);
 	return r;
 }

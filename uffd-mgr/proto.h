@@ -2,7 +2,12 @@
  *
  * One SOCK_SEQPACKET Unix socket. Every message starts with struct proto_hdr. A shim's
  * connection stays open for the life of its QEMU; its close tells the daemon the VM is gone
- * (the daemon also watches a pidfd). */
+ * (the daemon also watches a pidfd). The daemon's close tells the shim the daemon is gone: it
+ * reconnects and sends the registration again marked PROTO_REG_RESUME, with the descriptors
+ * that the first reply handed it, and a new daemon adopts the VM (vm.h, vm_adopt).
+ *
+ * Compatibility: QEMUs started under one daemon resume under the next after an upgrade, so a
+ * later version may only add message types and append fields (checked by length). */
 #ifndef UFFD_PROTO_H
 #define UFFD_PROTO_H
 
@@ -11,7 +16,7 @@
 #include <sys/types.h>
 
 #define PROTO_MAGIC	     0x55464d31u /* "UFM1" */
-#define PROTO_VERSION	     1
+#define PROTO_VERSION	     2
 #define PROTO_DEFAULT_SOCKET "/run/uffd-mgr/uffd-mgr.sock"
 #define PROTO_MSG_MAX	     (256 * 1024)
 
@@ -27,6 +32,8 @@ enum proto_type {
 				* ranges (MADV_DONTNEED), so the next access faults and the
 				* tracker sees it; answered with PROTO_ARM_DONE */
 	PROTO_ARM_DONE = 8,    /* shim -> daemon: struct proto_arm_done */
+	PROTO_UPGRADE = 9,     /* uffdctl -> daemon: exec the uffd-mgrd binary now on disk,
+				* keeping every VM; answered by PROTO_REPLY before the exec */
 };
 
 struct proto_hdr {
@@ -43,15 +50,22 @@ struct proto_register {
 	uint64_t length;
 	uint64_t memfd_offset;
 	int32_t pid;
-	uint32_t reserved;
+	uint32_t flags;		/* PROTO_REG_* */
 	uint64_t uffd_features; /* what UFFDIO_API granted in QEMU's process */
 	char vm_name[64];
 	char block_name[64]; /* memfd name, e.g. "memory-backend-memfd" */
 	char policy_path[4096];
 	char qmp_path[108];   /* QEMU's QMP socket (uffd-qemu adds one); "" = none */
+	uint64_t paused_ns;   /* with PROTO_REG_RESUME: how long the shim was without a daemon */
 };
 
-/* Flags of a registration's reply: what the shim must do before QEMU goes on. */
+/* A registration carries {uffd, memfd}; a resume {uffd, memfd, state, shm pool[, disk file]},
+ * the descriptors of the first reply (vm_keep_fds), so the new daemon finds every page. */
+#define PROTO_REG_RESUME 1u
+#define PROTO_REG_FDS_MAX 5
+
+/* Flags of a registration's reply: what the shim must do before QEMU goes on. A reply that
+ * accepts a registration carries the descriptors the shim must keep for a resume (up to 3). */
 #define PROTO_REPLY_MINOR 1u /* register guest RAM for MINOR faults too (sampling tracker) */
 
 struct proto_reply {
@@ -112,5 +126,9 @@ int proto_reply(int sock, int status, const char *fmt, ...) __attribute__((forma
 /* As proto_reply, with PROTO_REPLY_* flags. */
 int proto_reply_flags(int sock, int status, uint32_t flags, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* As proto_reply_flags, with nfds descriptors. */
+int proto_reply_fds(int sock, int status, uint32_t flags, const int *fds, int nfds,
+		    const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
 #endif

@@ -141,6 +141,19 @@ static struct json_object *plan_json(const struct vm_plan_stats *ps, uint64_t re
 	return o;
 }
 
+/* How this VM has lived through daemon restarts: adoptions and the pauses they cost. */
+static struct json_object *restarts_json(const struct vm *vm)
+{
+	const struct vmstate_hdr *h = vm->state.hdr;
+	struct json_object *o = json_object_new_object();
+
+	add_u64(o, "adoptions", h->adoptions);
+	json_object_object_add(o, "adopted", json_object_new_boolean(vm->adopted));
+	json_object_object_add(o, "last_pause_ms", json_object_new_double(h->last_pause_ns / 1e6));
+	json_object_object_add(o, "max_pause_ms", json_object_new_double(h->max_pause_ns / 1e6));
+	return o;
+}
+
 struct json_object *stats_vm_json(struct vm *vm, const char *state)
 {
 	struct vm_plan_stats ps;
@@ -155,7 +168,7 @@ struct json_object *stats_vm_json(struct vm *vm, const char *state)
 	if (!o)
 		return NULL;
 	pthread_mutex_lock(&vm->lock);
-	s = vm->st;
+	s = *vm->st;
 	ts = vm->ts;
 	ps = vm->plan.ps;
 	resident_target = vm->resident_target;
@@ -181,6 +194,7 @@ struct json_object *stats_vm_json(struct vm *vm, const char *state)
 	add_u64(o, "shm_max", vm->pol.shm_max);
 	add_u64(o, "zero_pages", counts[PS_ZERO]);
 	add_u64(o, "untouched_pages", counts[PS_NONE]);
+	json_object_object_add(o, "restarts", restarts_json(vm));
 	json_object_object_add(o, "faults", faults_json(&s));
 	json_object_object_add(o, "evictions", evictions_json(&s));
 	add_u64(o, "tier_full_events", s.tier_full_events);

@@ -16,7 +16,8 @@ static void usage(FILE *out)
 		"NAME\n"
 		"    uffdctl - show what uffd-mgrd is doing with each VM's memory\n\n"
 		"SYNOPSIS\n"
-		"    uffdctl [--socket PATH] stats [--json] [--watch [SECONDS]]\n\n"
+		"    uffdctl [--socket PATH] stats [--json] [--watch [SECONDS]]\n"
+		"    uffdctl [--socket PATH] upgrade\n\n"
 		"DESCRIPTION\n"
 		"    stats   one line per VM (running, then recently exited): guest size, resident\n"
 		"            memory against its resident_max, bytes in the shm tier, zero pages,\n"
@@ -24,7 +25,12 @@ static void usage(FILE *out)
 		"            fault service latency p50/p99 in microseconds, the working-set\n"
 		"            tracker's mode (ebpf, sample, off) and its working-set estimates over\n"
 		"            the last 1 and 10 intervals (seconds by default). --json has all of it,\n"
-		"            with the 60-interval window, the page-age histogram and idle memory.\n\n"
+		"            with the 60-interval window, the page-age histogram and idle memory.\n"
+		"    upgrade replace the running uffd-mgrd with the binary now at its path (after\n"
+		"            a package upgrade), keeping every VM: the daemon checks that the new\n"
+		"            binary runs, stops its threads and execs it; each QEMU resumes its VM\n"
+		"            with the new daemon. Faults wait meanwhile. Prints how many VMs\n"
+		"            resumed and the longest pause a guest saw. Also: kill -USR2 PID.\n\n"
 		"OPTIONS\n"
 		"    --socket PATH     the daemon's socket (default $UFFD_MGR_SOCKET, else\n"
 		"                      %s)\n"
@@ -35,7 +41,8 @@ static void usage(FILE *out)
 		"    0 ok; 1 no daemon answers or it closed the connection; 2 usage error.\n\n"
 		"EXAMPLES\n"
 		"    uffdctl stats --watch\n"
-		"    uffdctl --socket /tmp/u.sock stats --json | jq '.vms[].faults'\n",
+		"    uffdctl --socket /tmp/u.sock stats --json | jq '.vms[].faults'\n"
+		"    uffdctl upgrade\n",
 		PROTO_DEFAULT_SOCKET);
 }
 
@@ -205,6 +212,104 @@ static int run_stats(const char *path, bool json, double watch_s)
 	return r;
 }
 
+/* One stats snapshot, parsed; NULL when no daemon answers. */
+static struct json_object *snapshot(const char *path)
+{
+	struct proto_stats_req req = {0};
+	static char buf[PROTO_MSG_MAX];
+	struct json_object *o = NULL;
+	int sock = proto_connect(path);
+	ssize_t n;
+
+	if (sock < 0)
+		return NULL;
+	proto_hdr_init(&req.hdr, PROTO_STATS, sizeof(req));
+	if (!proto_send(sock, &req, sizeof(req), NULL, 0) &&
+	    (n = proto_recv(sock, buf, sizeof(buf) - 1, NULL, NULL)) > (ssize_t)sizeof(struct proto_hdr)) {
+		buf[n] = 0;
+		o = json_tokener_parse(buf + sizeof(struct proto_hdr));
+	}
+	close(sock);
+	return o;
+}
+
+/* Running VMs in a snapshot, and how many of them a daemon adopted since t_s seconds ago
+ * (those whose daemon's uptime is under t_s); also the longest pause among those. */
+static int count_resumed(struct json_object *snap, int *running, double *max_pause_ms)
+{
+	struct json_object *vms = lookup(snap, "vms");
+	int resumed = 0;
+
+	*running = 0;
+	*max_pause_ms = 0;
+	for (size_t i = 0; vms && i < json_object_array_length(vms); i++) {
+		struct json_object *vm = json_object_array_get_idx(vms, i), *st = lookup(vm, "state");
+		struct json_object *adopted = lookup(vm, "restarts.adopted");
+		struct json_object *pause = lookup(vm, "restarts.last_pause_ms");
+
+		if (!st || strcmp(json_object_get_string(st), "running"))
+			continue;
+		(*running)++;
+		if (adopted && json_object_get_boolean(adopted)) {
+			resumed++;
+			if (pause && json_object_get_double(pause) > *max_pause_ms)
+				*max_pause_ms = json_object_get_double(pause);
+		}
+	}
+	return resumed;
+}
+
+/* uffdctl upgrade: asks the daemon to exec its successor, then waits (30 s at most) until the
+ * successor serves every VM that was running. */
+static int run_upgrade(const char *path)
+{
+	struct json_object *before = snapshot(path), *after = NULL;
+	struct proto_hdr h;
+	struct proto_reply rep;
+	int sock, want = 0, running = 0, resumed = 0;
+	double pause_ms = 0;
+	ssize_t n;
+
+	if (!before) {
+		fprintf(stderr, "uffdctl: no uffd-mgrd answers at %s\n", path);
+		return 1;
+	}
+	count_resumed(before, &want, &pause_ms);
+	json_object_put(before);
+	sock = proto_connect(path);
+	proto_hdr_init(&h, PROTO_UPGRADE, sizeof(h));
+	if (sock < 0 || proto_send(sock, &h, sizeof(h), NULL, 0) ||
+	    (n = proto_recv(sock, &rep, sizeof(rep), NULL, NULL)) != (ssize_t)sizeof(rep) ||
+	    proto_hdr_check(&rep.hdr, (size_t)n)) {
+		fprintf(stderr, "uffdctl: the daemon at %s did not answer the upgrade\n", path);
+		return 1;
+	}
+	close(sock);
+	rep.message[sizeof(rep.message) - 1] = 0;
+	if (rep.status) {
+		fprintf(stderr, "uffdctl: upgrade refused: %s\n", rep.message);
+		return 1;
+	}
+	printf("uffdctl: %s\n", rep.message);
+	for (int tries = 0; tries < 300; tries++) {
+		usleep(100000);
+		json_object_put(after);
+		after = snapshot(path);
+		if (after && lookup(after, "daemon.uptime_s") &&
+		    json_object_get_double(lookup(after, "daemon.uptime_s")) < 0.1 * (tries + 1) + 1 &&
+		    (resumed = count_resumed(after, &running, &pause_ms)) >= want)
+			break;
+	}
+	json_object_put(after);
+	if (resumed < want) {
+		fprintf(stderr, "uffdctl: after 30 s, %d of %d VM(s) have resumed with the new daemon\n",
+			resumed, want);
+		return 1;
+	}
+	printf("uffdctl: upgraded: %d VM(s) resumed, longest pause %.1f ms\n", resumed, pause_ms);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -244,8 +349,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind >= argc || strcmp(argv[optind], "stats")) {
-		fprintf(stderr, "uffdctl: %s (the command is 'stats')\n",
+	if (optind >= argc || (strcmp(argv[optind], "stats") && strcmp(argv[optind], "upgrade"))) {
+		fprintf(stderr, "uffdctl: %s (the commands are 'stats' and 'upgrade')\n",
 			optind < argc ? "unknown command" : "missing command");
 		return 2;
 	}
@@ -253,5 +358,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "uffdctl: unexpected argument '%s'\n", argv[optind + 1]);
 		return 2;
 	}
+	if (!strcmp(argv[optind], "upgrade"))
+		return run_upgrade(path);
 	return run_stats(path, json, watch);
 }

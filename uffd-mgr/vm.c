@@ -97,21 +97,12 @@ static int open_pidfd(pid_t pid)
 	return fd < 0 ? -errno : fd;
 }
 
-/* Opens the VM's disk tier and a ring for each thread that does disk I/O, each with its
- * run-sized buffer registered. */
-static int open_disk(struct vm *vm, char *err, size_t errlen)
+/* A ring for each thread that does disk I/O, each with its run-sized buffer registered. */
+static int open_rings(struct vm *vm, char *err, size_t errlen)
 {
-	char path[POLICY_PATH_MAX];
 	const char *inject = getenv("UFFD_MGR_INJECT_DISK"); /* tests only */
 	int r;
 
-	if (policy_disk_path(&vm->pol, vm->name, path, sizeof(path))) {
-		snprintf(err, errlen, "[disk] path is too long once %%n is expanded");
-		return -ENAMETOOLONG;
-	}
-	r = disktier_open(path, vm->pol.disk_max, &vm->disk, err, errlen);
-	if (r)
-		return r;
 	if (inject && *inject && disktier_set_injection(vm->disk, inject))
 		log_warn(vm->name, "ignoring bad UFFD_MGR_INJECT_DISK '%s'", inject);
 	r = disktier_io_create(vm->disk, vm->fault_bounce, vm->pol.run_size, 8, &vm->fault_io);
@@ -122,19 +113,31 @@ static int open_disk(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot set up io_uring for the disk tier: %s", strerror(-r));
 		return r;
 	}
-	log_info(vm->name, "disk tier %s: %llu MiB, %s I/O, %s buffers", path,
-		 (unsigned long long)(vm->pol.disk_max >> 20),
+	log_info(vm->name, "disk tier %s: %llu MiB, %s I/O, %s buffers", disktier_path(vm->disk),
+		 (unsigned long long)(disktier_slots(vm->disk) >> 8),
 		 disktier_direct(vm->disk) ? "direct" : "buffered (no O_DIRECT here)",
 		 disktier_io_fixed(vm->fault_io) ? "registered" : "plain");
 	return 0;
 }
 
-/* Builds everything but the threads; on failure frees what it made. */
-static int vm_build(struct vm *vm, char *err, size_t errlen)
+/* Opens the VM's disk tier, named by its policy. */
+static int open_disk(struct vm *vm, char *err, size_t errlen)
 {
-	char poolname[96];
+	char path[POLICY_PATH_MAX];
 	int r;
 
+	if (policy_disk_path(&vm->pol, vm->name, path, sizeof(path))) {
+		snprintf(err, errlen, "[disk] path is too long once %%n is expanded");
+		return -ENAMETOOLONG;
+	}
+	r = disktier_open(path, vm->pol.disk_max, &vm->disk, err, errlen);
+	if (!r)
+		snprintf(vm->state.hdr->disk_path, sizeof(vm->state.hdr->disk_path), "%s", path);
+	return r;
+}
+
+static int map_guest(struct vm *vm, char *err, size_t errlen)
+{
 	vm->local = mmap(NULL, vm->length, PROT_READ | PROT_WRITE, MAP_SHARED, vm->memfd,
 			 (off_t)vm->memfd_offset);
 	if (vm->local == MAP_FAILED) {
@@ -142,25 +145,41 @@ static int vm_build(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot map the guest memfd: %s", strerror(errno));
 		return -errno;
 	}
-	r = pagemap_create(vm->length / PAGE_SIZE_4K, (uint32_t)(vm->pol.run_size / PAGE_SIZE_4K),
-			   &vm->pm);
+	/* A core dump of the daemon must not carry every guest's memory. */
+	madvise(vm->local, vm->length, MADV_DONTDUMP);
+	return 0;
+}
+
+/* The geometry of this VM's state, from its registration and policy. */
+static void state_geom(const struct vm *vm, struct vmstate_geom *g)
+{
+	memset(g, 0, sizeof(*g));
+	snprintf(g->vm_name, sizeof(g->vm_name), "%s", vm->name);
+	g->guest_bytes = vm->length;
+	g->run_pages = (uint32_t)(vm->pol.run_size / PAGE_SIZE_4K);
+	g->stats_len = sizeof(struct vm_stats);
+	g->shm_slots = vm->pol.shm_max / PAGE_SIZE_4K;
+	g->disk_slots = vm->pol.disk_path[0] ? vm->pol.disk_max / PAGE_SIZE_4K : 0;
+}
+
+/* What create and adopt share after the state and tiers exist: buffers, rings, watches. */
+static int vm_finish(struct vm *vm, char *err, size_t errlen)
+{
+	int r;
+
+	vm->st = vm->state.stats;
+	r = pagemap_attach(vm->state.ent, vm->length / PAGE_SIZE_4K,
+			   vm->state.hdr->geom.run_pages, &vm->pm);
 	if (r) {
-		snprintf(err, errlen, "cannot create the page map: %s", strerror(-r));
-		return r;
-	}
-	snprintf(poolname, sizeof(poolname), "uffd-shm-%s", vm->name);
-	r = shmpool_create(poolname, vm->pol.shm_max, &vm->shm);
-	if (r) {
-		snprintf(err, errlen, "cannot create the shm tier (%llu bytes): %s",
-			 (unsigned long long)vm->pol.shm_max, strerror(-r));
+		snprintf(err, errlen, "cannot build the page map: %s", strerror(-r));
 		return r;
 	}
 	vm->fault_bounce = aligned_alloc(PAGE_SIZE_4K, vm->pol.run_size);
 	vm->evict_stage = aligned_alloc(PAGE_SIZE_4K, vm->pol.run_size);
 	if (!vm->fault_bounce || !vm->evict_stage)
 		return -ENOMEM;
-	if (vm->pol.disk_path[0]) {
-		r = open_disk(vm, err, errlen);
+	if (vm->disk) {
+		r = open_rings(vm, err, errlen);
 		if (r)
 			return r;
 	}
@@ -174,17 +193,41 @@ static int vm_build(struct vm *vm, char *err, size_t errlen)
 	return 0;
 }
 
-int vm_create(const struct proto_register *req, int uffd, int memfd, const struct policy *pol,
-	      struct vm **out, char *err, size_t errlen)
+/* Builds everything but the threads for a new VM; on failure frees what it made. */
+static int vm_build(struct vm *vm, char *err, size_t errlen)
 {
-	struct vm *vm;
-	int r = check_region(req, memfd, err, errlen);
+	struct vmstate_geom g;
+	char poolname[96];
+	int r = map_guest(vm, err, errlen);
 
 	if (r)
 		return r;
-	vm = calloc(1, sizeof(*vm));
+	state_geom(vm, &g);
+	r = vmstate_create(&g, &vm->state, err, errlen);
+	if (r)
+		return r;
+	snprintf(poolname, sizeof(poolname), "uffd-shm-%s", vm->name);
+	r = shmpool_create(poolname, vm->pol.shm_max, &vm->shm);
+	if (r) {
+		snprintf(err, errlen, "cannot create the shm tier (%llu bytes): %s",
+			 (unsigned long long)vm->pol.shm_max, strerror(-r));
+		return r;
+	}
+	if (vm->pol.disk_path[0]) {
+		r = open_disk(vm, err, errlen);
+		if (r)
+			return r;
+	}
+	return vm_finish(vm, err, errlen);
+}
+
+/* Fills a VM from its registration; no resources yet. */
+static struct vm *vm_new(const struct proto_register *req, const struct policy *pol)
+{
+	struct vm *vm = calloc(1, sizeof(*vm));
+
 	if (!vm)
-		return -ENOMEM;
+		return NULL;
 	snprintf(vm->name, sizeof(vm->name), "%s", req->vm_name);
 	snprintf(vm->plan.qmp_path, sizeof(vm->plan.qmp_path), "%.*s",
 		 (int)sizeof(req->qmp_path) - 1, req->qmp_path);
@@ -195,13 +238,28 @@ int vm_create(const struct proto_register *req, int uffd, int memfd, const struc
 	vm->memfd_offset = req->memfd_offset;
 	vm->uffd_features = req->uffd_features;
 	vm->track_mode = POLICY_TRACK_OFF; /* until track_choose */
-	vm->uffd = -1;
-	vm->memfd = memfd;
+	vm->uffd = vm->memfd = -1;
+	vm->state.fd = -1;
 	vm->pidfd = vm->wake_efd = vm->stop_efd = vm->ctl_sock = -1;
 	vm->started_ns = vm_now_ns();
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->evict_cv, NULL);
 	pthread_cond_init(&vm->track_cv, NULL);
+	return vm;
+}
+
+int vm_create(const struct proto_register *req, int uffd, int memfd, const struct policy *pol,
+	      struct vm **out, char *err, size_t errlen)
+{
+	struct vm *vm;
+	int r = check_region(req, memfd, err, errlen);
+
+	if (r)
+		return r;
+	vm = vm_new(req, pol);
+	if (!vm)
+		return -ENOMEM;
+	vm->memfd = memfd;
 	r = vm_build(vm, err, errlen);
 	if (r) {
 		vm->memfd = -1; /* still the caller's on failure */
@@ -211,6 +269,172 @@ int vm_create(const struct proto_register *req, int uffd, int memfd, const struc
 	vm->uffd = uffd;
 	*out = vm;
 	return 0;
+}
+
+/* Sets bit p of the returned bitmap for each page of the region that holds data in the guest
+ * memfd (SEEK_DATA walks extents, not pages). NULL when out of memory. */
+static uint64_t *memfd_data_bitmap(const struct vm *vm)
+{
+	size_t npages = vm->length / PAGE_SIZE_4K;
+	uint64_t *bits = calloc((npages + 63) / 64, sizeof(uint64_t));
+	off_t base = (off_t)vm->memfd_offset, end = base + (off_t)vm->length, pos = base;
+
+	while (bits && pos < end) {
+		off_t data = lseek(vm->memfd, pos, SEEK_DATA), hole;
+
+		if (data < 0 || data >= end)
+			break;
+		hole = lseek(vm->memfd, data, SEEK_HOLE);
+		if (hole < 0 || hole > end)
+			hole = end;
+		for (size_t p = (size_t)((data - base) / PAGE_SIZE_4K);
+		     p < (size_t)((hole - base + PAGE_SIZE_4K - 1) / PAGE_SIZE_4K); p++)
+			bits[p / 64] |= 1ull << (p % 64);
+		pos = hole;
+	}
+	return bits;
+}
+
+/* Rebuilds the tiers' allocators from the page entries; refuses entries no daemon could have
+ * written (a slot out of range, two pages on one slot). */
+static int claim_slots(struct vm *vm, char *err, size_t errlen)
+{
+	for (size_t p = 0; p < pagemap_npages(vm->pm); p++) {
+		enum page_state st = pagemap_state(vm->pm, p);
+		uint64_t slot = pagemap_slot(vm->pm, p);
+		int r = 0;
+
+		if (st == PS_SHM)
+			r = shmpool_claim(vm->shm, slot);
+		else if (st == PS_DISK)
+			r = vm->disk ? disktier_claim(vm->disk, slot) : -ERANGE;
+		if (r) {
+			snprintf(err, errlen, "state is damaged: page %#zx %s %s slot %llu", p,
+				 r == -EEXIST ? "shares" : "names a missing",
+				 st == PS_SHM ? "shm" : "disk", (unsigned long long)slot);
+			return -EUCLEAN;
+		}
+	}
+	shmpool_settle(vm->shm);
+	if (vm->disk)
+		disktier_settle(vm->disk);
+	return 0;
+}
+
+/* Adopts the tiers whose descriptors the shim kept, sized as the state says. */
+static int adopt_tiers(struct vm *vm, const int *fds, int nfds, char *err, size_t errlen)
+{
+	const struct vmstate_geom *g = &vm->state.hdr->geom;
+	int r = shmpool_adopt(fds[3], g->shm_slots, &vm->shm);
+
+	if (r) {
+		snprintf(err, errlen, "the shm tier handed back is not the state's (%llu slots): %s",
+			 (unsigned long long)g->shm_slots, strerror(-r));
+		return r;
+	}
+	if (!g->disk_slots)
+		return 0;
+	if (nfds < 5) {
+		snprintf(err, errlen, "the state has a disk tier but no swap file was handed back");
+		return -EPROTO;
+	}
+	vm->state.hdr->disk_path[sizeof(vm->state.hdr->disk_path) - 1] = 0;
+	return disktier_adopt(fds[4], vm->state.hdr->disk_path, g->disk_slots, &vm->disk, err,
+			      errlen);
+}
+
+/* Everything vm_adopt builds; on failure the caller frees it (fds still its own). */
+static int adopt_build(struct vm *vm, const int *fds, int nfds, char *err, size_t errlen)
+{
+	struct vmstate_geom want;
+	uint64_t *in_memfd;
+	size_t changed;
+	int r = map_guest(vm, err, errlen);
+
+	if (r)
+		return r;
+	state_geom(vm, &want);
+	r = vmstate_open(fds[2], &want, &vm->state, err, errlen);
+	if (r)
+		return r;
+	r = adopt_tiers(vm, fds, nfds, err, errlen);
+	if (r)
+		return r;
+	in_memfd = memfd_data_bitmap(vm);
+	if (!in_memfd)
+		return -ENOMEM;
+	changed = pagemap_reconcile(vm->state.ent, vm->length / PAGE_SIZE_4K, in_memfd);
+	free(in_memfd);
+	r = vm_finish(vm, err, errlen);
+	if (!r)
+		r = claim_slots(vm, err, errlen);
+	if (r)
+		return r;
+	/* A disk slot freed here may have been the target of an io_uring write the dead daemon
+	 * left in flight; it cannot land after we reuse the slot: a dying task waits for its
+	 * io_uring requests before its files are released (do_exit cancels them first), and we
+	 * hold the socket lock its files held (main.c, lock_socket). */
+	vm->state.hdr->adoptions++;
+	log_info(vm->name,
+		 "adopted (%llu times so far): %zu pages resident, %zu in shm, %zu on disk; %zu "
+		 "entries settled from the moves in flight",
+		 (unsigned long long)vm->state.hdr->adoptions, pagemap_count(vm->pm, PS_RESIDENT),
+		 pagemap_count(vm->pm, PS_SHM), pagemap_count(vm->pm, PS_DISK), changed);
+	return 0;
+}
+
+int vm_adopt(const struct proto_register *req, const int *fds, int nfds,
+	     const struct policy *pol, struct vm **out, char *err, size_t errlen)
+{
+	int kept[5] = {fds[0], fds[1], -1, -1, -1};
+	struct vm *vm;
+	int r;
+
+	if (nfds < 4 || nfds > 5) {
+		snprintf(err, errlen, "a resume must carry the uffd, guest memfd, state and shm tier");
+		return -EPROTO;
+	}
+	r = check_region(req, fds[1], err, errlen);
+	if (r)
+		return r;
+	vm = vm_new(req, pol);
+	if (!vm)
+		return -ENOMEM;
+	/* Our own copies of what the shim keeps: whatever happens here, its descriptors stay
+	 * its own, and a refused resume leaves nothing changed behind. */
+	for (int i = 2; i < nfds; i++)
+		if ((kept[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3)) < 0)
+			r = -errno;
+	vm->memfd = fds[1];
+	vm->adopted = vm->wake_pending = true;
+	if (!r)
+		r = adopt_build(vm, kept, nfds, err, errlen);
+	if (r) {
+		vm->memfd = -1; /* still the caller's */
+		if (!vm->state.hdr && kept[2] >= 0)
+			close(kept[2]);
+		if (!vm->shm && kept[3] >= 0)
+			close(kept[3]);
+		if (!vm->disk && kept[4] >= 0)
+			close(kept[4]);
+		vm_destroy(vm);
+		return r;
+	}
+	disktier_own(vm->disk); /* from now on the VM's end removes its swap file */
+	vm->uffd = fds[0];
+	*out = vm;
+	return 0;
+}
+
+int vm_keep_fds(const struct vm *vm, int fds[3])
+{
+	int n = 0;
+
+	fds[n++] = vm->state.fd;
+	fds[n++] = shmpool_fd(vm->shm);
+	if (vm->disk)
+		fds[n++] = disktier_fd(vm->disk);
+	return n;
 }
 
 int vm_start(struct vm *vm)
@@ -227,9 +451,6 @@ int vm_start(struct vm *vm)
 		return -r;
 	}
 	vm->threads_started = true;
-	r = track_start(vm);
-	if (r)
-		log_warn(vm->name, "tracker not started: %s", strerror(-r));
 	return 0;
 }
 
@@ -310,6 +531,31 @@ int vm_release(struct vm *vm, char *err, size_t errlen)
 	return r;
 }
 
+/* Joins t within ms milliseconds; false when it is still running. */
+static bool join_within(pthread_t t, uint32_t ms)
+{
+	struct timespec until = vm_deadline_ms(ms);
+
+	return pthread_timedjoin_np(t, NULL, &until) == 0;
+}
+
+void vm_quiesce(struct vm *vm)
+{
+	track_stop(vm);
+	if (!vm->threads_started)
+		return;
+	pthread_mutex_lock(&vm->lock);
+	vm->stopping = true;
+	pthread_cond_broadcast(&vm->evict_cv);
+	pthread_mutex_unlock(&vm->lock);
+	(void)!write(vm->stop_efd, &(uint64_t){1}, sizeof(uint64_t));
+	/* Past the bound the exec goes on anyway: adoption settles a move in flight. */
+	if (!join_within(vm->fault_tid, 1000) ||
+	    (!vm->evict_joined && !join_within(vm->evict_tid, 1000)))
+		log_warn(vm->name, "a thread did not stop within 1 s; its move is settled on adoption");
+	vm->threads_started = false;
+}
+
 static void close_fd(int fd)
 {
 	if (fd >= 0)
@@ -340,6 +586,7 @@ void vm_destroy(struct vm *vm)
 	free(vm->evict_stage);
 	shmpool_destroy(vm->shm);
 	pagemap_destroy(vm->pm);
+	vmstate_close(&vm->state);
 	wss_destroy(vm->wss);
 	qmp_close(vm->plan.qmp);
 	free(vm->armed);

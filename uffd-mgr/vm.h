@@ -17,6 +17,7 @@
 #include "uffd-mgr/hist.h"
 #include "uffd-mgr/pagemap.h"
 #include "uffd-mgr/policy.h"
+#include "uffd-mgr/vmstate.h"
 #include "predictor/predict.h"
 #include "uffd-mgr/wss.h"
 
@@ -109,7 +110,10 @@ struct vm {
 	bool tier_full;		/* the evictor is stopped by a full tier */
 	bool demoting;		/* between the shm watermarks, on the way down */
 	uint64_t disk_retry_ns; /* after a full disk, no demotion before this time */
-	struct vm_stats st;
+	struct vmstate state;	/* the page entries and counters, outliving the daemon */
+	struct vm_stats *st;	/* in state: counters go on across daemon restarts */
+	bool adopted;		/* taken over from a daemon that died or was upgraded */
+	bool wake_pending;	/* adopted: the fault thread has not yet woken the range (lock) */
 	uint64_t started_ns;
 	uint64_t uffd_features; /* granted in QEMU's process */
 
@@ -147,7 +151,22 @@ struct proto_range;
 int vm_create(const struct proto_register *req, int uffd, int memfd, const struct policy *pol,
 	      struct vm **out, char *err, size_t errlen);
 
-/* Starts the fault thread and the evictor. Returns 0 or -errno. */
+/* Takes over a VM whose daemon died or was upgraded, from what its shim kept: fds are {uffd,
+ * guest memfd, state memfd, shm pool memfd[, disk tier file]}. Checks the state against the
+ * registration, settles what was in flight (pagemap.h, ADOPTION) and rebuilds the tiers'
+ * allocators from the page entries; vm_start then wakes every fault the dead daemon had read.
+ * Takes ownership of fds[0] and fds[1] on success (as vm_create); the others stay the caller's
+ * (the VM keeps copies). Returns 0 or -errno with err holding one line; on
+ * failure the guest is untouched. */
+int vm_adopt(const struct proto_register *req, const int *fds, int nfds,
+	     const struct policy *pol, struct vm **out, char *err, size_t errlen);
+
+/* The descriptors the shim must keep so that the VM outlives this daemon: the state memfd,
+ * the shm pool memfd and, with a disk tier, its file. Returns how many it put in fds[3]. */
+int vm_keep_fds(const struct vm *vm, int fds[3]);
+
+/* Starts the fault thread and the evictor (the tracker is started apart, track_start, once
+ * the shim has its reply: the tracker talks to the shim). Returns 0 or -errno. */
 int vm_start(struct vm *vm);
 
 /* Hands the region back to QEMU for good: stops the evictor, brings every tiered page back
@@ -155,6 +174,11 @@ int vm_start(struct vm *vm);
  * unmanaged with every byte. Returns 0 or -errno with err set; on failure pages may still be
  * tiered and the VM must stay served. */
 int vm_release(struct vm *vm, char *err, size_t errlen);
+
+/* Stops the VM's threads before this daemon execs its successor: waits (a bounded time) for
+ * the evictor to finish its run and the fault thread to leave its loop, without bringing any
+ * page back; the successor adopts the VM. Cannot fail. */
+void vm_quiesce(struct vm *vm);
 
 /* Stops and joins the threads, then frees everything. Accepts NULL. */
 void vm_destroy(struct vm *vm);

@@ -50,7 +50,7 @@ expect 1 "refused.*disk tier $T/shared.swap: open: in use by another VM's disk t
 	fakeguest other "$T/good.conf" --mb 8 --seconds 0
 expect 1 "second guest-RAM memfd mapping" fakeguest twice "$T/plain.conf" --mb 8 --map-twice
 expect 1 "refused.*bad.conf:5:" fakeguest badpol "$T/bad.conf" --mb 8 --seconds 0
-expect 1 "another uffd-mgrd already answers" "$BUILD/uffd-mgrd" --socket "$SOCK"
+expect 1 "another uffd-mgrd \(pid [0-9]+\) already serves" "$BUILD/uffd-mgrd" --socket "$SOCK"
 expect 2 "unexpected argument" "$BUILD/uffd-mgrd" --socket "$SOCK" extra
 
 wait $victim || fail "the running fake guest lost data: $(cat "$T/victim.log")"

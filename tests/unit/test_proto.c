@@ -226,9 +226,9 @@ static void test_fds_never_leak(void **state)
 	assert_int_equal(open_fds(), before);
 
 	/* Too many for proto_send: refused before sending. */
-	int five[5] = {mfd, mfd, mfd, mfd, mfd};
-	assert_int_equal(proto_send(sv[0], &h, sizeof(h), five, 5), -EINVAL);
-	assert_int_equal(proto_send(sv[0], &h, sizeof(h), five, -1), -EINVAL);
+	int nine[9] = {mfd, mfd, mfd, mfd, mfd, mfd, mfd, mfd, mfd};
+	assert_int_equal(proto_send(sv[0], &h, sizeof(h), nine, 9), -EINVAL);
+	assert_int_equal(proto_send(sv[0], &h, sizeof(h), nine, -1), -EINVAL);
 	close(mfd);
 	close(sv[0]);
 	close(sv[1]);

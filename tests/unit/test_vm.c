@@ -237,7 +237,7 @@ static void verify_zero(struct fx *f, size_t first, size_t n)
 static void snap(struct fx *f, struct vm_stats *s)
 {
 	pthread_mutex_lock(&f->vm->lock);
-	*s = f->vm->st;
+	*s = *f->vm->st;
 	pthread_mutex_unlock(&f->vm->lock);
 }
 
@@ -897,7 +897,7 @@ static void test_stats_json(void **state)
 
 	/* Quiet the VM's counters for a consistent picture: hold the lock across both. */
 	pthread_mutex_lock(&f.vm->lock);
-	s = f.vm->st;
+	s = *f.vm->st;
 	size_t res = pagemap_count(f.vm->pm, PS_RESIDENT), shm = pagemap_count(f.vm->pm, PS_SHM);
 	size_t zero = pagemap_count(f.vm->pm, PS_ZERO), none = pagemap_count(f.vm->pm, PS_NONE);
 	pthread_mutex_unlock(&f.vm->lock);
