@@ -39,6 +39,26 @@ start_daemon() {
 	fail "daemon did not start"
 }
 
+# Kills this test's daemon with SIGKILL, as a crash would, and starts another on the same
+# socket, as systemd's Restart=always would, after a random pause of up to 300 ms.
+kill_and_restart_daemon() {
+	kill -KILL "$DAEMON_PID"
+	wait "$DAEMON_PID" 2>/dev/null || true
+	DAEMON_PID=
+	sleep "$(printf '0.%03d' $((RANDOM % 300)))"
+	start_daemon "$@"
+}
+
+# Waits (up to 30 s) until VM is running under this test's daemon, adopted N times in all.
+wait_adoptions() { # vm n
+	for _ in $(seq 300); do
+		[ "$(stat "$1" restarts.adoptions 2>/dev/null)" = "$2" ] &&
+			[ "$(stat "$1" state 2>/dev/null)" = running ] && return 0
+		sleep 0.1
+	done
+	fail "VM $1 was not adopted $2 times within 30 s"
+}
+
 # Runs the fake guest through the shim against this test's daemon.
 fakeguest() { # vm policy args...
 	local vm=$1 policy=$2
@@ -66,11 +86,11 @@ stat() {
 # Boots the test guest through uffd-qemu under this test's daemon with the policy $T/guest.conf
 # and memstress over 256 MiB of its 512 MiB (grow, verify, shrink, verify, regrow, verify);
 # fails the test unless it prints MEMSTRESS PASS. Prints the daemon's stats table after.
-run_memstress_guest() {
-	local rc=0
+run_memstress_guest() { # [phases]
+	local rc=0 phases=${1:-grow,verify,shrink:64,verify,regrow,verify}
 	[ -f "$BUILD/guest/vmlinuz" ] || fail "no test guest: run 'make guest'"
 	"$SRC/tests/guest/run-guest.sh" --mem 512M --timeout 300 --log "$T/console.log" \
-		--append "memstress.mb=256 memstress.phases=grow,verify,shrink:64,verify,regrow,verify" \
+		--append "memstress.mb=256 memstress.phases=$phases" \
 		--wrapper "$BUILD/uffd-qemu --policy $T/guest.conf --socket $SOCK --" || rc=$?
 	grep -a MEMSTRESS "$T/console.log" || true
 	[ $rc -eq 0 ] || { tail -n 20 "$T/console.log"; fail "guest run failed (exit $rc)"; }

@@ -25,6 +25,7 @@
 #include <getopt.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,10 @@
 
 #define PAGE  4096u
 #define WORDS (PAGE / 8)
+
+/* SIGUSR1: stop the workers now and verify every page, as at the end of --seconds (a test
+ * that drives the run from outside decides when it is over). */
+static volatile sig_atomic_t finish_now;
 
 struct config {
 	uint64_t mb;
@@ -160,7 +165,7 @@ static void *run_pattern(struct worker *w)
 
 	for (uint64_t p = w->id; p < fill && p < w->npages; p += c->threads)
 		write_page(w, p);
-	while ((t = now_s() - start) < c->seconds && !w->failed) {
+	while ((t = now_s() - start) < c->seconds && !w->failed && !finish_now) {
 		uint64_t lo, hi;
 
 		pattern_set(c, t, &lo, &hi);
@@ -191,7 +196,7 @@ static void *run(void *arg)
 		write_page(w, p);
 	end = now_s() + w->cfg->seconds;
 	while ((w->cfg->ops ? w->reads + w->writes + w->discards < w->cfg->ops : now_s() < end) &&
-	       !w->failed) {
+	       !w->failed && !finish_now) {
 		for (int i = 0; i < 64; i++) {
 			uint64_t page = pick(w, &rng);
 
@@ -301,6 +306,12 @@ static int parse(int argc, char **argv, struct config *c)
 	return c->mb && c->threads && c->threads <= 64 ? 0 : -EINVAL;
 }
 
+static void on_usr1(int sig)
+{
+	(void)sig;
+	finish_now = 1;
+}
+
 int main(int argc, char **argv)
 {
 	struct config cfg;
@@ -313,6 +324,7 @@ int main(int argc, char **argv)
 
 	if (parse(argc, argv, &cfg))
 		return 2;
+	signal(SIGUSR1, on_usr1);
 	npages = cfg.mb * 1024 * 1024 / PAGE;
 	fd = memfd_create("memory-backend-memfd", MFD_CLOEXEC);
 	if (fd < 0 || ftruncate(fd, (off_t)(npages * PAGE)) < 0) {
