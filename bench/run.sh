@@ -25,6 +25,10 @@
 #      memstress (one grows while another shrinks, as tests/system/three_guests.sh), with the
 #      balloon and proactive prefetch on, against the same scene with both off: pages
 #      faulted back from the tiers, and the time until all three are done.
+#   7. Eviction bookkeeping on a 4 GiB guest map, no guest memory (bench/evictbench.c): runs
+#      read back at random under a 64 MiB limit, victims picked by age, run_size 4K and 64K,
+#      with the tracker's arming applied promptly and with it still pending; picks and pages
+#      per second against the old whole-map walk in the same run, and memcpy of the bytes.
 #
 # Environment: BUILD (default <repo>/build, needs `make all guest`),
 # BENCH_REGROW_MB (scene 2 working set, default 1024), BENCH_PASS_S (longest read-back pass in
@@ -147,13 +151,14 @@ check_prereqs() {
 }
 
 # The bench programs are built here, not by the Makefile: they need nothing of the project but
-# the shim that LD_PRELOAD puts under them (they talk to the daemon only through it), and they
-# build in a second.
+# the shim that LD_PRELOAD puts under them (they talk to the daemon only through it), or for
+# evictbench the page map's one source file, and they build in a second.
 build_programs() {
 	mkdir -p "$BIN"
-	for p in faultlat regrow; do
+	for p in faultlat regrow evictbench; do
 		gcc -O2 -g -Wall -Wextra -Wshadow -Wstrict-prototypes -D_GNU_SOURCE -I"$SRC" \
-			-o "$BIN/$p" "$SRC/bench/$p.c" "$SRC/bench/gmem.c" || die "cannot build $p"
+			-o "$BIN/$p" "$SRC/bench/$p.c" "$SRC/bench/gmem.c" \
+			$([ $p != evictbench ] || echo "$SRC/uffd-mgr/pagemap.c") || die "cannot build $p"
 	done
 }
 
@@ -561,6 +566,35 @@ scene6() {
 		"shrinks to 16, g2 the other way round, g3 holds 64; one run each way."
 }
 
+# ---- scene 7: eviction bookkeeping on a 4 GiB map ----
+
+# Value of key in the EVICTBENCH line of impl in file: ev file impl key.
+ev() { grep "impl=$2 " "$1" | kv /dev/stdin "$3"; }
+
+scene7() {
+	local rk arm label o
+	for rk in 4 64; do
+		for arm in 256 0; do
+			label="run_size ${rk}K, arming $([ $arm = 0 ] && echo pending || echo applied)"
+			o=$WORK/evict-$rk-$arm.out
+			say "scene 7: victim picks on a 4 GiB map, 64 MiB resident, $label"
+			run "$o" "$BIN/evictbench" --mb 4096 --limit-mb 64 --run-kb $rk \
+				--arm-faults $arm --max-s 2 || { failed "evictbench ($label)"; continue; }
+			say "  picks/s $(ev "$o" new picks_s), old walk $(ev "$o" old picks_s);" \
+				"visits per pick $(ev "$o" new steps_per_pick), old $(ev "$o" old steps_per_pick)"
+			row 7 "victim picks, 4 GiB map, $label" "$(ev "$o" new picks_s)" picks/s \
+				"old whole-map walk" "$(ev "$o" old picks_s)"
+			row 7 "pages evicted (bookkeeping only), $label" "$(ev "$o" new pages_s)" pages/s \
+				"memcpy of the same bytes" "$(ev "$o" memcpy pages_s)" \
+				"old whole-map walk" "$(ev "$o" old pages_s)"
+		done
+	done
+	meta note11 "Scene 7: evictbench, 4 GiB map, 64 MiB resident limit, runs read back at" \
+		"random, an epoch (every resident run armed) every 4096 runs; arming applied: its" \
+		"REMOVEs within 256 faults; pending: not before the next epoch, so only runs brought" \
+		"back since can be evicted. 2 s per impl; page map bookkeeping only."
+}
+
 # ---- the report ----
 
 machine_meta() {
@@ -624,6 +658,7 @@ main() {
 	scene1_rows
 	scene3_rows
 	scene2
+	scene7
 	scene4
 	scene5
 	scene6

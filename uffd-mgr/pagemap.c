@@ -10,13 +10,25 @@
 #define FL_MASK	   (0xfull << FL_SHIFT)
 #define SLOT_SHIFT 8
 
+struct pagemap;
+
+/* A keyed queue of runs: a binary heap of run numbers plus each run's place in it, so a run
+ * joins, leaves or changes key in O(log n) and the first run is read in O(1). The picks read
+ * these instead of walking the runs, which is what lets them cost the same on a guest of any
+ * size. The arrays are sized for every run, but calloc'd memory is backed only where written:
+ * a queue of n runs touches n words of heap. */
+struct runq {
+	uint32_t *heap; /* run numbers, heap-ordered by before() */
+	uint32_t *pos;	/* run -> its index in heap + 1; 0: not queued */
+	size_t n;
+	bool (*before)(const struct pagemap *pm, uint32_t a, uint32_t b);
+};
+
 struct pagemap {
 	bool ent_owned; /* ent is ours (pagemap_create), not the caller's (pagemap_attach) */
 	size_t npages;
 	uint32_t run_pages;
 	size_t nruns;
-	size_t hand;
-	size_t demote_hand;
 	uint64_t *ent;
 	uint32_t *run_resident;
 	uint8_t *run_ref;
@@ -24,33 +36,171 @@ struct pagemap {
 	uint32_t *run_shm;
 	uint32_t *run_disk;
 	uint32_t *run_seen;
-	uint32_t epoch, age_cutoff;
+	/* When the run last went round a pick or came back into RAM: orders runs of one age.
+	 * 64 bits so that it never wraps. */
+	uint64_t *run_seq;
+	uint64_t seq_next;
+	uint32_t epoch;
 	size_t counts[PS_NSTATES];
+	size_t runs_with[PS_NSTATES]; /* runs holding a page in the state (resident, shm, disk) */
+	/* Runs with nothing in flight that hold resident pages (victims), shm pages (demotion),
+	 * or tiered pages (prefetch). Membership follows the per-run counts (sync_run). */
+	struct runq evictable, demotable, tiered;
+	size_t steps; /* runs visited by picks and queue upkeep: pagemap_debug_steps */
 };
+
+/* Age order: last seen longest ago, then the one that went round a pick (or came back into
+ * RAM) longest ago, then the lowest address. Victims and demotion go in this order. */
+static bool older(const struct pagemap *pm, uint32_t a, uint32_t b)
+{
+	if (pm->run_seen[a] != pm->run_seen[b])
+		return pm->run_seen[a] < pm->run_seen[b];
+	if (pm->run_seq[a] != pm->run_seq[b])
+		return pm->run_seq[a] < pm->run_seq[b];
+	return a < b;
+}
+
+/* Prefetch order: seen most recently, then the lowest address. */
+static bool hotter(const struct pagemap *pm, uint32_t a, uint32_t b)
+{
+	if (pm->run_seen[a] != pm->run_seen[b])
+		return pm->run_seen[a] > pm->run_seen[b];
+	return a < b;
+}
+
+static void runq_place(struct runq *q, size_t i, uint32_t run)
+{
+	q->heap[i] = run;
+	q->pos[run] = (uint32_t)(i + 1);
+}
+
+static void sift_up(struct pagemap *pm, struct runq *q, size_t i)
+{
+	uint32_t run = q->heap[i];
+
+	while (i > 0) {
+		size_t parent = (i - 1) / 2;
+
+		pm->steps++;
+		if (!q->before(pm, run, q->heap[parent]))
+			break;
+		runq_place(q, i, q->heap[parent]);
+		i = parent;
+	}
+	runq_place(q, i, run);
+}
+
+static void sift_down(struct pagemap *pm, struct runq *q, size_t i)
+{
+	uint32_t run = q->heap[i];
+
+	for (size_t c; (c = 2 * i + 1) < q->n; i = c) {
+		pm->steps++;
+		if (c + 1 < q->n && q->before(pm, q->heap[c + 1], q->heap[c]))
+			c++;
+		if (!q->before(pm, q->heap[c], run))
+			break;
+		runq_place(q, i, q->heap[c]);
+	}
+	runq_place(q, i, run);
+}
+
+/* Puts a queued run back in order after its key changed; a run not queued is left alone. */
+static void runq_fix(struct pagemap *pm, struct runq *q, uint32_t run)
+{
+	if (!q->pos[run])
+		return;
+	sift_up(pm, q, q->pos[run] - 1);
+	sift_down(pm, q, q->pos[run] - 1);
+}
+
+/* Makes run a member of q or not. */
+static void runq_member(struct pagemap *pm, struct runq *q, uint32_t run, bool want)
+{
+	size_t i;
+
+	if (want == (q->pos[run] != 0))
+		return;
+	if (want) {
+		runq_place(q, q->n++, run);
+		sift_up(pm, q, q->n - 1);
+		return;
+	}
+	i = q->pos[run] - 1;
+	q->pos[run] = 0;
+	if (i == --q->n)
+		return;
+	runq_place(q, i, q->heap[q->n]);
+	runq_fix(pm, q, q->heap[i]);
+}
+
+static int runq_init(struct runq *q, size_t nruns,
+		     bool (*before)(const struct pagemap *, uint32_t, uint32_t))
+{
+	q->heap = calloc(nruns, sizeof(*q->heap));
+	q->pos = calloc(nruns, sizeof(*q->pos));
+	q->before = before;
+	return q->heap && q->pos ? 0 : -ENOMEM;
+}
+
+static void runq_free(struct runq *q)
+{
+	free(q->heap);
+	free(q->pos);
+}
+
+/* Brings the run's queue memberships in line with its counts. O(log n) when one changes,
+ * O(1) otherwise; called after every change to a per-run count. */
+static void sync_run(struct pagemap *pm, uint32_t run)
+{
+	bool idle = !pm->run_evicting[run];
+
+	runq_member(pm, &pm->evictable, run, idle && pm->run_resident[run]);
+	runq_member(pm, &pm->demotable, run, idle && pm->run_shm[run]);
+	runq_member(pm, &pm->tiered, run, idle && (pm->run_shm[run] || pm->run_disk[run]));
+}
+
+/* Sends the run behind every other run of its age: after a pick (a run that was not moved
+ * after all comes round again only after its peers) and when it comes back into RAM. */
+static void bump_seq(struct pagemap *pm, uint32_t run)
+{
+	pm->run_seq[run] = ++pm->seq_next;
+	runq_fix(pm, &pm->evictable, run);
+	runq_fix(pm, &pm->demotable, run);
+}
 
 /* Allocates the map with ent as its entries (NULL: allocate them zeroed, owned). */
 static int pagemap_new(size_t npages, uint32_t run_pages, uint64_t *ent, struct pagemap **out)
 {
 	struct pagemap *pm;
+	size_t nruns;
+	int r;
 
 	if (!npages || !run_pages || (run_pages & (run_pages - 1)))
+		return -EINVAL;
+	nruns = (npages + run_pages - 1) / run_pages;
+	if (nruns >= UINT32_MAX) /* the queues hold run numbers in 32 bits */
 		return -EINVAL;
 	pm = calloc(1, sizeof(*pm));
 	if (!pm)
 		return -ENOMEM;
 	pm->npages = npages;
 	pm->run_pages = run_pages;
-	pm->nruns = (npages + run_pages - 1) / run_pages;
+	pm->nruns = nruns;
 	pm->ent_owned = !ent;
 	pm->ent = ent ? ent : calloc(npages, sizeof(*pm->ent));
-	pm->run_resident = calloc(pm->nruns, sizeof(*pm->run_resident));
-	pm->run_ref = calloc(pm->nruns, sizeof(*pm->run_ref));
-	pm->run_evicting = calloc(pm->nruns, sizeof(*pm->run_evicting));
-	pm->run_shm = calloc(pm->nruns, sizeof(*pm->run_shm));
-	pm->run_disk = calloc(pm->nruns, sizeof(*pm->run_disk));
-	pm->run_seen = calloc(pm->nruns, sizeof(*pm->run_seen));
-	if (!pm->ent || !pm->run_resident || !pm->run_ref || !pm->run_evicting || !pm->run_shm ||
-	    !pm->run_disk || !pm->run_seen) {
+	pm->run_resident = calloc(nruns, sizeof(*pm->run_resident));
+	pm->run_ref = calloc(nruns, sizeof(*pm->run_ref));
+	pm->run_evicting = calloc(nruns, sizeof(*pm->run_evicting));
+	pm->run_shm = calloc(nruns, sizeof(*pm->run_shm));
+	pm->run_disk = calloc(nruns, sizeof(*pm->run_disk));
+	pm->run_seen = calloc(nruns, sizeof(*pm->run_seen));
+	pm->run_seq = calloc(nruns, sizeof(*pm->run_seq));
+	r = runq_init(&pm->evictable, nruns, older);
+	r = r ? r : runq_init(&pm->demotable, nruns, older);
+	r = r ? r : runq_init(&pm->tiered, nruns, hotter);
+	if (r || !pm->ent || !pm->run_resident || !pm->run_ref || !pm->run_evicting ||
+	    !pm->run_shm || !pm->run_disk || !pm->run_seen || !pm->run_seq) {
 		pagemap_destroy(pm);
 		return -ENOMEM;
 	}
@@ -58,8 +208,9 @@ static int pagemap_new(size_t npages, uint32_t run_pages, uint64_t *ent, struct 
 	return 0;
 }
 
-/* Derives every per-run count and per-state total from the entries alone: the entries are
- * the only state that outlives the daemon, so everything else must follow from them. */
+/* Derives every per-run count, per-state total and queue from the entries alone: the entries
+ * are the only state that outlives the daemon, so everything else must follow from them. The
+ * ages start equal (never seen), so the queues start in address order. */
 static void rebuild_derived(struct pagemap *pm)
 {
 	for (size_t p = 0; p < pm->npages; p++) {
@@ -75,6 +226,12 @@ static void rebuild_derived(struct pagemap *pm)
 			pm->run_disk[run]++;
 		if (pagemap_flags(pm, p) & (PF_EVICTING | PF_ARMING))
 			pm->run_evicting[run]++;
+	}
+	for (uint32_t run = 0; run < pm->nruns; run++) {
+		pm->runs_with[PS_RESIDENT] += pm->run_resident[run] != 0;
+		pm->runs_with[PS_SHM] += pm->run_shm[run] != 0;
+		pm->runs_with[PS_DISK] += pm->run_disk[run] != 0;
+		sync_run(pm, run);
 	}
 }
 
@@ -136,6 +293,10 @@ void pagemap_destroy(struct pagemap *pm)
 	free(pm->run_shm);
 	free(pm->run_disk);
 	free(pm->run_seen);
+	free(pm->run_seq);
+	runq_free(&pm->evictable);
+	runq_free(&pm->demotable);
+	runq_free(&pm->tiered);
 	free(pm);
 }
 
@@ -169,14 +330,36 @@ void pagemap_set_flags(struct pagemap *pm, size_t page, unsigned flags)
 	size_t run = page / pm->run_pages;
 	unsigned old = pagemap_flags(pm, page);
 
-	/* run_evicting counts the pages in flight: being moved, or being armed. */
+	/* run_evicting counts the pages in flight: being moved, or being armed. A run with one
+	 * leaves the queues, and is back in them, where its key puts it, when the last clears. */
 	bool was = old & (PF_EVICTING | PF_ARMING), is = flags & (PF_EVICTING | PF_ARMING);
 
-	if (was && !is)
-		pm->run_evicting[run]--;
-	else if (!was && is)
-		pm->run_evicting[run]++;
 	pm->ent[page] = (pm->ent[page] & ~FL_MASK) | ((uint64_t)(flags & 0xf) << FL_SHIFT);
+	if (was == is)
+		return;
+	if (is)
+		pm->run_evicting[run]++;
+	else
+		pm->run_evicting[run]--;
+	sync_run(pm, (uint32_t)run);
+}
+
+/* Moves one page of run out of state old and into state st in the per-run counts, keeping the
+ * runs_with totals. Returns whether the run now holds resident pages it did not before. */
+static bool count_move(struct pagemap *pm, size_t run, enum page_state old, enum page_state st)
+{
+	uint32_t *per_run[PS_NSTATES] = {
+	    [PS_RESIDENT] = pm->run_resident, [PS_SHM] = pm->run_shm, [PS_DISK] = pm->run_disk};
+
+	pm->counts[old]--;
+	pm->counts[st]++;
+	if (per_run[old] && --per_run[old][run] == 0)
+		pm->runs_with[old]--;
+	if (per_run[st] && per_run[st][run]++ == 0) {
+		pm->runs_with[st]++;
+		return st == PS_RESIDENT;
+	}
+	return false;
 }
 
 void pagemap_set(struct pagemap *pm, size_t page, enum page_state st, uint64_t slot)
@@ -185,18 +368,15 @@ void pagemap_set(struct pagemap *pm, size_t page, enum page_state st, uint64_t s
 	size_t run = page / pm->run_pages;
 	uint64_t keep_flags = pm->ent[page] & FL_MASK;
 
-	uint32_t *per_run[PS_NSTATES] = {
-	    [PS_RESIDENT] = pm->run_resident, [PS_SHM] = pm->run_shm, [PS_DISK] = pm->run_disk};
-
 	if (st != PS_SHM && st != PS_DISK)
 		slot = 0;
-	pm->counts[old]--;
-	pm->counts[st]++;
-	if (per_run[old])
-		per_run[old][run]--;
-	if (per_run[st])
-		per_run[st][run]++;
 	pm->ent[page] = (slot << SLOT_SHIFT) | keep_flags | (uint64_t)st;
+	if (old == st)
+		return;
+	/* A run back in RAM is new to the clock: it goes behind the runs already there. */
+	if (count_move(pm, run, old, st))
+		bump_seq(pm, (uint32_t)run);
+	sync_run(pm, (uint32_t)run);
 }
 
 size_t pagemap_count(const struct pagemap *pm, enum page_state st)
@@ -204,10 +384,22 @@ size_t pagemap_count(const struct pagemap *pm, enum page_state st)
 	return pm->counts[st];
 }
 
+/* Stamps run with the current epoch. Only a run not yet stamped this epoch moves in the
+ * queues, so an epoch's marking costs O(log n) per run seen, whatever the pages seen. */
+static void stamp(struct pagemap *pm, uint32_t run)
+{
+	if (pm->run_seen[run] == pm->epoch)
+		return;
+	pm->run_seen[run] = pm->epoch;
+	runq_fix(pm, &pm->evictable, run);
+	runq_fix(pm, &pm->demotable, run);
+	runq_fix(pm, &pm->tiered, run);
+}
+
 void pagemap_touch(struct pagemap *pm, size_t page)
 {
 	pm->run_ref[page / pm->run_pages] = 1;
-	pm->run_seen[page / pm->run_pages] = pm->epoch;
+	stamp(pm, (uint32_t)(page / pm->run_pages));
 }
 
 void pagemap_set_epoch(struct pagemap *pm, uint32_t epoch)
@@ -222,7 +414,7 @@ uint32_t pagemap_epoch(const struct pagemap *pm)
 
 void pagemap_mark_seen(struct pagemap *pm, size_t page)
 {
-	pm->run_seen[page / pm->run_pages] = pm->epoch;
+	stamp(pm, (uint32_t)(page / pm->run_pages));
 }
 
 uint32_t pagemap_run_seen(const struct pagemap *pm, size_t page)
@@ -230,90 +422,62 @@ uint32_t pagemap_run_seen(const struct pagemap *pm, size_t page)
 	return pm->run_seen[page / pm->run_pages];
 }
 
+/* Hands out the first run of q and sends it behind its peers. */
+static int pick_first(struct pagemap *pm, struct runq *q, size_t *first_page)
+{
+	uint32_t run;
+
+	if (!q->n)
+		return -ENOENT;
+	run = q->heap[0];
+	pm->steps++;
+	bump_seq(pm, run);
+	*first_page = (size_t)run * pm->run_pages;
+	return 0;
+}
+
 int pagemap_age_pick(struct pagemap *pm, size_t *first_page)
 {
-	for (int sweep = 0; sweep < 2; sweep++) {
-		uint32_t oldest = UINT32_MAX;
-
-		for (size_t step = 0; step < pm->nruns; step++) {
-			size_t run = pm->hand;
-
-			pm->hand = (pm->hand + 1) % pm->nruns;
-			if (!pm->run_resident[run] || pm->run_evicting[run])
-				continue;
-			if (pm->run_seen[run] <= pm->age_cutoff) {
-				*first_page = run * pm->run_pages;
-				return 0;
-			}
-			if (pm->run_seen[run] < oldest)
-				oldest = pm->run_seen[run];
-		}
-		if (oldest == UINT32_MAX)
-			return -ENOENT;
-		pm->age_cutoff = oldest;
-	}
-	return -ENOENT;
+	return pick_first(pm, &pm->evictable, first_page);
 }
 
 int pagemap_clock_pick(struct pagemap *pm, size_t *first_page)
 {
-	for (size_t step = 0; step < 2 * pm->nruns; step++) {
-		size_t run = pm->hand;
+	/* The queue's head is the hand; a referenced run loses its bit and goes behind its
+	 * peers. After one sweep every bit is clear, so the second finds a victim. */
+	for (size_t step = 0; step < 2 * pm->evictable.n; step++) {
+		uint32_t run = pm->evictable.heap[0];
 
-		pm->hand = (pm->hand + 1) % pm->nruns;
-		if (!pm->run_resident[run] || pm->run_evicting[run])
-			continue;
-		if (pm->run_ref[run]) {
-			pm->run_ref[run] = 0;
-			continue;
-		}
-		*first_page = run * pm->run_pages;
-		return 0;
+		if (!pm->run_ref[run])
+			return pick_first(pm, &pm->evictable, first_page);
+		pm->steps++;
+		pm->run_ref[run] = 0;
+		bump_seq(pm, run);
 	}
 	return -ENOENT;
 }
 
 int pagemap_demote_pick(struct pagemap *pm, size_t *first_page)
 {
-	for (size_t step = 0; step < pm->nruns; step++) {
-		size_t run = pm->demote_hand;
-
-		pm->demote_hand = (pm->demote_hand + 1) % pm->nruns;
-		if (pm->run_shm[run] && !pm->run_evicting[run]) {
-			*first_page = run * pm->run_pages;
-			return 0;
-		}
-	}
-	return -ENOENT;
+	return pick_first(pm, &pm->demotable, first_page);
 }
 
 int pagemap_hot_tiered_pick(const struct pagemap *pm, size_t *first_page)
 {
-	size_t best = SIZE_MAX;
-
-	for (size_t run = 0; run < pm->nruns; run++) {
-		if (!(pm->run_shm[run] || pm->run_disk[run]) || pm->run_evicting[run])
-			continue;
-		if (best == SIZE_MAX || pm->run_seen[run] > pm->run_seen[best])
-			best = run;
-	}
-	if (best == SIZE_MAX)
+	if (!pm->tiered.n)
 		return -ENOENT;
-	*first_page = best * pm->run_pages;
+	*first_page = (size_t)pm->tiered.heap[0] * pm->run_pages;
 	return 0;
 }
 
 size_t pagemap_runs_with(const struct pagemap *pm, enum page_state st)
 {
-	const uint32_t *per_run = st == PS_RESIDENT ? pm->run_resident
-				  : st == PS_SHM    ? pm->run_shm
-				  : st == PS_DISK   ? pm->run_disk
-						    : NULL;
-	size_t n = 0;
+	return st == PS_RESIDENT || st == PS_SHM || st == PS_DISK ? pm->runs_with[st] : 0;
+}
 
-	for (size_t r = 0; per_run && r < pm->nruns; r++)
-		n += per_run[r] != 0;
-	return n;
+size_t pagemap_debug_steps(const struct pagemap *pm)
+{
+	return pm->steps;
 }
 
 /* A page in flight is not part of a span, even when its new home is already recorded (the

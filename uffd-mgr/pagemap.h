@@ -101,7 +101,7 @@ void pagemap_set_flags(struct pagemap *pm, size_t page, unsigned flags);
  * and the per-run resident counts. Cannot fail. */
 void pagemap_set(struct pagemap *pm, size_t page, enum page_state st, uint64_t slot);
 
-/* Pages currently in a state. */
+/* Pages currently in a state. O(1). */
 size_t pagemap_count(const struct pagemap *pm, enum page_state st);
 
 /* Marks the run holding page as recently faulted in (the clock's reference bit), and seen
@@ -115,31 +115,46 @@ uint32_t pagemap_epoch(const struct pagemap *pm);
 void pagemap_mark_seen(struct pagemap *pm, size_t page);
 uint32_t pagemap_run_seen(const struct pagemap *pm, size_t page);
 
-/* Picks a victim run by age: the runs last seen longest ago go first (a sweep takes every
- * run seen no later than a cutoff; when a sweep finds none, the cutoff rises to the oldest
- * run it saw). Skips runs with no resident page or a page in flight. Returns 0 with
+/* The picks below read queues kept in order as pages change state, not the whole map: each
+ * costs O(log r) for r runs in its queue, and a run's queues are updated in O(log r) when it
+ * starts or stops holding pages of a state, starts or stops having pages in flight, or is
+ * first seen in an epoch. Runs with a page in flight (PF_EVICTING or PF_ARMING) are in no
+ * queue, and are back where their age puts them once the last such flag clears. */
+
+/* Picks a victim run by age: the run last seen longest ago; among runs of one age, the one
+ * that went round a pick (or came back into RAM) longest ago, then the lowest address. The
+ * run picked goes behind its peers, so a run that is not evicted after all does not come
+ * round again first. Skips runs with no resident page or a page in flight. Returns 0 with
  * *first_page set, or -ENOENT when no run qualifies. */
 int pagemap_age_pick(struct pagemap *pm, size_t *first_page);
 
-/* Picks the next victim run with the clock: skips (and clears) runs referenced since the hand
- * last passed, and runs with no resident page or a page already being evicted. At most two
- * sweeps. Returns 0 with *first_page set, or -ENOENT when no run qualifies. */
+/* Picks the next victim run with the clock, over the same queue as pagemap_age_pick (its head
+ * is the hand): skips (and clears) runs referenced since they were last passed, sending them
+ * behind their peers. Without a tracker every run has the same age, so this is a clock over
+ * the resident runs in the order they came into RAM or were last passed. At most two sweeps
+ * of the resident runs. Returns 0 with *first_page set, or -ENOENT when no run qualifies. */
 int pagemap_clock_pick(struct pagemap *pm, size_t *first_page);
 
-/* Picks the next run with pages in the shm tier and none in flight, for demotion to disk,
- * with its own hand: the runs evicted longest ago come first when eviction follows the
- * clock. Returns 0 with *first_page set, or -ENOENT. */
+/* Picks the next run with pages in the shm tier and none in flight, for demotion to disk, in
+ * the victims' order: the run last seen longest ago, then the one picked (evicted) longest
+ * ago; the run picked goes behind its peers. Returns 0 with *first_page set, or -ENOENT. */
 int pagemap_demote_pick(struct pagemap *pm, size_t *first_page);
 
-/* The run with tiered pages (shm or disk) and none in flight that was seen most recently:
- * the prefetcher's next. O(runs). Returns 0 with *first_page set, or -ENOENT. */
+/* The run with tiered pages (shm or disk) and none in flight that was seen most recently
+ * (the lowest address among equals): the prefetcher's next. O(1). Returns 0 with
+ * *first_page set, or -ENOENT. */
 int pagemap_hot_tiered_pick(const struct pagemap *pm, size_t *first_page);
 
-/* Runs that hold at least one page in state st (resident, shm or disk). O(runs). */
+/* Runs that hold at least one page in state st (resident, shm or disk; 0 for the others).
+ * O(1). */
 size_t pagemap_runs_with(const struct pagemap *pm, enum page_state st);
 
-/* The longest span around page, inside its run, of pages in state st, not in flight, whose slots are
- * consecutive (slot of first + i). Sets *first and *count. page must be in state st. */
+/* For tests and benchmarks only: the runs visited so far by picks and by the upkeep of their
+ * queues (one per run looked at or heap level moved). */
+size_t pagemap_debug_steps(const struct pagemap *pm);
+
+/* The longest span around page, inside its run, of pages in state st, not in flight, whose
+ * slots are consecutive (slot of first + i). Sets *first and *count. page must be in state st. */
 void pagemap_tier_span(const struct pagemap *pm, size_t page, enum page_state st, size_t *first,
 		       size_t *count);
 
