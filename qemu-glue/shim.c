@@ -65,6 +65,7 @@ static struct {
 	struct proto_register req; /* as first sent; a resume sends it again */
 	int keep[3];		   /* the daemon's reply: state, shm tier[, swap file] */
 	int nkeep;
+	int resumed_arming; /* the last resume said an arming was running */
 } shim = {.lock = PTHREAD_MUTEX_INITIALIZER, .uffd = -1, .sock = -1, .memfd = -1,
 	   .keep = {-1, -1, -1}};
 
@@ -238,6 +239,19 @@ static int read_reply(int sock, int wait_ms, struct proto_reply *rep, int *keep,
 	return 0;
 }
 
+/* An arming of the dead daemon's that was running when we resumed may have ended before the
+ * new connection took the old one's place, its answer lost: tell the new daemon it is over
+ * (an answer of an unknown sequence number is how it recognises that). */
+static void announce_stale_arming_end(void)
+{
+	struct proto_arm_done done = {.seq = 0x5eed0000u};
+
+	if (!shim.resumed_arming || __atomic_load_n(&shim.arming, __ATOMIC_ACQUIRE))
+		return;
+	proto_hdr_init(&done.hdr, PROTO_ARM_DONE, sizeof(done));
+	proto_send(shim.sock, &done, sizeof(done), NULL, 0);
+}
+
 /* Asks the daemon at sock to adopt this VM, with every descriptor it needs. Returns 0; the
  * daemon's refusal (> 0 here: its -errno negated) with why set; or -errno when no daemon
  * answered (a dying one's socket resets the connection): worth retrying at once. */
@@ -248,6 +262,9 @@ static int resume(int sock, uint64_t paused_ns, char *why, size_t whylen)
 	int fds[2 + 3] = {shim.uffd, shim.memfd}, r;
 
 	req.flags |= PROTO_REG_RESUME;
+	shim.resumed_arming = __atomic_load_n(&shim.arming, __ATOMIC_ACQUIRE);
+	if (shim.resumed_arming)
+		req.flags |= PROTO_REG_ARMING;
 	req.paused_ns = paused_ns;
 	memcpy(fds + 2, shim.keep, (size_t)shim.nkeep * sizeof(int));
 	r = proto_send(sock, &req, sizeof(req), fds, 2 + shim.nkeep);
@@ -385,6 +402,7 @@ static void reconnect(void)
 		if (r == 0) {
 			dup3(fd, shim.sock, O_CLOEXEC); /* the same number: arm_thread may send */
 			close(fd);
+			announce_stale_arming_end();
 			fprintf(stderr, "uffd-qemu: resumed with uffd-mgrd after %.0f ms\n",
 				(now_ns() - lost) / 1e6);
 			return;

@@ -490,6 +490,26 @@ static int wake_all(struct vm *vm, struct fault_queue *fq)
 	return r;
 }
 
+/* The dead daemon's arming has ended (vm->stale_arming_over): every REMOVE it raised was read
+ * by this thread before the shim said so, and applied in the same drain, so what PF_ARMING
+ * is left belongs to pages whose REMOVE never came. Lock held. */
+static void lift_stale_arming(struct vm *vm)
+{
+	size_t lifted = 0;
+
+	for (size_t p = 0; p < pagemap_npages(vm->pm); p++) {
+		unsigned fl = pagemap_flags(vm->pm, p);
+
+		if (fl & PF_ARMING) {
+			pagemap_set_flags(vm->pm, p, fl & ~PF_ARMING);
+			lifted++;
+		}
+	}
+	vm->stale_arming = vm->stale_arming_over = false;
+	log_info(vm->name, "the arming in flight at adoption has ended (%zu pages left armed)",
+		 lifted);
+}
+
 void *fault_thread_main(void *arg)
 {
 	struct vm *vm = arg;
@@ -521,6 +541,10 @@ void *fault_thread_main(void *arg)
 			if (!r)
 				r = serve_queue(vm, &fq);
 		} while (r == -EAGAIN && !vm->stopping);
+		pthread_mutex_lock(&vm->lock);
+		if (vm->stale_arming_over)
+			lift_stale_arming(vm);
+		pthread_mutex_unlock(&vm->lock);
 		if (r)
 			break;
 	}

@@ -464,6 +464,16 @@ static void drop_client(struct daemon *d, int idx)
 static void arm_done(struct vm *vm, const struct proto_arm_done *done)
 {
 	pthread_mutex_lock(&vm->lock);
+	if (done->seq != vm->arm_seq) {
+		/* The end of an arming of the daemon before us: the fault thread lifts its
+		 * flags once it has applied the last REMOVE, which it has read by now. */
+		if (vm->stale_arming) {
+			vm->stale_arming_over = true;
+			(void)!write(vm->wake_efd, &(uint64_t){1}, sizeof(uint64_t));
+		}
+		pthread_mutex_unlock(&vm->lock);
+		return;
+	}
 	vm->arm_done_seq = done->seq;
 	vm->arm_status = done->status;
 	vm->arm_pages = done->pages;

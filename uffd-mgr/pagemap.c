@@ -235,13 +235,14 @@ static void rebuild_derived(struct pagemap *pm)
 	}
 }
 
-size_t pagemap_reconcile(uint64_t *ent, size_t npages, const uint64_t *in_memfd)
+size_t pagemap_reconcile(uint64_t *ent, size_t npages, const uint64_t *in_memfd,
+			 bool keep_arming)
 {
 	size_t changed = 0;
 
 	for (size_t p = 0; p < npages; p++) {
 		enum page_state st = (enum page_state)(ent[p] & ST_MASK), to = st;
-		unsigned fl = (unsigned)((ent[p] & FL_MASK) >> FL_SHIFT);
+		unsigned fl = (unsigned)((ent[p] & FL_MASK) >> FL_SHIFT), keep_fl = 0;
 		uint64_t keep;
 
 		if ((in_memfd[p / 64] >> (p % 64)) & 1)
@@ -250,9 +251,11 @@ size_t pagemap_reconcile(uint64_t *ent, size_t npages, const uint64_t *in_memfd)
 			to = PS_ZERO;
 		else if (st == PS_RESIDENT)
 			to = PS_ZERO;
+		if (keep_arming && to == PS_RESIDENT)
+			keep_fl = fl & PF_ARMING;
 		keep = (to == PS_SHM || to == PS_DISK) ? (ent[p] & ~(ST_MASK | FL_MASK)) : 0;
-		if (to != st || fl) {
-			ent[p] = keep | (uint64_t)to;
+		if (to != st || fl != keep_fl) {
+			ent[p] = keep | ((uint64_t)keep_fl << FL_SHIFT) | (uint64_t)to;
 			changed++;
 		}
 	}

@@ -37,12 +37,18 @@
  *                                        after the home was recorded).
  *   M a hole, RESIDENT/ZERO           -> ZERO (a discard, or a zero page evicted).
  *   M a hole, NONE                    -> NONE.
- *   every flag                        -> cleared; the whole range is unprotected and woken.
+ *   every flag                        -> cleared; the whole range is unprotected and woken;
+ *                                        but PF_ARMING stays on a RESIDENT page while the shim
+ *                                        still carries out the dead daemon's arming: its
+ *                                        REMOVEs are yet to come, and a page evicted before
+ *                                        its REMOVE would be taken for discarded. The fault
+ *                                        thread lifts what is left once that arming ends.
  * Slots owned by no entry afterwards (copies made but never recorded, a demotion's disk write)
  * are free. */
 #ifndef UFFD_PAGEMAP_H
 #define UFFD_PAGEMAP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -78,9 +84,10 @@ int pagemap_create(size_t npages, uint32_t run_pages, struct pagemap **out);
 int pagemap_attach(uint64_t *ent, size_t npages, uint32_t run_pages, struct pagemap **out);
 
 /* Settles the entries a dead daemon left, before pagemap_attach, by the adoption table above.
- * in_memfd is a bitmap: bit p set when page p holds data in the guest memfd. Returns the number
- * of entries changed. Cannot fail. */
-size_t pagemap_reconcile(uint64_t *ent, size_t npages, const uint64_t *in_memfd);
+ * in_memfd is a bitmap: bit p set when page p holds data in the guest memfd; keep_arming: the
+ * shim still runs an arming. Returns the number of entries changed. Cannot fail. */
+size_t pagemap_reconcile(uint64_t *ent, size_t npages, const uint64_t *in_memfd,
+			 bool keep_arming);
 
 /* Bytes of entry storage a map of npages pages needs (pagemap_attach). */
 static inline size_t pagemap_entry_bytes(size_t npages)

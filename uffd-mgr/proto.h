@@ -62,6 +62,9 @@ struct proto_register {
 /* A registration carries {uffd, memfd}; a resume {uffd, memfd, state, shm pool[, disk file]},
  * the descriptors of the first reply (vm_keep_fds), so the new daemon finds every page. */
 #define PROTO_REG_RESUME 1u
+/* With RESUME: the shim is still carrying out an arming of the daemon before; its REMOVEs are
+ * yet to come and must not be taken for discards (the pages keep PF_ARMING until it ends). */
+#define PROTO_REG_ARMING 2u
 #define PROTO_REG_FDS_MAX 5
 
 /* Flags of a registration's reply: what the shim must do before QEMU goes on. A reply that

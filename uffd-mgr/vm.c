@@ -363,7 +363,8 @@ static int adopt_build(struct vm *vm, const int *fds, int nfds, char *err, size_
 	in_memfd = memfd_data_bitmap(vm);
 	if (!in_memfd)
 		return -ENOMEM;
-	changed = pagemap_reconcile(vm->state.ent, vm->length / PAGE_SIZE_4K, in_memfd);
+	changed = pagemap_reconcile(vm->state.ent, vm->length / PAGE_SIZE_4K, in_memfd,
+				    vm->stale_arming);
 	free(in_memfd);
 	r = vm_finish(vm, err, errlen);
 	if (!r)
@@ -407,6 +408,10 @@ int vm_adopt(const struct proto_register *req, const int *fds, int nfds,
 			r = -errno;
 	vm->memfd = fds[1];
 	vm->adopted = vm->wake_pending = true;
+	vm->stale_arming = req->flags & PROTO_REG_ARMING;
+	/* Answers to the dead daemon's armings may still come: ours must not share their
+	 * sequence numbers. */
+	vm->arm_seq = vm->arm_done_seq = 0x80000000u ^ (uint32_t)vm_now_ns();
 	if (!r)
 		r = adopt_build(vm, kept, nfds, err, errlen);
 	if (r) {

@@ -114,6 +114,8 @@ struct vm {
 	struct vm_stats *st;	/* in state: counters go on across daemon restarts */
 	bool adopted;		/* taken over from a daemon that died or was upgraded */
 	bool wake_pending;	/* adopted: the fault thread has not yet woken the range (lock) */
+	bool stale_arming;	/* adopted while the shim ran the dead daemon's arming (lock) */
+	bool stale_arming_over; /* ... and that arming has ended: lift its flags (lock) */
 	uint64_t started_ns;
 	uint64_t uffd_features; /* granted in QEMU's process */
 
