@@ -1,6 +1,7 @@
 # Bad input gets one clear line and a non-zero exit, and harms no running guest: a broken
 # policy (file:line), QEMU command lines the manager cannot serve, no daemon, a second
-# registration of a VM name or of the same memory, a second daemon on a socket. A fake guest
+# registration of a VM name or of the same memory, a resume of a VM the daemon serves or with
+# a state of another version or cut short, a second daemon on a socket. A fake guest
 # runs under the daemon throughout and must still verify every byte at the end.
 . "$(dirname "$0")/lib.bash"
 
@@ -46,6 +47,13 @@ expect 1 "no uffd-mgrd answers at $T/none.sock" env UFFD_MGR_SOCKET="$T/none.soc
 	UFFD_MGR_VM=x LD_PRELOAD="$BUILD/libuffd-shim.so" "$BUILD/tests/fakeguest" --seconds 0
 expect 1 "refused.*a VM of this name is already registered as vm 'victim'" fakeguest victim \
 	"$T/good.conf" --mb 8 --seconds 0
+# A broken or hostile shim's resume: of a VM this daemon serves, with a state of another
+# version, with a truncated state. Each is refused before the daemon touches the guest.
+expect 1 "refused.*vm 'victim'.*refusing a second resume" \
+	"$BUILD/tests/ctlclient" "$SOCK" dup-resume victim
+expect 1 "refused.*state is version [0-9]+, this uffd-mgrd reads version [0-9]+" \
+	"$BUILD/tests/ctlclient" "$SOCK" bad-version ghost
+expect 1 "refused.*state is truncated" "$BUILD/tests/ctlclient" "$SOCK" truncated ghost
 expect 1 "refused.*disk tier $T/shared.swap: open: in use by another VM's disk tier" \
 	fakeguest other "$T/good.conf" --mb 8 --seconds 0
 expect 1 "second guest-RAM memfd mapping" fakeguest twice "$T/plain.conf" --mb 8 --map-twice

@@ -19,7 +19,14 @@
  *    it in the call are not started, counters count it all; bad specs give -EINVAL;
  *  - RLIMIT_MEMLOCK: in a child without CAP_IPC_LOCK/CAP_SYS_RESOURCE, registration lifts the
  *    soft limit to the hard one, and when that is not enough falls back to plain I/O;
- *  - threads: 4 threads, each with its own ring, allocate, write, read back, check and free.
+ *  - threads: 4 threads, each with its own ring, allocate, write, read back, check and free;
+ *  - adoption, as a new daemon takes over a dead one's swap file from a descriptor its shim
+ *    kept (a dup of the open tier's): same O_DIRECT mode; data written before reads back after
+ *    the claim, claims count and refuse -ERANGE/-EEXIST, claimed slots are never handed out;
+ *    settle punches every unclaimed slot (st_blocks, SEEK_DATA) and no claimed one; closing
+ *    without disktier_own keeps the file (the dead daemon's, or a refused adoption), with it
+ *    removes it; a pipe, a directory, a file too small or no slots are refused with a line
+ *    naming the path, the descriptor left open.
  * Mounts (tmpfs, ramfs) need root: without them those tests skip, and the program exits 77
  * with the reason when everything else passed. */
 #include <stdarg.h>
@@ -912,6 +919,129 @@ static void test_threads(void **state)
 	assert_int_equal(disktier_used(f->d), 0);
 }
 
+/* ---- adoption ---- */
+
+/* Adopts a dup of the open tier's descriptor, as a shim hands it back. */
+static struct disktier *adopt_dup(struct fix *f, uint64_t nslots)
+{
+	struct disktier *a = NULL;
+	char err[256] = "";
+	int fd = dup(disktier_fd(f->d)), ret;
+
+	assert_true(fd >= 0);
+	ret = disktier_adopt(fd, f->path, nslots, &a, err, sizeof(err));
+	if (ret)
+		print_error("disktier_adopt: %s\n", err);
+	assert_int_equal(ret, 0);
+	assert_int_equal(disktier_fd(a), fd);
+	return a;
+}
+
+static void test_adopt(void **state)
+{
+	enum { N = 64 };
+	struct fix *f = *state;
+	char *buf = map(N * PG);
+	struct disktier_io *io;
+	struct disktier_seg s;
+	struct disktier *a;
+	struct stat before, after;
+	uint32_t got;
+
+	/* The dead daemon's tier: 16 pages at 0 recorded in page entries, 16 at 16 written
+	 * (a demotion in flight) but never recorded. */
+	open_tier(f, N * PG);
+	assert_int_equal(disktier_io_create(f->d, NULL, 0, 4, &io), 0);
+	assert_int_equal(disktier_alloc(f->d, 32, &got), 0);
+	assert_int_equal(got, 32);
+	fill(buf, 32, 21);
+	s = (struct disktier_seg){0, buf, 32};
+	assert_int_equal(disktier_write(io, &s, 1), 0);
+	disktier_io_destroy(io);
+	assert_int_equal(stat(f->path, &before), 0);
+	assert_true(before.st_blocks >= 32 * PG / 512);
+
+	a = adopt_dup(f, N);
+	assert_int_equal(disktier_slots(a), N);
+	assert_int_equal(disktier_used(a), 0);
+	assert_int_equal(disktier_direct(a), disktier_direct(f->d));
+	assert_string_equal(disktier_path(a), f->path);
+	for (uint64_t k = 0; k < 16; k++)
+		assert_int_equal(disktier_claim(a, k), 0);
+	assert_int_equal(disktier_claim(a, 3), -EEXIST);
+	assert_int_equal(disktier_claim(a, N), -ERANGE);
+	assert_int_equal(disktier_used(a), 16);
+
+	disktier_settle(a);
+	assert_int_equal(stat(f->path, &after), 0);
+	assert_true(after.st_blocks <= before.st_blocks - 16 * PG / 512);
+	assert_true(after.st_blocks >= 16 * PG / 512);
+	assert_int_equal(lseek(disktier_fd(a), 0, SEEK_DATA), 0);
+	assert_true(lseek(disktier_fd(a), 16 * PG, SEEK_DATA) < 0 && errno == ENXIO);
+
+	/* Through the adopted tier: the claimed slots hold their data, the settled read zero. */
+	assert_int_equal(disktier_io_create(a, NULL, 0, 4, &io), 0);
+	memset(buf, 0xee, N * PG);
+	s = (struct disktier_seg){0, buf, 32};
+	assert_int_equal(disktier_read(io, &s, 1), 0);
+	check(buf, 16, 21);
+	for (size_t i = 16 * PG; i < 32 * PG; i++)
+		if (buf[i])
+			fail_msg("byte %zu of an unclaimed slot is %#x after settle", i,
+				 (unsigned char)buf[i]);
+	/* It hands out only the unclaimed slots. */
+	assert_int_equal(disktier_alloc(a, N, &got), 16);
+	assert_int_equal(got, N - 16);
+	assert_int_equal(disktier_alloc(a, 1, &got), -ENOSPC);
+	disktier_io_destroy(io);
+
+	/* Not owned: its end leaves the file (and the first tier's descriptor) alone. */
+	disktier_close(a);
+	assert_int_equal(stat(f->path, &after), 0);
+	assert_true(fcntl(disktier_fd(f->d), F_GETFD) >= 0);
+
+	/* Owned (the adoption went through): its end removes the file. */
+	disktier_own(NULL);
+	a = adopt_dup(f, N);
+	disktier_own(a);
+	disktier_close(a);
+	assert_int_equal(stat(f->path, &after), -1);
+	assert_int_equal(errno, ENOENT);
+	munmap(buf, N * PG);
+}
+
+static void refused_adopt(int fd, const char *path, uint64_t nslots)
+{
+	struct disktier *a = NULL;
+	char err[256] = "";
+
+	assert_int_equal(disktier_adopt(fd, path, nslots, &a, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, path));
+	assert_null(strchr(err, '\n'));
+	assert_null(a);
+	assert_true(fcntl(fd, F_GETFD) >= 0);
+}
+
+static void test_adopt_refusals(void **state)
+{
+	struct fix *f = *state;
+	int pipefd[2], fd;
+
+	open_tier(f, 64 * PG);
+	refused_adopt(disktier_fd(f->d), f->path, 65); /* too small for the state's slots */
+	refused_adopt(disktier_fd(f->d), f->path, 0);
+	assert_int_equal(pipe(pipefd), 0);
+	refused_adopt(pipefd[0], f->path, 1);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	fd = open(f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	refused_adopt(fd, f->path, 1);
+	close(fd);
+	/* A refused adoption removes nothing. */
+	assert_int_equal(access(f->path, F_OK), 0);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -933,6 +1063,8 @@ int main(void)
 	    T(test_bad_args),
 	    T(test_memlock),
 	    T(test_threads),
+	    T(test_adopt),
+	    T(test_adopt_refusals),
 	};
 	struct disktier *d = NULL;
 	char err[256], dir[] = "/var/tmp/test-disktier.XXXXXX", path[64];

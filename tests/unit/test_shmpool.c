@@ -11,7 +11,14 @@
  *    pool sizes around the bitmap's 64-slot words;
  *  - threads: 4 threads allocate, stamp every slot with (thread, serial), check their stamps
  *    and free for a fixed number of rounds with seeded sizes; any slot handed to two owners
- *    at once shows up as a foreign stamp. At the end the pool must be empty. */
+ *    at once shows up as a foreign stamp. At the end the pool must be empty;
+ *  - adoption, as a new daemon takes over a dead one's pool: the memfd is sealed against
+ *    resizing; adopting a descriptor of it gives the same memory (seeded data written in slot
+ *    k through the first pool reads back through the adopted one after the claim); claims
+ *    count and refuse -ERANGE/-EEXIST, claimed slots are never handed out; settle punches
+ *    every unclaimed slot (SEEK_DATA/SEEK_HOLE and st_blocks say so) and no claimed one;
+ *    adopt refuses an unsealed memfd, a wrong size, no slots and a pipe, leaving the
+ *    descriptor open; destroying the adopted pool closes only its own descriptor. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -22,7 +29,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "shmswap/shmpool.h"
@@ -402,6 +411,148 @@ static void test_random_vs_model(void **state)
 	}
 }
 
+/* ---- adoption ---- */
+
+static void fill_slot(void *at, uint64_t seed)
+{
+	uint64_t *w = at;
+
+	for (unsigned i = 0; i < SLOT / 8; i++)
+		w[i] = xrnd(&seed) ^ i;
+}
+
+static void check_slot(const void *at, uint64_t seed)
+{
+	const uint64_t *w = at;
+
+	for (unsigned i = 0; i < SLOT / 8; i++)
+		if (w[i] != (xrnd(&seed) ^ i))
+			fail_msg("word %u of the slot differs", i);
+}
+
+/* Whether the pool memfd holds data (not a hole) at slot. */
+static int slot_has_data(int fd, uint64_t slot)
+{
+	off_t at = (off_t)(slot * SLOT), d = lseek(fd, at, SEEK_DATA);
+
+	return d == at;
+}
+
+static void test_adopt(void **state)
+{
+	enum { N = 64 };
+	static const uint64_t claimed[] = {0, 5, 6, 7, 40, 63};
+	struct shmpool *p = make(N * SLOT), *q = NULL;
+	struct stat before, after;
+	uint32_t got;
+	int fd, fd1 = shmpool_fd(p);
+
+	assert_int_equal(fcntl(fd1, F_GET_SEALS) & (F_SEAL_SHRINK | F_SEAL_GROW),
+			 F_SEAL_SHRINK | F_SEAL_GROW);
+	assert_int_equal(ftruncate(fd1, N * SLOT / 2), -1); /* QEMU cannot shrink it */
+	/* The dead daemon's pool: every slot written, only some recorded in page entries. */
+	assert_int_equal(alloc_ok(p, N, N), 0);
+	for (uint64_t k = 0; k < N; k++)
+		fill_slot(shmpool_addr(p, k), 1000 + k);
+	assert_int_equal(fstat(fd1, &before), 0);
+	assert_true(before.st_blocks >= N * SLOT / 512);
+
+	fd = dup(fd1);
+	assert_true(fd >= 0);
+	assert_int_equal(shmpool_adopt(fd, N, &q), 0);
+	assert_int_equal(shmpool_fd(q), fd);
+	assert_int_equal(shmpool_slots(q), N);
+	assert_int_equal(shmpool_used(q), 0);
+	for (size_t i = 0; i < sizeof(claimed) / sizeof(claimed[0]); i++)
+		assert_int_equal(shmpool_claim(q, claimed[i]), 0);
+	assert_int_equal(shmpool_claim(q, 5), -EEXIST);
+	assert_int_equal(shmpool_claim(q, N), -ERANGE);
+	assert_int_equal(shmpool_used(q), 6);
+	for (size_t i = 0; i < sizeof(claimed) / sizeof(claimed[0]); i++)
+		check_slot(shmpool_addr(q, claimed[i]), 1000 + claimed[i]);
+
+	/* Settle: every slot nobody claimed gives its memory back, the claimed keep theirs.
+	 * The holes are looked at before any read: reading a shmem hole through a shared
+	 * mapping fills it with a new zero page. */
+	shmpool_settle(q);
+	for (uint64_t k = 0, i = 0; k < N; k++) {
+		int is_claimed = i < sizeof(claimed) / sizeof(claimed[0]) && claimed[i] == k;
+
+		assert_int_equal(slot_has_data(fd, k), is_claimed);
+		i += is_claimed;
+	}
+	assert_int_equal(lseek(fd, 1 * SLOT, SEEK_HOLE), 1 * SLOT);
+	assert_int_equal(lseek(fd, 8 * SLOT, SEEK_DATA), 40 * SLOT);
+	assert_int_equal(fstat(fd, &after), 0);
+	assert_true(after.st_blocks <= 6 * SLOT / 512);
+	for (uint64_t k = 0, i = 0; k < N; k++) {
+		if (i < sizeof(claimed) / sizeof(claimed[0]) && claimed[i] == k) {
+			check_slot(shmpool_addr(q, k), 1000 + k);
+			check_slot(shmpool_addr(p, k), 1000 + k);
+			i++;
+		} else {
+			assert_int_equal(*(uint64_t *)shmpool_addr(q, k), 0);
+		}
+	}
+	assert_int_equal(shmpool_used(q), 6); /* settling frees memory, not slots */
+
+	/* The adopted pool hands out only the unclaimed slots. */
+	for (;;) {
+		int64_t s = shmpool_alloc(q, 16, &got);
+
+		if (s == -ENOSPC)
+			break;
+		assert_true(s >= 0);
+		for (uint64_t k = (uint64_t)s; k < (uint64_t)s + got; k++)
+			for (size_t i = 0; i < sizeof(claimed) / sizeof(claimed[0]); i++)
+				assert_true(k != claimed[i]);
+	}
+	assert_int_equal(shmpool_used(q), N);
+
+	/* Its end closes its descriptor only: the first pool's memory is still there. */
+	shmpool_destroy(q);
+	assert_int_equal(fcntl(fd, F_GETFD), -1);
+	check_slot(shmpool_addr(p, 63), 1000 + 63);
+	shmpool_destroy(p);
+}
+
+static void test_adopt_refusals(void **state)
+{
+	struct shmpool *p = make(32 * SLOT), *q = NULL;
+	int fd, pipefd[2];
+
+	/* Not the size the state says. */
+	assert_int_equal(shmpool_adopt(shmpool_fd(p), 31, &q), -EINVAL);
+	assert_int_equal(shmpool_adopt(shmpool_fd(p), 33, &q), -EINVAL);
+	assert_int_equal(shmpool_adopt(shmpool_fd(p), 0, &q), -EINVAL);
+	assert_null(q);
+	assert_true(fcntl(shmpool_fd(p), F_GETFD) >= 0);
+
+	/* Unsealed: QEMU could shrink it under the daemon's mapping. */
+	fd = memfd_create("test-unsealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 32 * SLOT), 0);
+	assert_int_equal(shmpool_adopt(fd, 32, &q), -EINVAL);
+	assert_int_equal(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK), 0); /* half sealed: still no */
+	assert_int_equal(shmpool_adopt(fd, 32, &q), -EINVAL);
+	assert_true(fcntl(fd, F_GETFD) >= 0);
+	close(fd);
+	fd = memfd_create("test-unsealable", MFD_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 32 * SLOT), 0);
+	assert_int_equal(shmpool_adopt(fd, 32, &q), -EINVAL);
+	close(fd);
+
+	/* Not a memfd. */
+	assert_int_equal(pipe(pipefd), 0);
+	assert_int_equal(shmpool_adopt(pipefd[0], 1, &q), -EINVAL);
+	assert_true(fcntl(pipefd[0], F_GETFD) >= 0);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	assert_null(q);
+	shmpool_destroy(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -411,6 +562,8 @@ int main(void)
 	    cmocka_unit_test(test_memory_contents_and_release),
 	    cmocka_unit_test(test_random_vs_model),
 	    cmocka_unit_test(test_threads),
+	    cmocka_unit_test(test_adopt),
+	    cmocka_unit_test(test_adopt_refusals),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
