@@ -352,7 +352,7 @@ static void test_reconcile_rows(void **state)
 			bits[p / 64] |= 1ull << (p % 64);
 		want_changed += rows[i].before != rows[i].after;
 	}
-	assert_int_equal(pagemap_reconcile(ent, RPAGES, bits), want_changed);
+	assert_int_equal(pagemap_reconcile(ent, RPAGES, bits, false), want_changed);
 	for (size_t p = 0; p < RPAGES; p++) {
 		uint64_t want = (p % SPREAD == 2 && p / SPREAD < NROWS) ? rows[p / SPREAD].after
 									: ENT(PS_NONE, 0, 0);
@@ -364,7 +364,7 @@ static void test_reconcile_rows(void **state)
 		want_count[want & 0xf]++;
 	}
 	/* Settled entries are settled: a second pass changes nothing. */
-	assert_int_equal(pagemap_reconcile(ent, RPAGES, bits), 0);
+	assert_int_equal(pagemap_reconcile(ent, RPAGES, bits, false), 0);
 
 	/* The map a new daemon builds over them. */
 	assert_int_equal(pagemap_attach(ent, RPAGES, 4, &pm), 0);
@@ -386,6 +386,22 @@ static void test_reconcile_rows(void **state)
 }
 
 /* Every page in data, then every page a hole: one rule for all, over a whole state. */
+/* While the shim still runs the dead daemon's arming, PF_ARMING stays on the pages that hold
+ * data (their REMOVE is yet to come), and on nothing else. */
+static void test_reconcile_keeps_arming(void **state)
+{
+	uint64_t ent[4] = {ENT(PS_RESIDENT, PF_ARMING, 0), ENT(PS_RESIDENT, PF_ARMING, 0),
+			   ENT(PS_SHM, PF_EVICTING, 7), ENT(PS_RESIDENT, PF_ARMING | PF_PREFETCHED, 0)};
+	uint64_t bits[1] = {1u | 4u | 8u}; /* pages 0, 2 and 3 hold data */
+
+	(void)state;
+	assert_int_equal(pagemap_reconcile(ent, 4, bits, true), 3);
+	assert_true(ent[0] == ENT(PS_RESIDENT, PF_ARMING, 0));
+	assert_true(ent[1] == ENT(PS_ZERO, 0, 0));
+	assert_true(ent[2] == ENT(PS_RESIDENT, 0, 0));
+	assert_true(ent[3] == ENT(PS_RESIDENT, PF_ARMING, 0));
+}
+
 static void test_reconcile_whole_state(void **state)
 {
 	struct vmstate vs = {.fd = -1};
@@ -396,7 +412,7 @@ static void test_reconcile_whole_state(void **state)
 	for (unsigned p = 0; p < NPAGES; p++)
 		vs.ent[p] = ENT(PS_SHM, PF_EVICTING, p);
 	memset(bits, 0xff, sizeof(bits));
-	assert_int_equal(pagemap_reconcile(vs.ent, NPAGES, bits), NPAGES);
+	assert_int_equal(pagemap_reconcile(vs.ent, NPAGES, bits, false), NPAGES);
 	assert_int_equal(pagemap_attach(vs.ent, NPAGES, geom.run_pages, &pm), 0);
 	assert_int_equal(pagemap_count(pm, PS_RESIDENT), NPAGES);
 	pagemap_destroy(pm);
@@ -404,7 +420,7 @@ static void test_reconcile_whole_state(void **state)
 	for (unsigned p = 0; p < NPAGES; p++)
 		vs.ent[p] = p % 2 ? ENT(PS_DISK, PF_EVICTING, p) : ENT(PS_RESIDENT, PF_EVICTING, 0);
 	memset(bits, 0, sizeof(bits));
-	assert_int_equal(pagemap_reconcile(vs.ent, NPAGES, bits), NPAGES);
+	assert_int_equal(pagemap_reconcile(vs.ent, NPAGES, bits, false), NPAGES);
 	assert_int_equal(pagemap_attach(vs.ent, NPAGES, geom.run_pages, &pm), 0);
 	assert_int_equal(pagemap_count(pm, PS_DISK), NPAGES / 2);
 	assert_int_equal(pagemap_count(pm, PS_ZERO), NPAGES / 2);
@@ -413,7 +429,7 @@ static void test_reconcile_whole_state(void **state)
 
 	/* An entry no daemon writes: reconcile leaves it, attach refuses it. */
 	vs.ent[3] = ENT(PS_NSTATES + 2, 0, 0);
-	assert_int_equal(pagemap_reconcile(vs.ent, NPAGES, bits), 0);
+	assert_int_equal(pagemap_reconcile(vs.ent, NPAGES, bits, false), 0);
 	assert_int_equal(pagemap_attach(vs.ent, NPAGES, geom.run_pages, &pm), -EUCLEAN);
 	vmstate_close(&vs);
 }
@@ -425,6 +441,7 @@ int main(void)
 	    cmocka_unit_test(test_round_trip),
 	    cmocka_unit_test(test_refusals),
 	    cmocka_unit_test(test_reconcile_rows),
+	    cmocka_unit_test(test_reconcile_keeps_arming),
 	    cmocka_unit_test(test_reconcile_whole_state),
 	};
 
