@@ -29,17 +29,25 @@
 #      read back at random under a 64 MiB limit, victims picked by age, run_size 4K and 64K,
 #      with the tracker's arming applied promptly and with it still pending; picks and pages
 #      per second against the old whole-map walk in the same run, and memcpy of the bytes.
+#   8. The pause a guest sees while uffd-mgrd is killed with SIGKILL and started again at once
+#      (as systemd's Restart=always, RestartSec=0 would), and while it is upgraded in place
+#      (uffdctl upgrade), 7 times each (bench/pausebench.c: random reads of 192 MiB, 48 MiB
+#      resident, so that most fault from the shm tier): the time between the last read served
+#      before each kill and the first after the new daemon adopted the guest, p50 and max,
+#      against the shm-tier fault p50 of the running daemon, from the same program.
 #
-# Environment: BUILD (default <repo>/build, needs `make all guest`),
-# BENCH_REGROW_MB (scene 2 working set, default 1024), BENCH_PASS_S (longest read-back pass in
-# scene 2, default 6). Needs root (swap file, memory cgroup v1), fio and gnuplot. Everything it
-# starts (daemon, guests, swap file, cgroup, scratch files) is stopped and removed on exit,
-# failure or interrupt. Exit status: 0, or 1 when a step failed or a page came back wrong.
+# Environment: BUILD (default <repo>/build, needs `make all guest`), BENCH_OUT (default
+# bench/results), BENCH_REGROW_MB (scene 2 working set, default 1024), BENCH_PASS_S (longest
+# read-back pass in scene 2, default 6), BENCH_SCENES (the scenes to run, e.g. "1 8", scene 3
+# comes with 1; default all; a partial run makes no plots and leaves bench/latest.* alone).
+# Needs root (swap file, memory cgroup v1), fio and gnuplot. Everything it starts (daemon,
+# guests, swap file, cgroup, scratch files) is stopped and removed on exit, failure or
+# interrupt. Exit status: 0, or 1 when a step failed or a page came back wrong.
 set -eu -o pipefail
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$SRC/build}
-OUT=$SRC/bench/results
+OUT=${BENCH_OUT:-$SRC/bench/results}
 BIN=$BUILD/bench
 export UFFDCTL=$BUILD/uffdctl
 
@@ -155,19 +163,22 @@ check_prereqs() {
 # evictbench the page map's one source file, and they build in a second.
 build_programs() {
 	mkdir -p "$BIN"
-	for p in faultlat regrow evictbench; do
+	for p in faultlat regrow evictbench pausebench; do
 		gcc -O2 -g -Wall -Wextra -Wshadow -Wstrict-prototypes -D_GNU_SOURCE -I"$SRC" \
 			-o "$BIN/$p" "$SRC/bench/$p.c" "$SRC/bench/gmem.c" \
 			$([ $p != evictbench ] || echo "$SRC/uffd-mgr/pagemap.c") || die "cannot build $p"
 	done
 }
 
+# Starts the daemon and waits until it answers: a daemon killed before (scene 8) leaves its
+# socket file behind, so the file alone says nothing.
 start_daemon() {
 	"$BUILD/uffd-mgrd" --socket "$SOCK" --log "$WORK/daemon.log" &
 	DAEMON=$!
-	for _ in $(seq 100); do
-		[ -S "$SOCK" ] && return 0
-		sleep 0.05
+	for _ in $(seq 200); do
+		"$UFFDCTL" --socket "$SOCK" stats >/dev/null 2>&1 && return 0
+		kill -0 "$DAEMON" 2>/dev/null || break
+		sleep 0.02
 	done
 	die "uffd-mgrd did not start (log: $OUT/daemon.log)"
 }
@@ -595,6 +606,145 @@ scene7() {
 		"back since can be evicted. 2 s per impl; page map bookkeeping only."
 }
 
+# ---- scene 8: the pause across a daemon kill -9 + restart, and across an upgrade ----
+
+PAUSE_N=7 # kills, then as many upgrades
+
+# Waits (up to 30 s) until VM $1 has been adopted $2 times in all.
+wait_adopted() {
+	for _ in $(seq 300); do
+		[ "$(vmstat "$1" restarts.adoptions 2>/dev/null)" = "$2" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# One pause of VM $1, adoption number $2, by $3 (kill or upgrade): the daemon goes away and a
+# new one adopts the VM. Appends "how daemon_pause_ms" to $WORK/pauses. Returns non-zero when
+# it went wrong.
+pause_once() {
+	if [ "$3" = kill ]; then
+		kill -KILL "$DAEMON"
+		wait "$DAEMON" 2>/dev/null || true
+		start_daemon # at once, as Restart=always with RestartSec=0
+	else
+		"$UFFDCTL" --socket "$SOCK" upgrade >"$WORK/upgrade.out" 2>&1 || return 1
+	fi
+	wait_adopted "$1" "$2" || return 1
+	echo "$3 $(vmstat "$1" restarts.last_pause_ms)" >>"$WORK/pauses"
+}
+
+# The guest's pause at each adoption of VM $2, from pausebench's output $1: the gap that holds
+# the moment the daemon's log says it adopted the VM (the old daemon had gone, and the new one
+# starts serving only after that line; the log stamps UTC to the ms, so the moment is taken as
+# 1 ms long). Other gaps are no pause of ours: the running daemon makes some too. The first
+# line of $WORK/pauses relates CLOCK_MONOTONIC, which the gaps use, to the log's clock.
+# Prints "how gap_ms daemon_pause_ms" per line of $WORK/pauses, then "other count longest_ms"
+# of the other gaps.
+match_pauses() {
+	awk -v vm="$2" 'FILENAME == ARGV[1] && FNR == 1 { mono = $3; real = $5; next }
+	FILENAME == ARGV[1] { n++; how[n] = $1; dp[n] = $2; next }
+	FILENAME == ARGV[2] && index($0, "[" vm "]: adopted (") {
+		split($1, t, ":"); split($0, w, "adopted [(]"); split(w[2], k, " ")
+		day = int(real / 1e9 / 86400) * 86400
+		s = day + t[1] * 3600 + t[2] * 60 + t[3]
+		if (s * 1e9 < real - 43200e9)
+			s += 86400 # past midnight
+		at[k[1] + 0] = s * 1e9 - (real - mono)
+		next
+	}
+	/^gap / {
+		split($2, a, "="); split($3, b, "="); split($4, c, "=")
+		mine = 0
+		for (i = 1; i <= n; i++)
+			if ((i in at) && a[2] + 0 <= at[i] + 1e6 && b[2] + 0 >= at[i]) {
+				ms[i] = c[2] + 0
+				mine = 1
+			}
+		if (!mine) {
+			others++
+			longest = c[2] + 0 > longest ? c[2] + 0 : longest
+		}
+	}
+	END {
+		for (i = 1; i <= n; i++)
+			print how[i], (i in ms) ? ms[i] : "n/a", dp[i]
+		print "other", others + 0, longest + 0
+	}' \
+		"$WORK/pauses" "$WORK/daemon.log" "$1"
+}
+
+# Column $2 of the matched pauses of kind $1, on one line.
+pause_col() {
+	awk -v h="$1" -v c="$2" '$1 == h { printf "%s%s", s, $c; s = " " }' "$WORK/pauses.matched"
+}
+
+scene8() {
+	local vm=pause o=$WORK/pause.out pb i how fault50 fault99 k_ms u_ms k_dp u_dp dmax
+	# The daemon's log stamps CLOCK_REALTIME: this line relates it to the pauses.
+	python3 -c 'import time; print("# monotonic_ns", time.monotonic_ns(), "realtime_ns",
+	time.time_ns())' >"$WORK/pauses"
+	say "scene 8: pausebench, 192 MiB, $LAT_LIMIT MiB resident, fill and settle"
+	policy $vm ${LAT_LIMIT}M 4K 512M 0 $GUEST_CPU 0
+	env UFFD_MGR_SOCKET="$SOCK" UFFD_MGR_VM=$vm UFFD_MGR_POLICY="$WORK/$vm.conf" \
+		LD_PRELOAD="$BUILD/libuffd-shim.so" "$BIN/pausebench" --mb "$LAT_MB" \
+		--limit-mb "$LAT_LIMIT" --cpu "$GUEST_CPU" >"$o" 2>"$o.err" &
+	pb=$!
+	BGCHILD=$pb
+	while ! grep -q '^PAUSEBENCH ready' "$o" && kill -0 $pb 2>/dev/null; do sleep 0.1; done
+	if ! grep -q '^PAUSEBENCH ready' "$o"; then
+		wait $pb || true
+		BGCHILD=
+		failed "scene 8: pausebench did not start: $(tail -n 3 "$o.err")"
+		return 0
+	fi
+	sleep 2 # the running daemon's faults, before the first kill
+	for i in $(seq $((2 * PAUSE_N))); do
+		how="kill"
+		[ "$i" -le $PAUSE_N ] || how="upgrade"
+		say "scene 8: $how $(((i - 1) % PAUSE_N + 1)) of $PAUSE_N"
+		pause_once $vm "$i" $how || { failed "scene 8: $how $i: no adoption"; break; }
+		sleep 1
+	done
+	dmax=$(vmstat $vm restarts.max_pause_ms 2>/dev/null || echo n/a)
+	kill -USR1 $pb 2>/dev/null || true
+	wait $pb || failed "scene 8: pausebench: $(tail -n 3 "$o.err")"
+	BGCHILD=
+	fault50=$(kv "$o" fault_p50_us) fault99=$(kv "$o" fault_p99_us)
+	match_pauses "$o" $vm >"$WORK/pauses.matched"
+	cp "$o" "$OUT/pause-gaps.txt"
+	cp "$WORK/pauses" "$OUT/pauses.txt"
+	k_ms=$(pause_col kill 2) u_ms=$(pause_col upgrade 2)
+	k_dp=$(pause_col kill 3) u_dp=$(pause_col upgrade 3)
+	scene8_rows "$fault50" "$k_ms" "$u_ms"
+	say "  shm-tier fault p50 ${fault50:-?} µs p99 ${fault99:-?} µs; pauses (ms) kill: $k_ms;" \
+		"upgrade: $u_ms; other gaps: $(pause_col other 2), longest $(pause_col other 3) ms"
+	meta note12 "Scene 8: pausebench reads pages of $LAT_MB MiB at random, $LAT_LIMIT MiB" \
+		"resident, run_size 4K, the fault thread on the guest's CPU; a pause is the time" \
+		"between two reads served that holds the new daemon's adoption of the VM: from the last" \
+		"read before the kill to the first after. Pauses (ms) kill -9 + restart: $k_ms;" \
+		"upgrade: $u_ms. The daemon's own count (restarts.last_pause_ms, from the shim losing" \
+		"it to the adoption's end) kill: $k_dp; upgrade: $u_dp; restarts.max_pause_ms" \
+		"$dmax. Other gaps over 2 ms" \
+		"(the running daemon's): $(pause_col other 2), the longest $(pause_col other 3) ms;" \
+		"$(kv "$o" fault_n) shm-tier faults timed."
+}
+
+# Rows of scene 8: fault p50 (µs), the kill pauses, the upgrade pauses (ms, space-separated).
+scene8_rows() {
+	local base=n/a how ms p50 max
+	[ -z "$1" ] || base=$(awk -v u="$1" 'BEGIN { printf "%.4f", u / 1000 }')
+	for how in "kill -9 + restart|$2" "uffdctl upgrade|$3"; do
+		IFS='|' read -r how ms <<<"$how"
+		ms=$(printf '%s\n' $ms | grep -v n/a | sort -n || true) # unmatched: n/a
+		p50=$(median $ms) max=$(echo "$ms" | tail -n 1)
+		row 8 "pause across $how, p50 of $PAUSE_N" "${p50:-n/a}" ms \
+			"shm-tier fault p50 of the running daemon" "$base"
+		row 8 "pause across $how, max of $PAUSE_N" "${max:-n/a}" ms \
+			"shm-tier fault p50 of the running daemon" "$base"
+	done
+}
+
 # ---- the report ----
 
 machine_meta() {
@@ -630,6 +780,12 @@ report() {
 	meta duration "$((SECONDS - T0)) s"
 	meta note7 "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
 	python3 "$SRC/bench/report.py" table "$OUT" >"$OUT/table.txt"
+	if [ -n "${BENCH_SCENES:-}" ]; then # a partial run: no plots, bench/latest.* stay as they are
+		echo
+		cat "$OUT/table.txt"
+		say "done in $((SECONDS - T0)) s (scenes $BENCH_SCENES): $OUT/bench.json, $OUT/latest.md"
+		return 0
+	fi
 	gnuplot -e "dir='$OUT'; wset='$REGROW_MB MiB set, $REGROW_LIMIT MiB resident'" \
 		-e "gset='$GUEST_MB MiB, grow,verify,verify, $ACCEL (median of $GUEST_RUNS boots)'" \
 		"$SRC/bench/plots.gp" || failed "gnuplot"
@@ -641,6 +797,9 @@ report() {
 	say "done in $((SECONDS - T0)) s: $OUT/bench.json, $OUT/*.png, bench/latest.md, bench/latest.png"
 }
 
+# Whether scene $1 is among BENCH_SCENES (default: all).
+scene() { [[ " ${BENCH_SCENES:-1 2 3 4 5 6 7 8} " == *" $1 "* ]]; }
+
 main() {
 	check_prereqs
 	mkdir -p "$OUT"
@@ -650,18 +809,21 @@ main() {
 	say "building bench programs into $BIN"
 	build_programs
 	machine_meta
-	setup_swap
+	! scene 1 && ! scene 2 || setup_swap
 	start_daemon
-	lat_kernel
-	lat_shm
-	lat_disk
-	scene1_rows
-	scene3_rows
-	scene2
-	scene7
-	scene4
-	scene5
-	scene6
+	if scene 1; then
+		lat_kernel
+		lat_shm
+		lat_disk
+		scene1_rows
+		scene3_rows
+	fi
+	! scene 2 || scene2
+	! scene 7 || scene7
+	! scene 8 || scene8
+	! scene 4 || scene4
+	! scene 5 || scene5
+	! scene 6 || scene6
 	report
 	[ $FAILED -eq 0 ] || die "some steps failed (see above); their rows say n/a"
 }
