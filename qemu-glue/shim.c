@@ -48,7 +48,7 @@
 #include "uffd-mgr/uffd.h"
 
 #define GUEST_RAM_MEMFD	 "/memfd:memory-backend-memfd"
-#define BACKOFF_MAX_MS	 100  /* between reconnection attempts */
+#define BACKOFF_MAX_MS	 20   /* between reconnection attempts: a connect is cheap */
 #define RESTART_AFTER_MS 500  /* no daemon this long: start one (embedded mode) */
 #define RESUME_WAIT_MS	 60000 /* adoption of a large guest walks its whole state */
 

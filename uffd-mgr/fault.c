@@ -464,6 +464,18 @@ static void busy_poll(struct vm *vm)
 			return;
 }
 
+/* The ioctls say EAGAIN from the moment a madvise raises its REMOVE until the madvising thread,
+ * woken by our read, has finished with it (the kernel's mmap_changing); the queue can be empty
+ * meanwhile. Spinning on it would take the CPU from that very thread (an arming of thousands of
+ * ranges stalled faults for seconds so): yield, then sleep a little. */
+static void eagain_backoff(unsigned again)
+{
+	if (again < 4)
+		sched_yield();
+	else
+		usleep(again < 64 ? 20 : 200);
+}
+
 /* A VM taken over from a daemon that died: the faults it had read wait in the kernel for a
  * wake that will never come, and the runs it was evicting may still be write-protected. Lift
  * every protection and wake the whole range; an access that still misses faults again, to
@@ -473,11 +485,14 @@ static int wake_all(struct vm *vm, struct fault_queue *fq)
 {
 	int r;
 
-	do {
+	for (unsigned again = 0;; again++) {
 		r = drain(vm, fq);
 		if (!r)
 			r = uffd_wp(vm->uffd, vm->host_addr, vm->length, false, true);
-	} while (r == -EAGAIN && !vm->stopping);
+		if (r != -EAGAIN || vm->stopping)
+			break;
+		eagain_backoff(again);
+	}
 	if (!r)
 		r = uffd_wake(vm->uffd, vm->host_addr, vm->length);
 	pthread_mutex_lock(&vm->lock);
@@ -536,11 +551,14 @@ void *fault_thread_main(void *arg)
 			(void)!read(vm->wake_efd, &v, sizeof(v));
 		if (pfd[0].revents & (POLLERR | POLLHUP))
 			break;
-		do {
+		for (unsigned again = 0;; again++) {
 			r = drain(vm, &fq);
 			if (!r)
 				r = serve_queue(vm, &fq);
-		} while (r == -EAGAIN && !vm->stopping);
+			if (r != -EAGAIN || vm->stopping)
+				break;
+			eagain_backoff(again);
+		}
 		pthread_mutex_lock(&vm->lock);
 		if (vm->stale_arming_over)
 			lift_stale_arming(vm);
@@ -548,7 +566,7 @@ void *fault_thread_main(void *arg)
 		if (r)
 			break;
 	}
-	if (r && r != -ESRCH)
+	if (r && r != -ESRCH && !vm->stopping)
 		log_err(vm->name, "fault thread stops: %s", strerror(-r));
 	free(fq.q);
 	return NULL;

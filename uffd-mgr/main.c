@@ -61,6 +61,9 @@ struct daemon {
 	struct tracker *bpf; /* loaded when the first VM asks for it */
 	bool bpf_tried;
 	char bpf_err[160]; /* why it could not load */
+	pthread_t bpf_thread; /* loading it ahead, when VMs are likely to resume at once */
+	bool bpf_loading;
+	int bpf_load_r;
 };
 
 static void usage(FILE *out)
@@ -179,7 +182,8 @@ static int lock_socket(const char *path)
 	return fd;
 }
 
-static int listen_on(const char *path)
+/* Listens on path; *stale says a dead daemon's socket was there. */
+static int listen_on(const char *path, bool *stale)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd, probe;
@@ -199,7 +203,7 @@ static int listen_on(const char *path)
 			strerror(errno));
 		return -errno;
 	}
-	unlink(path); /* stale: nobody answered, and we hold the lock */
+	*stale = unlink(path) == 0; /* stale: nobody answered, and we hold the lock */
 	strcpy(sa.sun_path, path);
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0) {
@@ -261,7 +265,13 @@ static void load_bpf(struct daemon *d)
 	if (d->bpf_tried)
 		return;
 	d->bpf_tried = true;
-	r = tracker_open(&d->bpf, d->bpf_err, sizeof(d->bpf_err));
+	if (d->bpf_loading) {
+		pthread_join(d->bpf_thread, NULL);
+		d->bpf_loading = false;
+		r = d->bpf_load_r;
+	} else {
+		r = tracker_open(&d->bpf, d->bpf_err, sizeof(d->bpf_err));
+	}
 	if (r) {
 		d->bpf = NULL;
 		log_warn(NULL, "tracker: BPF cannot load: %s", d->bpf_err);
@@ -272,6 +282,22 @@ static void load_bpf(struct daemon *d)
 		 src & TRACKER_SRC_USER ? " page_fault_user" : "",
 		 src & TRACKER_SRC_KERNEL ? " page_fault_kernel" : "",
 		 src & TRACKER_SRC_KVM ? " kvm_page_fault" : "");
+}
+
+static void *bpf_loader(void *arg)
+{
+	struct daemon *d = arg;
+
+	d->bpf_load_r = tracker_open(&d->bpf, d->bpf_err, sizeof(d->bpf_err));
+	return NULL;
+}
+
+/* After a crash or an upgrade, VMs resume as soon as we listen, and their faults wait until
+ * the first is adopted, which needs the BPF tracker (tens to hundreds of ms to load): load it
+ * meanwhile. Only then: loaded, it runs on every page fault of the host. */
+static void load_bpf_ahead(struct daemon *d)
+{
+	d->bpf_loading = pthread_create(&d->bpf_thread, NULL, bpf_loader, d) == 0;
 }
 
 /* Checks who is registering: the peer must be the process it says it is, and root or us. */
@@ -340,7 +366,7 @@ static int accept_registration(struct daemon *d, struct client *c, struct proto_
 		   : vm_create(req, fds[0], fds[1], &pol, &vm, err, errlen);
 	if (r)
 		return r;
-	if (pol.track_mode == POLICY_TRACK_EBPF)
+	if (pol.track_mode == POLICY_TRACK_EBPF || d->bpf_loading)
 		load_bpf(d);
 	track_choose(vm, d->bpf, d->bpf_err);
 	r = vm_start(vm);
@@ -891,6 +917,7 @@ static int inherit_sockets(struct daemon *d)
 int main(int argc, char **argv)
 {
 	static struct daemon d;
+	bool stale;
 	int r = parse_args(argc, argv, &d);
 
 	if (r)
@@ -909,18 +936,23 @@ int main(int argc, char **argv)
 		fprintf(stderr, "uffd-mgrd: cannot find its own binary in /proc/self/exe\n");
 		return 1;
 	}
-	if (inherit_sockets(&d)) {
+	stale = !inherit_sockets(&d);
+	if (!stale) {
 		d.lock_fd = lock_socket(d.socket_path);
-		d.listen_fd = d.lock_fd < 0 ? -1 : listen_on(d.socket_path);
+		d.listen_fd = d.lock_fd < 0 ? -1 : listen_on(d.socket_path, &stale);
 	}
 	if (d.listen_fd < 0 || d.sig_fd < 0)
 		return 1;
+	if (stale)
+		load_bpf_ahead(&d);
 	log_info(NULL, "listening on %s (pid %d%s), host budget %llu MiB", d.socket_path, getpid(),
 		 d.embedded ? ", embedded" : "",
 		 (unsigned long long)(planner_budget(d.planner) >> 20));
 	r = serve(&d);
 	while (d.nclients)
 		drop_client(&d, d.nclients - 1);
+	if (d.bpf_loading)
+		pthread_join(d.bpf_thread, NULL);
 	tracker_close(d.bpf);
 	planner_destroy(d.planner);
 	for (int i = 0; i < d.nexited; i++)
