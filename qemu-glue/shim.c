@@ -61,7 +61,8 @@ static struct {
 	int sock;
 	int memfd;
 	uint64_t addr, len, memfd_off;
-	int arming; /* an arming thread runs */
+	int arming;	/* an arming thread runs */
+	int arm_abort; /* its daemon has gone: leave the rest of the ranges */
 	struct proto_register req; /* as first sent; a resume sends it again */
 	int keep[3];		   /* the daemon's reply: state, shm tier[, swap file] */
 	int nkeep;
@@ -139,6 +140,11 @@ static void *arm_thread(void *arg)
 	for (uint32_t i = 0; i < a->nranges; i++) {
 		const struct proto_range *r = &a->range[i];
 
+		/* Each madvise waits for a daemon to read its REMOVE, and until it returns every
+		 * uffd ioctl fails with EAGAIN: an arming of thousands of ranges would hold up the
+		 * faults of the daemon that adopts the VM. Its answer is lost anyway. */
+		if (__atomic_load_n(&shim.arm_abort, __ATOMIC_ACQUIRE))
+			break;
 		if (r->first_page >= npages || r->npages > npages - r->first_page || !r->npages)
 			continue;
 		if (syscall(SYS_madvise, (void *)(uintptr_t)(shim.addr + r->first_page * 4096),
@@ -174,6 +180,7 @@ static void arm_ranges(const struct proto_arm *a, size_t len)
 	else if (!(copy = malloc(len)))
 		done.status = -ENOMEM;
 	else {
+		__atomic_store_n(&shim.arm_abort, 0, __ATOMIC_RELEASE);
 		memcpy(copy, a, len);
 		if (pthread_create(&tid, NULL, arm_thread, copy) == 0) {
 			pthread_detach(tid);
@@ -391,6 +398,7 @@ static void reconnect(void)
 	unsigned backoff = 1;
 	char why[512], said[512] = "";
 
+	__atomic_store_n(&shim.arm_abort, 1, __ATOMIC_RELEASE);
 	fprintf(stderr,
 		"uffd-qemu: uffd-mgrd went away (QEMU pid %d); guest faults wait until a daemon "
 		"answers at %s\n",

@@ -278,6 +278,12 @@ static void *track_main(void *arg)
 	pagemap_set_epoch(vm->pm, 1);
 	pthread_mutex_unlock(&vm->lock);
 	deadline = vm_now_ns();
+	/* An adopted VM's faults have just waited for a daemon: its first arming (a REMOVE for
+	 * every range, during which the uffd ioctls say EAGAIN) waits an interval more. */
+	if (vm->adopted) {
+		deadline += interval;
+		wait_until(vm, deadline);
+	}
 	while (!vm->track_stop && !vm->stopping) {
 		int r;
 

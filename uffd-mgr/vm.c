@@ -546,17 +546,25 @@ static bool join_within(pthread_t t, uint32_t ms)
 
 void vm_quiesce(struct vm *vm)
 {
+	bool joined = true;
+
 	track_stop(vm);
 	if (!vm->threads_started)
 		return;
+	/* The evictor first, its run finished while faults are still served; then the fault
+	 * thread, from when on the guest's faults wait for our successor. Past the bounds the
+	 * exec goes on anyway: adoption settles a move in flight. */
 	pthread_mutex_lock(&vm->lock);
-	vm->stopping = true;
+	vm->evict_stop = true;
 	pthread_cond_broadcast(&vm->evict_cv);
 	pthread_mutex_unlock(&vm->lock);
+	if (!vm->evict_joined)
+		joined = vm->evict_joined = join_within(vm->evict_tid, 1000);
+	pthread_mutex_lock(&vm->lock);
+	vm->stopping = true;
+	pthread_mutex_unlock(&vm->lock);
 	(void)!write(vm->stop_efd, &(uint64_t){1}, sizeof(uint64_t));
-	/* Past the bound the exec goes on anyway: adoption settles a move in flight. */
-	if (!join_within(vm->fault_tid, 1000) ||
-	    (!vm->evict_joined && !join_within(vm->evict_tid, 1000)))
+	if (!join_within(vm->fault_tid, 1000) || !joined)
 		log_warn(vm->name, "a thread did not stop within 1 s; its move is settled on adoption");
 	vm->threads_started = false;
 }
