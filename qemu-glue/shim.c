@@ -266,7 +266,7 @@ static int resume(int sock, uint64_t paused_ns, char *why, size_t whylen)
 {
 	struct proto_register req = shim.req;
 	struct proto_reply rep;
-	int fds[2 + 3] = {shim.uffd, shim.memfd}, r;
+	int fds[2 + 3] = {shim.uffd, shim.memfd}, keep[3], nkeep = 0, r;
 
 	req.flags |= PROTO_REG_RESUME;
 	shim.resumed_arming = __atomic_load_n(&shim.arming, __ATOMIC_ACQUIRE);
@@ -277,7 +277,14 @@ static int resume(int sock, uint64_t paused_ns, char *why, size_t whylen)
 	r = proto_send(sock, &req, sizeof(req), fds, 2 + shim.nkeep);
 	rep.message[0] = 0;
 	if (!r)
-		r = read_reply(sock, RESUME_WAIT_MS, &rep, NULL, NULL);
+		r = read_reply(sock, RESUME_WAIT_MS, &rep, keep, &nkeep);
+	if (!r && nkeep == shim.nkeep) {
+		/* The new daemon keeps the VM's state in a copy of its own: keep that one. */
+		close_all(shim.keep, shim.nkeep);
+		memcpy(shim.keep, keep, (size_t)nkeep * sizeof(int));
+	} else if (!r) {
+		close_all(keep, nkeep);
+	}
 	snprintf(why, whylen, "%s", rep.message[0] ? rep.message : strerror(-r));
 	if (!r && (rep.flags & PROTO_REPLY_MINOR) &&
 	    uffd_register_mode(shim.uffd, shim.addr, shim.len, true))

@@ -369,12 +369,6 @@ static int accept_registration(struct daemon *d, struct client *c, struct proto_
 	if (pol.track_mode == POLICY_TRACK_EBPF || d->bpf_loading)
 		load_bpf(d);
 	track_choose(vm, d->bpf, d->bpf_err);
-	r = vm_start(vm);
-	if (r) {
-		snprintf(err, errlen, "cannot start the VM's threads: %s", strerror(-r));
-		vm_destroy(vm);
-		return r;
-	}
 	c->kind = CLIENT_SHIM;
 	c->vm = vm;
 	vm->ctl_sock = c->fd;
@@ -419,12 +413,24 @@ static void handle_register(struct daemon *d, struct client *c, struct proto_reg
 			 (unsigned long long)(c->vm->pol.shm_max >> 20));
 	log_info(c->vm->name, "tracker: %s (%s)", track_mode_name(c->vm->track_mode),
 		 c->vm->track_why);
+	/* The reply first: the shim must hold the state (an adoption's is a new copy) before
+	 * any thread of ours records a page's home in it, or a kill of ours in between would
+	 * lose that home. */
 	nkeep = vm_keep_fds(c->vm, keep);
 	proto_reply_fds(c->fd, 0, c->vm->track_mode == POLICY_TRACK_SAMPLE ? PROTO_REPLY_MINOR : 0,
 			keep, nkeep, "%s vm %s: %llu MiB managed by uffd-mgrd (pid %d)",
 			resume ? "resumed" : "registered", c->vm->name,
 			(unsigned long long)(req->length >> 20), getpid());
-	r = track_start(c->vm); /* after the reply: its armings go to the shim */
+	r = vm_start(c->vm);
+	if (r) { /* the shim sees the close and resumes with whoever answers next */
+		log_err(c->vm->name, "cannot start the VM's threads: %s; closing its connection",
+			strerror(-r));
+		vm_destroy(c->vm);
+		c->vm = NULL;
+		c->kind = CLIENT_NEW;
+		return;
+	}
+	r = track_start(c->vm); /* its armings go to the shim, after the reply */
 	if (r)
 		log_warn(c->vm->name, "tracker not started: %s", strerror(-r));
 }

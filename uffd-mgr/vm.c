@@ -387,7 +387,7 @@ static int adopt_build(struct vm *vm, const int *fds, int nfds, char *err, size_
 int vm_adopt(const struct proto_register *req, const int *fds, int nfds,
 	     const struct policy *pol, struct vm **out, char *err, size_t errlen)
 {
-	int kept[5] = {fds[0], fds[1], -1, -1, -1};
+	int kept[5] = {fds[0], fds[1], fds[2], -1, -1}; /* the state is copied, not kept */
 	struct vm *vm;
 	int r;
 
@@ -403,7 +403,7 @@ int vm_adopt(const struct proto_register *req, const int *fds, int nfds,
 		return -ENOMEM;
 	/* Our own copies of what the shim keeps: whatever happens here, its descriptors stay
 	 * its own, and a refused resume leaves nothing changed behind. */
-	for (int i = 2; i < nfds; i++)
+	for (int i = 3; i < nfds; i++)
 		if ((kept[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3)) < 0)
 			r = -errno;
 	vm->memfd = fds[1];
@@ -416,8 +416,6 @@ int vm_adopt(const struct proto_register *req, const int *fds, int nfds,
 		r = adopt_build(vm, kept, nfds, err, errlen);
 	if (r) {
 		vm->memfd = -1; /* still the caller's */
-		if (!vm->state.hdr && kept[2] >= 0)
-			close(kept[2]);
 		if (!vm->shm && kept[3] >= 0)
 			close(kept[3]);
 		if (!vm->disk && kept[4] >= 0)

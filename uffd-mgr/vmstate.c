@@ -14,7 +14,9 @@
 
 #define PAGE	  4096ull
 #define HDR_LEN  (2 * PAGE)
-#define SEALS	  (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
+/* Applied once the daemon has its writable mapping: from then on nobody, QEMU included, can
+ * write the state or map it writable, while that mapping goes on working. */
+#define SEALS	  (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL)
 #define ALIGN(x) (((x) + PAGE - 1) & ~(PAGE - 1))
 
 _Static_assert(sizeof(struct vmstate_hdr) <= HDR_LEN, "the header fits its pages");
@@ -32,9 +34,9 @@ static void layout(const struct vmstate_geom *g, struct vmstate_hdr *h)
 	h->total_len = h->ent_off + ALIGN(npages_of(g) * sizeof(uint64_t));
 }
 
-static int map_state(int fd, uint64_t len, struct vmstate *out)
+static int map_state(int fd, uint64_t len, int prot, struct vmstate *out)
 {
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	void *p = mmap(NULL, len, prot, MAP_SHARED, fd, 0);
 
 	if (p == MAP_FAILED)
 		return -errno;
@@ -62,17 +64,23 @@ int vmstate_create(const struct vmstate_geom *g, struct vmstate *out, char *err,
 	h.created_unix = (uint64_t)time(NULL);
 	snprintf(name, sizeof(name), "uffd-state-%.63s", g->vm_name);
 	fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (fd < 0 || ftruncate(fd, (off_t)h.total_len) < 0 || fcntl(fd, F_ADD_SEALS, SEALS) < 0 ||
+	if (fd < 0 || ftruncate(fd, (off_t)h.total_len) < 0 ||
 	    pwrite(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
 		r = -errno;
 		err_set(err, errlen, "state: cannot make a %llu-byte memfd: %s",
 			(unsigned long long)h.total_len, strerror(-r));
 		goto fail;
 	}
-	r = map_state(fd, h.total_len, out);
+	r = map_state(fd, h.total_len, PROT_READ | PROT_WRITE, out);
 	if (r) {
 		err_set(err, errlen, "state: cannot map it: %s", strerror(-r));
 		goto fail;
+	}
+	if (fcntl(fd, F_ADD_SEALS, SEALS) < 0) {
+		r = -errno;
+		err_set(err, errlen, "state: cannot seal it: %s", strerror(-r));
+		vmstate_close(out);
+		return r;
 	}
 	return 0;
 fail:
@@ -129,6 +137,7 @@ int vmstate_open(int fd, const struct vmstate_geom *want, struct vmstate *out, c
 		 size_t errlen)
 {
 	struct vmstate_hdr h;
+	struct vmstate old;
 	struct stat sb;
 	int seals, r;
 
@@ -149,9 +158,27 @@ int vmstate_open(int fd, const struct vmstate_geom *want, struct vmstate *out, c
 	r = check_hdr(&h, want, sb.st_size, err, errlen);
 	if (r)
 		return r;
-	r = map_state(fd, h.total_len, out);
-	if (r)
+	r = map_state(fd, h.total_len, PROT_READ, &old);
+	if (r) {
 		err_set(err, errlen, "state: cannot map it: %s", strerror(-r));
+		return r;
+	}
+	/* A copy of our own: the one handed back is sealed against writing (or, forged, could
+	 * change under us while we check it); the shim gets the copy to keep instead. */
+	r = vmstate_create(&h.geom, out, err, errlen);
+	if (!r) {
+		struct vmstate_hdr fresh = *out->hdr;
+
+		memcpy(out->hdr, old.hdr, h.total_len);
+		/* the layout as checked, whatever a writer of the old one did meanwhile */
+		out->hdr->magic = fresh.magic;
+		out->hdr->version = fresh.version;
+		out->hdr->geom = fresh.geom;
+		out->hdr->stats_off = fresh.stats_off;
+		out->hdr->ent_off = fresh.ent_off;
+		out->hdr->total_len = fresh.total_len;
+	}
+	munmap(old.hdr, h.total_len);
 	return r;
 }
 

@@ -12,7 +12,10 @@
  * Nothing else is needed to serve the VM's pages: every other structure (per-run counts, the
  * tiers' slot allocators) is derived from the entries at adoption. The memfd is sealed against
  * shrinking and growing, so QEMU, which holds it, cannot make the daemon's mapping fault; it can
- * still write garbage into it, which adoption checks (states, slot ranges) before trusting. */
+ * Once the daemon has mapped it, the memfd is sealed against writes too (F_SEAL_FUTURE_WRITE):
+ * QEMU, which holds it, can neither resize it under the daemon's mapping nor write an entry that
+ * would send the daemon outside a tier. A new daemon adopts a copy (vmstate_open), checked
+ * before it is trusted, and hands that copy to the shim in place of the old one. */
 #ifndef UFFD_VMSTATE_H
 #define UFFD_VMSTATE_H
 
@@ -55,11 +58,12 @@ struct vmstate {
  * with err holding one line. */
 int vmstate_create(const struct vmstate_geom *g, struct vmstate *out, char *err, size_t errlen);
 
-/* Maps the state a shim handed back (fd is taken over on success) and checks it against what
- * the resuming VM says it is (want: name, guest_bytes; stats_len of this daemon). Refuses a
- * state of another version, another VM or other sizes, a truncated or unsealed one: -EPROTO,
- * -EINVAL or -EUCLEAN with err holding one line. Tier sizes come from the state (the tiers
- * were made with them), not from want. */
+/* Copies the state a shim handed back (fd stays the caller's) into a new one of ours, once it
+ * has checked it against what the resuming VM says it is (want: name, guest_bytes; stats_len
+ * of this daemon). Refuses a state of another version, another VM or other sizes, a truncated
+ * or unsealed one: -EPROTO, -EINVAL or -EUCLEAN with err holding one line. Tier sizes come from
+ * the state (the tiers were made with them), not from want. The entries are not checked here
+ * (pagemap_attach and the tiers' claims do). */
 int vmstate_open(int fd, const struct vmstate_geom *want, struct vmstate *out, char *err,
 		 size_t errlen);
 

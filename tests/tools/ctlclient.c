@@ -55,7 +55,7 @@ static int damaged_state(const char *mode, const char *name)
 	struct vmstate vs;
 	char err[256];
 	uint32_t v = VMSTATE_VERSION + 1;
-	int fd, copy;
+	int copy;
 	off_t len;
 
 	snprintf(g.vm_name, sizeof(g.vm_name), "%s", name);
@@ -63,23 +63,17 @@ static int damaged_state(const char *mode, const char *name)
 		fprintf(stderr, "ctlclient: %s\n", err);
 		exit(1);
 	}
-	fd = dup(vs.fd);
-	if (!strcmp(mode, "bad-version")) {
-		/* Sealed against resizing, not against writes. */
-		if (pwrite(fd, &v, sizeof(v), offsetof(struct vmstate_hdr, version)) != sizeof(v))
-			goto fail;
-		vmstate_close(&vs);
-		return fd;
-	}
-	/* truncated: the header alone (its pages end where the counters start), in a memfd
-	 * sealed as the daemon seals its own. */
-	copy = memfd_create("uffd-state-truncated", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	len = (off_t)vs.hdr->stats_off;
+	/* A forged copy (the daemon's own is sealed against writes too): the whole state for
+	 * bad-version, the header alone (its pages end where the counters start) for truncated,
+	 * sealed against resizing as a real one is. */
+	copy = memfd_create("uffd-state-forged", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	len = !strcmp(mode, "bad-version") ? (off_t)vs.hdr->total_len : (off_t)vs.hdr->stats_off;
 	if (copy < 0 || ftruncate(copy, len) < 0 || pwrite(copy, vs.hdr, (size_t)len, 0) != len ||
+	    (!strcmp(mode, "bad-version") &&
+	     pwrite(copy, &v, sizeof(v), offsetof(struct vmstate_hdr, version)) != sizeof(v)) ||
 	    fcntl(copy, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
 		goto fail;
 	vmstate_close(&vs);
-	close(fd);
 	return copy;
 fail:
 	fprintf(stderr, "ctlclient: cannot damage the state: %s\n", strerror(errno));

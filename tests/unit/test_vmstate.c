@@ -39,7 +39,9 @@
 #define PG	  4096u
 #define NPAGES	  256u /* 1 MiB of guest */
 #define STATS_LEN 200u /* not a page multiple: the entries start on the next page */
-#define SEALS	  (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
+#define SEALS	  (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL)
+/* What a forged state needs to be looked at: sealed against resizing, still writable. */
+#define FORGE_SEALS (F_SEAL_SHRINK | F_SEAL_GROW)
 
 /* An entry as pagemap.c stores it: state in bits 0-3, flags in 4-7, slot above. */
 #define ENT(st, fl, slot) ((uint64_t)(st) | (uint64_t)(fl) << 4 | (uint64_t)(slot) << 8)
@@ -77,7 +79,7 @@ static int copy_state(int src, off_t len, bool sealed)
 	assert_int_equal(ftruncate(fd, len), 0);
 	assert_int_equal(pwrite(fd, buf, (size_t)len, 0), len);
 	if (sealed)
-		assert_int_equal(fcntl(fd, F_ADD_SEALS, SEALS), 0);
+		assert_int_equal(fcntl(fd, F_ADD_SEALS, FORGE_SEALS), 0);
 	free(buf);
 	return fd;
 }
@@ -151,6 +153,7 @@ static void test_round_trip(void **state)
 	struct vmstate a = {.fd = -1}, b = {.fd = -1};
 	struct vmstate_geom want = geom;
 	char err[256] = "";
+	uint64_t word = 1;
 	int fd, r;
 
 	make_state(&a);
@@ -160,18 +163,25 @@ static void test_round_trip(void **state)
 		((uint8_t *)a.stats)[i] = (uint8_t)(i * 3 + 1);
 	a.hdr->adoptions = 5;
 
+	/* What QEMU holds is sealed: no write, no writable mapping, through any descriptor. */
+	fd = dup(a.fd);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, &word, sizeof(word), a.hdr->ent_off), -1);
+	assert_int_equal(errno, EPERM);
+	assert_true(mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) == MAP_FAILED);
+	assert_true(a.ent[0] == ENT(0, 0, 1)); /* the daemon's own mapping still writes */
+
 	/* The VM asks with its own tier sizes: the state's are the ones its tiers have. */
 	want.shm_slots = 1;
 	want.disk_slots = 99;
 	want.run_pages = 0;
-	fd = dup(a.fd);
-	assert_true(fd >= 0);
 	r = vmstate_open(fd, &want, &b, err, sizeof(err));
 	if (r)
 		print_error("vmstate_open: %s\n", err);
 	assert_int_equal(r, 0);
-	assert_int_equal(b.fd, fd);
-	assert_ptr_not_equal(b.hdr, a.hdr); /* a mapping of its own */
+	assert_int_not_equal(b.fd, fd); /* a copy of its own, for the shim to keep instead */
+	assert_true(fcntl(fd, F_GETFD) >= 0); /* the one handed back is still the caller's */
+	assert_int_equal(fcntl(b.fd, F_GET_SEALS) & SEALS, SEALS);
 	assert_int_equal(b.hdr->geom.shm_slots, 256);
 	assert_int_equal(b.hdr->geom.disk_slots, 0);
 	assert_int_equal(b.hdr->adoptions, 5);
@@ -180,21 +190,16 @@ static void test_round_trip(void **state)
 	for (unsigned i = 0; i < STATS_LEN; i++)
 		assert_int_equal(((uint8_t *)b.stats)[i], (uint8_t)(i * 3 + 1));
 
-	/* And the other way. */
+	/* The copy goes its own way. */
 	for (unsigned p = 0; p < NPAGES; p++)
 		b.ent[p] = ~(uint64_t)p;
-	memset(b.stats, 0x5c, STATS_LEN);
 	b.hdr->last_pause_ns = 123456789;
-	for (unsigned p = 0; p < NPAGES; p++)
-		assert_true(a.ent[p] == ~(uint64_t)p);
-	for (unsigned i = 0; i < STATS_LEN; i++)
-		assert_int_equal(((uint8_t *)a.stats)[i], 0x5c);
-	assert_int_equal(a.hdr->last_pause_ns, 123456789);
+	assert_true(a.ent[1] == ENT(1, 1, 8));
+	assert_int_equal(a.hdr->last_pause_ns, 0);
 
 	vmstate_close(&b);
 	assert_int_equal(b.fd, -1);
-	assert_int_equal(fcntl(fd, F_GETFD), -1); /* taken over, closed with it */
-	assert_true(a.ent[NPAGES - 1] == ~(uint64_t)(NPAGES - 1));
+	close(fd);
 	vmstate_close(&a);
 }
 
@@ -207,10 +212,10 @@ static void test_refusals(void **state)
 	char path[] = "/var/tmp/test-vmstate.XXXXXX";
 
 	make_state(&a);
-	fd = dup(a.fd);
-	assert_true(fd >= 0);
+	/* A forged state: as the daemon made it, but writable (a real one is sealed). */
+	fd = copy_state(a.fd, (off_t)a.hdr->total_len, true);
 
-	/* Another version: the memfd is sealed against resizing, not against writes. */
+	/* Another version. */
 	good = a.hdr->version;
 	v = VMSTATE_VERSION + 1;
 	assert_int_equal(pwrite(fd, &v, sizeof(v), offsetof(struct vmstate_hdr, version)), 4);
