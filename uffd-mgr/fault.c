@@ -538,7 +538,8 @@ static int serve_queue(struct vm *vm, struct fault_queue *fq, uint64_t *served)
 			continue;
 		}
 		if (r == -EAGAIN || r == -ESRCH) {
-			f->wait = WAIT_DRAIN;
+			if (r == -EAGAIN)
+				f->wait = WAIT_DRAIN;
 			ret = r;
 			break;
 		}

@@ -264,7 +264,9 @@ static int bring_back_all(struct vm *vm)
 	for (size_t p = 0; !r && p < pagemap_npages(vm->pm); p++) {
 		int tries = 0;
 
-		while ((r = fault_bring_back(vm, io, bounce, p)) == -EAGAIN || r == -EBUSY) {
+		/* ENOMEM is the host short of memory for a moment: wait, as for a busy page. */
+		while ((r = fault_bring_back(vm, io, bounce, p)) == -EAGAIN || r == -EBUSY ||
+		       r == -ENOMEM) {
 			if (++tries > 100000) {
 				r = -ETIMEDOUT;
 				break;
