@@ -21,6 +21,7 @@
 #include "uffd-mgr/fault.h"
 #include "uffd-mgr/log.h"
 #include "uffd-mgr/proto.h"
+#include "uffd-mgr/uffd.h"
 
 /* A fault thread that stops again this soon after a restart is not restarted again. */
 #define RESTART_WINDOW_NS (60 * 1000000000ull)
@@ -462,6 +463,9 @@ static int restart_fault_thread(struct vm *vm, char *why, size_t len)
 		err_set(why, len, "%s and cannot be restarted: %s", stopped, strerror(-r));
 		return -EPIPE;
 	}
+	/* The faults the old thread had read but not served are gone with it: wake every
+	 * waiting thread of the guest, so each one's access is retried and faults again. */
+	uffd_wake(vm->uffd, vm->host_addr, vm->length);
 	vm->fault_restart_ns = now;
 	pthread_mutex_lock(&vm->lock);
 	n = ++vm->st.fault_thread_restarts;

@@ -792,19 +792,39 @@ static const char *json_state(struct vm *vm)
 	return state;
 }
 
+static int fault_parked(struct fx *f)
+{
+	struct vm_stats s;
+
+	snap(f, &s);
+	return s.faults_parked > 0;
+}
+
+static void set_flags(struct fx *f, size_t page, unsigned flags)
+{
+	pthread_mutex_lock(&f->vm->lock);
+	pagemap_set_flags(f->vm->pm, page, flags);
+	pthread_mutex_unlock(&f->vm->lock);
+}
+
 /* A fault thread that exits (injected after 4 faults) while the guest lives is seen by
- * vm_check at once, shown as unserved, and restarted by vm_supervise; the vCPU blocked on
- * the fault nobody read goes on, and every byte is right. */
+ * vm_check at once, shown as unserved, and restarted by vm_supervise. Its vCPUs go on: the
+ * one whose fault nobody read yet, and the one whose fault the old thread held parked (on
+ * a page flagged as being evicted) and took with it; every byte is right. */
 static void test_fault_thread_restart(void **state)
 {
 	static struct fx f; /* static: cleanup() may close it after a failed assertion */
-	static struct writer w;
+	static struct writer w, parked;
 	const uint64_t seed = 23;
 	char why[256];
 	struct vm_stats s;
-	pthread_t t;
+	pthread_t t, tp;
 
 	fx_open(&f, 1 * MIB, 0, 8 * MIB, 64 * KIB);
+	set_flags(&f, 100, PF_EVICTING);
+	parked = (struct writer){.f = &f, .first = 100, .n = 1, .seed = seed};
+	assert_int_equal(pthread_create(&tp, NULL, write_pages, &parked), 0);
+	assert_true(wait_for(&f, fault_parked, 2000));
 	assert_int_equal(hooks_set(NULL, "4"), 0);
 	w = (struct writer){.f = &f, .first = 0, .n = 64, .seed = seed};
 	assert_int_equal(pthread_create(&t, NULL, write_pages, &w), 0);
@@ -817,8 +837,12 @@ static void test_fault_thread_restart(void **state)
 	assert_true(vm_fault_thread_alive(f.vm));
 	assert_int_equal(vm_check(f.vm, why, sizeof(why)), 0);
 	assert_true(joined_within(t, 2000));
+	set_flags(&f, 100, 0); /* the "eviction" is over: the parked fault may go on */
+	assert_int_equal(write(f.vm->wake_efd, &(uint64_t){1}, sizeof(uint64_t)), 8);
+	assert_true(joined_within(tp, 2000));
 	hooks_set(NULL, NULL);
 	verify_range(&f, 0, 64, seed, 0);
+	verify_range(&f, 100, 1, seed, 0);
 	snap(&f, &s);
 	assert_int_equal(s.fault_thread_restarts, 1);
 	assert_int_equal(s.fault_errors, 0);
