@@ -480,10 +480,11 @@ static int signal_guest(struct vm *vm, int sig)
 }
 
 /* Marks the VM failed and stops its QEMU: nothing else may show it running while nobody
- * serves its faults. */
+ * serves its faults. Failed and logged before the signal, so that whoever sees QEMU die
+ * finds both. */
 static void stop_guest(struct vm *vm, const char *why)
 {
-	int r = signal_guest(vm, SIGTERM);
+	int r;
 
 	pthread_mutex_lock(&vm->lock);
 	if (!vm->failed)
@@ -491,8 +492,11 @@ static void stop_guest(struct vm *vm, const char *why)
 	vm->failed = true;
 	pthread_mutex_unlock(&vm->lock);
 	vm->kill_ns = vm_now_ns() + KILL_GRACE_NS;
-	log_err(vm->name, "stopping QEMU (pid %d): %s%s%s", vm->pid, why,
-		r ? "; cannot signal it: " : "", r ? strerror(-r) : "");
+	log_err(vm->name, "stopping QEMU (pid %d): %s", vm->pid, why);
+	r = signal_guest(vm, SIGTERM);
+	if (r)
+		log_err(vm->name, "cannot send SIGTERM to QEMU (pid %d): %s", vm->pid,
+			strerror(-r));
 }
 
 /* SIGKILL for a QEMU still running KILL_GRACE_NS after its SIGTERM. */
