@@ -675,17 +675,10 @@ static void *write_pages(void *arg)
 	return NULL;
 }
 
-static int joined_within(pthread_t t, long ms)
+static int joined_within(pthread_t t, uint32_t ms)
 {
-	struct timespec deadline;
+	struct timespec deadline = vm_deadline_ms(ms);
 
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += ms / 1000;
-	deadline.tv_nsec += (ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
 	return pthread_timedjoin_np(t, NULL, &deadline) == 0;
 }
 
