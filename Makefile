@@ -40,6 +40,14 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tests/%)
 
+# Test builds: the files that call uffd-mgr/hooks.h compiled again with the hooks on. Linked
+# ahead of the library, their objects stand in for the library's own (same symbols), so the
+# test daemon and the unit tests get the hooks and the product binaries never do.
+HOOK_SRCS := uffd-mgr/hooks.c uffd-mgr/uffd.c uffd-mgr/fault.c
+HOOK_OBJS := $(HOOK_SRCS:%.c=$(BUILD)/obj-hooks/%.o)
+TEST_DAEMON := $(BUILD)/tests/uffd-mgrd-hooks
+TOOL_BINS += $(TEST_DAEMON)
+
 PROGS := $(BUILD)/uffd-mgrd $(BUILD)/uffdctl $(BUILD)/uffd-qemu $(BUILD)/libuffd-shim.so
 
 .PHONY: all deps test unit-test system-test stress demo guest bench clean format fuzz
@@ -51,6 +59,10 @@ deps:
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(call E,CC,$<)$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -fPIC -c -o $@ $<
+
+$(BUILD)/obj-hooks/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(call E,CC,$@)$(CC) $(CPPFLAGS) -DUFFD_MGR_TEST_HOOKS $(CFLAGS) $(WARN) -fPIC -c -o $@ $<
 
 $(LIB): $(LIB_OBJS)
 	$(call E,AR,$@)rm -f $@ && ar rcs $@ $^
@@ -68,9 +80,14 @@ $(BUILD)/uffd-qemu: $(BUILD)/obj/qemu-glue/uffd-qemu.o $(LIB)
 $(BUILD)/libuffd-shim.so: $(BUILD)/obj/qemu-glue/shim.o $(LIB)
 	$(call E,LD,$@)$(CC) $(LDFLAGS) -shared -o $@ $^ -ldl -lpthread
 
-$(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB)
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(HOOK_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
-	$(call E,CC,$@)$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS) $(TESTLIBS)
+	$(call E,CC,$@)$(CC) $(CPPFLAGS) -DUFFD_MGR_TEST_HOOKS $(CFLAGS) $(WARN) -o $@ $< \
+		$(HOOK_OBJS) $(LIB) $(LDFLAGS) $(LDLIBS) $(TESTLIBS)
+
+$(TEST_DAEMON): $(BUILD)/obj/uffd-mgr/main.o $(HOOK_OBJS) $(LIB)
+	@mkdir -p $(dir $@)
+	$(call E,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/tools/%.c $(LIB)
 	@mkdir -p $(dir $@)
@@ -124,4 +141,4 @@ clean:
 # ebpf/ brings its own rules (vmlinux.h, BPF objects, skeletons) when it has any.
 -include ebpf/Makefile.inc
 
--include $(shell find $(BUILD)/obj $(BUILD)/tests -name '*.d' -type f 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/obj-hooks $(BUILD)/tests -name '*.d' -type f 2>/dev/null)

@@ -32,6 +32,10 @@
 enum { HOME_KEEP = 0, HOME_ZERO, HOME_SHM };
 #define HOME_UNPUNCHED 0x80 /* recorded, but the punch failed: the page stays resident */
 
+/* How long an ioctl error that may be QEMU unmapping guest RAM on its way out waits for the
+ * process to exit before it counts as an error (vm_guest_gone). */
+#define GONE_GRACE_MS 500
+
 struct victim {
 	size_t first;	 /* first page of the run */
 	size_t n;	 /* pages in the run */
@@ -233,6 +237,27 @@ static int commit(struct vm *vm, struct victim *v, bool tier_full)
 	return moved;
 }
 
+/* Lifting the protection failed: the writers blocked on the run are woken all the same, so
+ * none waits for ever (one that meets protection still on faults again, and serve_wp lifts
+ * it). Said once per 1000, and not at all once the guest has gone (QEMU unmaps its RAM on the
+ * way out, and every ioctl fails from then on). */
+static void unprotect_failed(struct vm *vm, struct victim *v, int err)
+{
+	uint64_t n;
+
+	uffd_wake(vm->uffd, vm_page_addr(vm, v->first), v->n * PAGE_SIZE_4K);
+	if (vm_guest_gone(vm, err, GONE_GRACE_MS))
+		return;
+	pthread_mutex_lock(&vm->lock);
+	n = vm->st->evict_wp_errors++;
+	pthread_mutex_unlock(&vm->lock);
+	if (n % 1000 == 0)
+		log_err(vm->name,
+			"cannot lift write-protection on run %#zx: %s; its writers were woken "
+			"(%llu times so far)",
+			v->first, strerror(-err), (unsigned long long)n + 1);
+}
+
 int evict_run(struct vm *vm, size_t first_page)
 {
 	struct victim v = {.first = first_page, .n = pagemap_run_pages(vm->pm)};
@@ -265,9 +290,8 @@ int evict_run(struct vm *vm, size_t first_page)
 settle:
 	moved = commit(vm, &v, full);
 	r = for_each_span(vm, &v, v.chosen, false);
-	if (r && r != -ESRCH)
-		log_err(vm->name, "cannot lift write-protection on run %#zx: %s", v.first,
-			strerror(-r));
+	if (r)
+		unprotect_failed(vm, &v, r);
 	r = full && !moved ? -ENOSPC : moved;
 out:
 	free(v.chosen);
@@ -462,7 +486,7 @@ static void demote_round(struct vm *vm, bool force)
  * clock finds nothing, or the tier is full. */
 static void evict_round(struct vm *vm)
 {
-	while (!vm->stopping && !vm->evict_stop) {
+	while (!vm->stopping && !vm->evict_stop && !atomic_load(&vm->gone)) {
 		uint64_t limit, slack, low;
 		size_t first;
 		int r;
@@ -492,10 +516,10 @@ static void evict_round(struct vm *vm)
 			pause_us(100000);
 			return;
 		}
-		if (r < 0 && r != -ESRCH)
-			log_err(vm->name, "eviction of run %#zx failed: %s", first, strerror(-r));
-		if (r == -ESRCH)
+		if (r < 0 && vm_guest_gone(vm, r, GONE_GRACE_MS))
 			return;
+		if (r < 0)
+			log_err(vm->name, "eviction of run %#zx failed: %s", first, strerror(-r));
 	}
 }
 

@@ -4,7 +4,13 @@
  * REMOVE can arrive after a fault it causally precedes. So each pass drains the queue,
  * applies every REMOVE, then serves the faults it holds; an ioctl that says EAGAIN sends it
  * back to draining with the fault kept. A fault on a page the evictor is moving is parked
- * until the evictor signals wake_efd. */
+ * until the evictor signals wake_efd.
+ *
+ * No fault is ever dropped while the guest lives: ENOMEM from the kernel is host memory
+ * pressure, so the fault is parked and retried with a backoff; the queue never takes a message
+ * from the kernel it has no room for; a fault parked past [fault] stall_warn is reported with
+ * what it waits on; the thread's exit is recorded for the control loop (vm_supervise), which
+ * restarts it or stops the VM. Only ESRCH (the guest's address space is gone) ends it. */
 #include "uffd-mgr/fault.h"
 
 #include <errno.h>
@@ -16,22 +22,46 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "uffd-mgr/hooks.h"
 #include "uffd-mgr/log.h"
 #include "uffd-mgr/track.h"
 #include "uffd-mgr/uffd.h"
 #include "uffd-mgr/vm.h"
 
 #define READ_BATCH 64
+/* Faults the queue holds room for from the start: more than a guest has vCPUs faulting, so
+ * growing it (an allocation that can fail) is rare. */
+#define QUEUE_PREALLOC 256
+/* After ENOMEM a fault is retried after 1 ms, doubling up to 100 ms. */
+#define ENOMEM_BACKOFF_MIN_NS 1000000ull
+#define ENOMEM_BACKOFF_MAX_NS 100000000ull
 /* Longest a fault waits for the evictor to make room before it is served anyway: the limit
  * slows the guest down, it never stops it (an evictor that cannot keep up must not hang a
  * guest). */
 #define THROTTLE_MAX_NS (100 * 1000000ull)
 
+/* What a parked fault waits on, for the watchdog's report. */
+enum wait_on { WAIT_NONE, WAIT_MOVE, WAIT_DISK, WAIT_THROTTLE, WAIT_ENOMEM, WAIT_DRAIN };
+
+static const char *const wait_names[] = {
+    [WAIT_NONE] = "its turn",
+    [WAIT_MOVE] = "its run, which is being evicted, demoted or read from disk",
+    [WAIT_DISK] = "a disk read that failed, to be retried",
+    [WAIT_THROTTLE] = "the evictor to make room (throttle)",
+    [WAIT_ENOMEM] = "host memory (ENOMEM, retried)",
+    [WAIT_DRAIN] = "a discard event to be read first",
+};
+
 struct pending {
 	uint64_t addr;
 	uint64_t flags;
 	uint64_t read_ns;
+	uint64_t retry_ns;     /* after ENOMEM: not tried again before this */
+	uint64_t disk_fail_ns; /* its first failed disk read; 0 = none */
+	uint32_t enomem_tries;
+	uint8_t wait; /* enum wait_on */
 	bool throttled;
+	bool stall_reported;
 };
 
 struct fault_queue {
@@ -39,19 +69,29 @@ struct fault_queue {
 	size_t n, cap;
 };
 
-static int queue_push(struct fault_queue *fq, const struct pending *p)
+static int queue_grow(struct fault_queue *fq)
 {
-	if (fq->n == fq->cap) {
-		size_t cap = fq->cap ? fq->cap * 2 : 64;
-		struct pending *q = realloc(fq->q, cap * sizeof(*q));
+	size_t cap = fq->cap ? fq->cap * 2 : QUEUE_PREALLOC;
+	struct pending *q = realloc(fq->q, cap * sizeof(*q));
 
-		if (!q)
-			return -ENOMEM;
-		fq->q = q;
-		fq->cap = cap;
-	}
-	fq->q[fq->n++] = *p;
+	if (!q)
+		return -ENOMEM;
+	fq->q = q;
+	fq->cap = cap;
 	return 0;
+}
+
+/* How many messages may be read now: a batch once there is room for one; fewer when memory
+ * is short, 0 when the queue is full. Then the rest stays unread in the kernel's queue until
+ * parked faults are served: a message is never read without a place to keep it. */
+static size_t queue_room(struct fault_queue *fq)
+{
+	size_t room;
+
+	if (fq->cap - fq->n < READ_BATCH)
+		(void)queue_grow(fq);
+	room = fq->cap - fq->n;
+	return room < READ_BATCH ? room : READ_BATCH;
 }
 
 /* Splits [start, end) of the memfd into data and holes: sets bit i of hole_pages[] for each
@@ -241,15 +281,45 @@ static bool settle_discards(struct vm *vm, size_t first, size_t n)
 	return any;
 }
 
+/* A failed disk read: reported (rate-limited) and the fault parked for a retry. When the
+ * reads of one fault keep failing past [disk] read_retry_max the VM fails: vm_supervise stops
+ * its QEMU, with this reason, rather than leave a vCPU waiting for ever. fail_ns holds the
+ * fault's first failure (NULL: no bound). Lock held. Returns -EBUSY. */
+static int disk_read_failed(struct vm *vm, size_t page, size_t n, uint64_t slot, int err,
+			    uint64_t *fail_ns)
+{
+	uint64_t now = vm_now_ns(), bound = (uint64_t)vm->pol.disk_read_retry_ms * 1000000;
+
+	if (vm->st->disk_read_errors++ % 1000 == 0)
+		log_err(vm->name,
+			"disk read of page %#zx (%zu pages at slot %llu of %s) failed: %s; "
+			"the fault waits and is retried (%llu failures so far)",
+			page, n, (unsigned long long)slot, disktier_path(vm->disk), strerror(-err),
+			(unsigned long long)vm->st->disk_read_errors);
+	if (!fail_ns)
+		return -EBUSY;
+	if (!*fail_ns)
+		*fail_ns = now;
+	if (bound && !vm->failed && now - *fail_ns >= bound) {
+		vm->failed = true;
+		snprintf(vm->fail_why, sizeof(vm->fail_why),
+			 "disk read of page %#zx from %s keeps failing (%s) for %llu ms", page,
+			 disktier_path(vm->disk), strerror(-err),
+			 (unsigned long long)((now - *fail_ns) / 1000000));
+	}
+	return -EBUSY;
+}
+
 /* Reads the span of adjacent disk slots around page with one I/O into the bounce buffer and
  * installs it with one UFFDIO_COPY. A failed read is reported and the fault parked for a
- * retry: never answered with bytes we did not read.
+ * retry (disk_read_failed): never answered with bytes we did not read.
  *
  * Called with the lock held; drops it for the read, so the evictor is not held up by disk
  * latency. The span is flagged in flight meanwhile: other faults on it park, and a release
  * waits. The evictor and the demoter move only resident and shm pages; a discard can only
  * come in when the reader is not the fault thread (a release), and is settled here. */
-static int serve_disk(struct vm *vm, struct disktier_io *io, void *bounce, size_t page, bool demand)
+static int serve_disk(struct vm *vm, struct disktier_io *io, void *bounce, size_t page, bool demand,
+		      uint64_t *fail_ns)
 {
 	struct disktier_seg seg;
 	size_t first, n;
@@ -264,15 +334,8 @@ static int serve_disk(struct vm *vm, struct disktier_io *io, void *bounce, size_
 	pthread_mutex_lock(&vm->lock);
 	if (settle_discards(vm, first, n))
 		return -EAGAIN; /* the rest is read again: the span has changed */
-	if (r) {
-		if (vm->st->disk_read_errors++ % 1000 == 0)
-			log_err(vm->name,
-				"disk read of page %#zx (%zu pages at slot %llu of %s) failed: %s; "
-				"the fault waits and is retried (%llu failures so far)",
-				page, n, (unsigned long long)seg.slot, disktier_path(vm->disk),
-				strerror(-r), (unsigned long long)vm->st->disk_read_errors);
-		return -EBUSY;
-	}
+	if (r)
+		return disk_read_failed(vm, page, n, seg.slot, r, fail_ns);
 	r = install_span(vm, PS_DISK, first, n, bounce, demand);
 	if (r == 0 && demand)
 		vm->st->faults_disk++;
@@ -289,7 +352,7 @@ int fault_bring_back(struct vm *vm, struct disktier_io *io, void *bounce, size_t
 	else if (pagemap_state(vm->pm, page) == PS_SHM)
 		r = serve_shm(vm, page, false);
 	else if (pagemap_state(vm->pm, page) == PS_DISK)
-		r = serve_disk(vm, io, bounce, page, false);
+		r = serve_disk(vm, io, bounce, page, false, NULL);
 	pthread_mutex_unlock(&vm->lock);
 	return r;
 }
@@ -318,7 +381,22 @@ static int serve_wp(struct vm *vm, size_t page)
 	return 0;
 }
 
-/* Returns 0 when served, -EBUSY when parked, -EAGAIN to drain first, other -errno on failure. */
+/* Books a fault just served. Lock held. */
+static void note_served(struct vm *vm, const struct pending *f, size_t page)
+{
+	uint64_t waited = vm_now_ns() - f->read_ns;
+
+	if (!(f->flags & (UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_MINOR)))
+		track_note_access(vm, page);
+	hist_add(&vm->st->fault_ns, waited);
+	if (waited > vm->st->fault_max_wait_ns)
+		vm->st->fault_max_wait_ns = waited;
+	if (vm_over_limit(vm))
+		pthread_cond_signal(&vm->evict_cv);
+}
+
+/* Returns 0 when served, -EBUSY when parked (f->wait says on what), -EAGAIN to drain first,
+ * -ENOMEM to retry later, other -errno on failure. */
 static int serve(struct vm *vm, struct pending *f)
 {
 	size_t page = (f->addr - vm->host_addr) / PAGE_SIZE_4K;
@@ -327,6 +405,8 @@ static int serve(struct vm *vm, struct pending *f)
 
 	if (f->addr < vm->host_addr || f->addr >= vm->host_addr + vm->length)
 		return -EFAULT;
+	if (f->retry_ns > vm_now_ns())
+		return -EBUSY; /* backing off after ENOMEM */
 	pthread_mutex_lock(&vm->lock);
 	st = pagemap_state(vm->pm, page);
 	if (f->flags & UFFD_PAGEFAULT_FLAG_WP) {
@@ -334,12 +414,14 @@ static int serve(struct vm *vm, struct pending *f)
 		r = serve_wp(vm, page);
 	} else if (pagemap_flags(vm->pm, page) & PF_EVICTING) {
 		vm->st->faults_parked++;
+		f->wait = WAIT_MOVE;
 		r = -EBUSY;
 	} else if (st != PS_RESIDENT && vm_must_throttle(vm) &&
 		   vm_now_ns() - f->read_ns < THROTTLE_MAX_NS) {
 		if (!f->throttled)
 			vm->st->faults_throttled++;
 		f->throttled = true;
+		f->wait = WAIT_THROTTLE;
 		pthread_cond_signal(&vm->evict_cv);
 		r = -EBUSY;
 	} else if ((f->flags & UFFD_PAGEFAULT_FLAG_MINOR) && st == PS_RESIDENT) {
@@ -347,30 +429,33 @@ static int serve(struct vm *vm, struct pending *f)
 	} else if (st == PS_SHM) {
 		r = serve_shm(vm, page, true);
 	} else if (st == PS_DISK) {
-		r = serve_disk(vm, vm->fault_io, vm->fault_bounce, page, true);
+		r = serve_disk(vm, vm->fault_io, vm->fault_bounce, page, true, &f->disk_fail_ns);
+		if (r == -EBUSY)
+			f->wait = WAIT_DISK;
 	} else {
 		r = serve_zero(vm, page, st);
 	}
-	if (r == 0 && !(f->flags & (UFFD_PAGEFAULT_FLAG_WP | UFFD_PAGEFAULT_FLAG_MINOR)))
-		track_note_access(vm, page);
-	if (r == 0) {
-		hist_add(&vm->st->fault_ns, vm_now_ns() - f->read_ns);
-		if (vm_over_limit(vm))
-			pthread_cond_signal(&vm->evict_cv);
-	}
+	if (r == 0)
+		note_served(vm, f, page);
 	pthread_mutex_unlock(&vm->lock);
 	return r;
 }
 
-/* Reads every queued event; applies REMOVEs at once and queues faults. Returns 0, or
- * -ESRCH/-EBADF when the uffd is unusable. */
+/* Reads every queued event the queue has room for; applies REMOVEs at once and queues
+ * faults. Returns 0, or -ESRCH/-EBADF when the uffd is unusable. */
 static int drain(struct vm *vm, struct fault_queue *fq)
 {
 	struct uffd_msg msgs[READ_BATCH];
 
 	for (;;) {
-		ssize_t n = read(vm->uffd, msgs, sizeof(msgs));
-		uint64_t now = vm_now_ns();
+		size_t room = queue_room(fq);
+		ssize_t n;
+		uint64_t now;
+
+		if (!room)
+			return 0;
+		n = read(vm->uffd, msgs, room * sizeof(msgs[0]));
+		now = vm_now_ns();
 
 		if (n < 0)
 			return (errno == EAGAIN || errno == EINTR) ? 0 : -errno;
@@ -378,16 +463,15 @@ static int drain(struct vm *vm, struct fault_queue *fq)
 			return -ESRCH;
 		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++) {
 			struct uffd_msg *m = &msgs[i];
-			struct pending p;
 
 			switch (m->event) {
-			case UFFD_EVENT_PAGEFAULT:
-				p.addr = m->arg.pagefault.address & ~(uint64_t)(PAGE_SIZE_4K - 1);
-				p.flags = m->arg.pagefault.flags;
-				p.read_ns = now;
-				p.throttled = false;
-				if (queue_push(fq, &p))
-					return -ENOMEM;
+			case UFFD_EVENT_PAGEFAULT: /* room was made before the read */
+				fq->q[fq->n++] = (struct pending){
+				    .addr =
+					m->arg.pagefault.address & ~(uint64_t)(PAGE_SIZE_4K - 1),
+				    .flags = m->arg.pagefault.flags,
+				    .read_ns = now,
+				};
 				break;
 			case UFFD_EVENT_REMOVE:
 				apply_remove(vm, m->arg.remove.start, m->arg.remove.end);
@@ -400,40 +484,72 @@ static int drain(struct vm *vm, struct fault_queue *fq)
 	}
 }
 
-/* Serves what it can from the queue, keeping parked faults in order. Returns 0, -EAGAIN
- * (drain and come back), or a fatal -errno. */
-static int serve_queue(struct vm *vm, struct fault_queue *fq)
+/* Host memory pressure: the fault waits, 1 ms doubling to 100 ms, and is tried again; it is
+ * counted and logged (rate-limited), never dropped. */
+static void park_enomem(struct vm *vm, struct pending *f)
+{
+	unsigned shift = f->enomem_tries < 7 ? f->enomem_tries : 7;
+	uint64_t backoff = ENOMEM_BACKOFF_MIN_NS << shift, n;
+
+	f->enomem_tries++;
+	f->retry_ns =
+	    vm_now_ns() + (backoff < ENOMEM_BACKOFF_MAX_NS ? backoff : ENOMEM_BACKOFF_MAX_NS);
+	f->wait = WAIT_ENOMEM;
+	pthread_mutex_lock(&vm->lock);
+	n = ++vm->st->faults_enomem;
+	pthread_mutex_unlock(&vm->lock);
+	if (n % 1000 == 1)
+		log_warn(vm->name,
+			 "host out of memory serving page %#llx; the fault waits and is retried "
+			 "(%llu times so far)",
+			 (unsigned long long)((f->addr - vm->host_addr) / PAGE_SIZE_4K),
+			 (unsigned long long)n);
+}
+
+/* A fault that cannot be served: an error, counted and logged, unless the guest has gone. */
+static void fault_failed(struct vm *vm, const struct pending *f, int err)
+{
+	if (vm_guest_gone(vm, err, 0))
+		return;
+	pthread_mutex_lock(&vm->lock);
+	vm->st->fault_errors++;
+	pthread_mutex_unlock(&vm->lock);
+	log_err(vm->name, "fault at %#llx not served: %s", (unsigned long long)f->addr,
+		strerror(-err));
+}
+
+/* Serves what it can from the queue, keeping parked faults in order; adds the faults served
+ * to *served. Returns 0, -EAGAIN (drain and come back), or -ESRCH (the guest has gone). */
+static int serve_queue(struct vm *vm, struct fault_queue *fq, uint64_t *served)
 {
 	size_t keep = 0, i;
 	int ret = 0;
 
 	for (i = 0; i < fq->n; i++) {
-		int r = serve(vm, &fq->q[i]);
+		struct pending *f = &fq->q[i];
+		int r = serve(vm, f);
 
+		if (r == -ENOMEM) {
+			park_enomem(vm, f);
+			r = -EBUSY;
+		}
 		if (r == -EBUSY) {
-			fq->q[keep++] = fq->q[i];
+			fq->q[keep++] = *f;
 			continue;
 		}
-		if (r == -EAGAIN) {
-			ret = -EAGAIN;
-			break;
-		}
-		if (r == -ESRCH || r == -ENOMEM) {
+		if (r == -EAGAIN || r == -ESRCH) {
+			if (r == -EAGAIN)
+				f->wait = WAIT_DRAIN;
 			ret = r;
 			break;
 		}
-		if (r == -ENOENT) { /* the range is no longer registered (released): make sure
-				     * the thread is awake; it faults on its own now */
-			uffd_wake(vm->uffd, fq->q[i].addr, PAGE_SIZE_4K);
-			continue;
-		}
-		if (r) {
-			pthread_mutex_lock(&vm->lock);
-			vm->st->fault_errors++;
-			pthread_mutex_unlock(&vm->lock);
-			log_err(vm->name, "fault at %#llx not served: %s",
-				(unsigned long long)fq->q[i].addr, strerror(-r));
-		}
+		if (r == -ENOENT) /* the range is no longer registered (released): make sure the
+				   * thread is awake; it faults on its own now */
+			uffd_wake(vm->uffd, f->addr, PAGE_SIZE_4K);
+		else if (r)
+			fault_failed(vm, f, r);
+		else
+			(*served)++;
 	}
 	memmove(fq->q + keep, fq->q + i, (fq->n - i) * sizeof(*fq->q));
 	fq->n = keep + (fq->n - i);
@@ -525,49 +641,100 @@ static void lift_stale_arming(struct vm *vm)
 		 lifted);
 }
 
+/* Reports, once each, the faults parked longer than [fault] stall_warn, with what they wait
+ * on, and keeps the longest wait seen. Runs on the fault thread itself, which wakes every
+ * 5 ms while faults are parked; takes the lock only to count. */
+static void watchdog(struct vm *vm, struct fault_queue *fq)
+{
+	uint64_t now = vm_now_ns(), bound = (uint64_t)vm->pol.stall_warn_ms * 1000000, oldest = 0;
+	uint64_t stalled = 0;
+
+	for (size_t i = 0; i < fq->n; i++) {
+		struct pending *f = &fq->q[i];
+		uint64_t waited = now - f->read_ns;
+
+		if (waited > oldest)
+			oldest = waited;
+		if (!bound || waited < bound || f->stall_reported)
+			continue;
+		f->stall_reported = true;
+		stalled++;
+		log_warn(vm->name, "fault on page %#llx has waited %llu ms for %s",
+			 (unsigned long long)((f->addr - vm->host_addr) / PAGE_SIZE_4K),
+			 (unsigned long long)(waited / 1000000), wait_names[f->wait]);
+	}
+	/* This thread is the only writer of fault_max_wait_ns: it may read it unlocked. */
+	if (!stalled && oldest <= vm->st->fault_max_wait_ns)
+		return;
+	pthread_mutex_lock(&vm->lock);
+	vm->st->faults_stalled += stalled;
+	if (oldest > vm->st->fault_max_wait_ns)
+		vm->st->fault_max_wait_ns = oldest;
+	pthread_mutex_unlock(&vm->lock);
+}
+
+/* Sleeps until there is work: an event to read (while the queue has room for it), a wake-up
+ * from the evictor, a stop; with faults parked, 5 ms at most (a missed wake-up, a backoff
+ * ending, the watchdog). Returns 0 or -errno when the uffd cannot be waited on. */
+static int wait_for_work(struct vm *vm, const struct fault_queue *fq)
+{
+	struct pollfd pfd[3] = {
+	    {.fd = vm->uffd, .events = fq->n < fq->cap ? POLLIN : 0},
+	    {.fd = vm->wake_efd, .events = POLLIN},
+	    {.fd = vm->stop_efd, .events = POLLIN},
+	};
+	uint64_t v;
+
+	if (vm->pol.busy_poll_us)
+		busy_poll(vm);
+	if (poll(pfd, 3, fq->n ? 5 : -1) < 0 && errno != EINTR)
+		return -errno;
+	if (pfd[1].revents & POLLIN)
+		(void)!read(vm->wake_efd, &v, sizeof(v));
+	return pfd[0].revents & (POLLERR | POLLHUP) ? -EPIPE : 0;
+}
+
+/* Drains and serves until nothing more can be done now. Returns 0 or a fatal -errno. */
+static int serve_events(struct vm *vm, struct fault_queue *fq, uint64_t *served)
+{
+	int r;
+
+	for (unsigned again = 0;; again++) {
+		r = drain(vm, fq);
+		if (!r)
+			r = serve_queue(vm, fq, served);
+		if (r != -EAGAIN || vm->stopping || fq->n >= fq->cap)
+			break;
+		eagain_backoff(again);
+	}
+	return r == -EAGAIN ? 0 : r; /* a full queue: poll, then go on */
+}
+
 void *fault_thread_main(void *arg)
 {
 	struct vm *vm = arg;
 	struct fault_queue fq = {0};
-	int r = 0;
+	uint64_t served = 0;
+	int r = queue_grow(&fq);
 
 	pin_to_cpu(vm);
-	if (vm->wake_pending)
+	if (!r && vm->wake_pending)
 		wake_all(vm, &fq);
-	while (!vm->stopping) {
-		struct pollfd pfd[3] = {
-		    {.fd = vm->uffd, .events = POLLIN},
-		    {.fd = vm->wake_efd, .events = POLLIN},
-		    {.fd = vm->stop_efd, .events = POLLIN},
-		};
-		uint64_t v;
-
-		if (vm->pol.busy_poll_us)
-			busy_poll(vm);
-		/* Parked faults also retry on a short timeout, in case a wake-up is missed. */
-		if (poll(pfd, 3, fq.n ? 5 : -1) < 0 && errno != EINTR)
-			break;
-		if (pfd[1].revents & POLLIN)
-			(void)!read(vm->wake_efd, &v, sizeof(v));
-		if (pfd[0].revents & (POLLERR | POLLHUP))
-			break;
-		for (unsigned again = 0;; again++) {
-			r = drain(vm, &fq);
-			if (!r)
-				r = serve_queue(vm, &fq);
-			if (r != -EAGAIN || vm->stopping)
-				break;
-			eagain_backoff(again);
-		}
+	while (!r && !vm->stopping) {
+		r = wait_for_work(vm, &fq);
+		if (!r)
+			r = serve_events(vm, &fq, &served);
 		pthread_mutex_lock(&vm->lock);
 		if (vm->stale_arming_over)
 			lift_stale_arming(vm);
 		pthread_mutex_unlock(&vm->lock);
-		if (r)
-			break;
+		watchdog(vm, &fq);
+		if (!r && hooks_fault_exit(served))
+			r = -ECANCELED; /* tests: a fault thread that dies */
 	}
-	if (r && r != -ESRCH && !vm->stopping)
+	if (r && !vm->stopping && !vm_guest_gone(vm, r, 0))
 		log_err(vm->name, "fault thread stops: %s", strerror(-r));
 	free(fq.q);
+	vm_fault_thread_exited(vm, vm->stopping ? 0 : r);
 	return NULL;
 }

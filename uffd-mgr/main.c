@@ -784,6 +784,12 @@ static int serve(struct daemon *d)
 		}
 		if (timeout < 0 || plan_ms < timeout)
 			timeout = plan_ms;
+		/* A VM whose faults nobody serves is seen to within a second: look twice a second. */
+		for (int i = 0; i < d->nclients; i++)
+			if (d->clients[i].kind == CLIENT_SHIM)
+				vm_supervise(d->clients[i].vm);
+		if (running_vms(d) && (timeout < 0 || timeout > 500))
+			timeout = 500;
 		if (poll(pfd, (nfds_t)n, timeout) < 0) {
 			if (errno == EINTR)
 				continue;

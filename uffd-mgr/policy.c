@@ -47,6 +47,7 @@ enum key_type {
 	KT_NAME, /* char[max + 1]: [A-Za-z0-9._-], possibly empty */
 	KT_PATH, /* char[max + 1]: an absolute path (or empty), printable, %n and %% only */
 	KT_CHOICE, /* int: index of the value in choices ("a|b|c") */
+	KT_TIME,   /* uint32_t, milliseconds, written with a unit: 500ms, 1s, 2m, 1h (or 0) */
 };
 
 #define KF_ZERO_OFF (1u << 0) /* 0 is allowed below min: it switches the limit off */
@@ -76,7 +77,7 @@ struct policy_key {
 
 enum {
 	K_NAME, K_RESIDENT_MAX, K_RUN_SIZE, K_WEIGHT, K_CRITICAL_MIN, K_SHM_MAX, K_SHM_HIGH, K_SHM_LOW, K_DISK_PATH,
-	K_DISK_MAX, K_FAULT_CPU, K_BUSY_POLL, K_TRACK_MODE, K_TRACK_INTERVAL, K_TRACK_SAMPLE,
+	K_DISK_MAX, K_DISK_READ_RETRY, K_FAULT_CPU, K_BUSY_POLL, K_STALL_WARN, K_TRACK_MODE, K_TRACK_INTERVAL, K_TRACK_SAMPLE,
 	K_BALLOON, K_BALLOON_MIN, K_BALLOON_MAX, K_BALLOON_HEADROOM, K_PREFETCH, K_PREFETCH_BATCH,
 	K_COUNT
 };
@@ -195,6 +196,20 @@ static const struct policy_key keys[K_COUNT] = {
 		.offset = FIELD(disk_max, uint64_t),
 		.help = "Most of this VM's evicted memory kept in the disk tier.",
 	},
+	[K_DISK_READ_RETRY] = {
+		.section = "disk",
+		.key = "read_retry_max",
+		.type = KT_TIME,
+		.def = "30s",
+		.min = 100,
+		.max = 3600 * 1000,
+		.flags = KF_ZERO_OFF,
+		.offset = FIELD(disk_read_retry_ms, uint32_t),
+		.help = "How long a fault retries a disk read that keeps failing. Past it the VM "
+			"has failed: the log names the page, the swap file and the error, and its "
+			"QEMU is stopped rather than left with a vCPU that never runs again. 0: "
+			"retry for ever.",
+	},
 	[K_FAULT_CPU] = {
 		.section = "fault",
 		.key = "cpu",
@@ -214,6 +229,19 @@ static const struct policy_key keys[K_COUNT] = {
 		.offset = FIELD(busy_poll_us, uint32_t),
 		.help = "Microseconds the fault thread polls for the next fault before it "
 			"sleeps; trades CPU time for fault latency. 0: no polling.",
+	},
+	[K_STALL_WARN] = {
+		.section = "fault",
+		.key = "stall_warn",
+		.type = KT_TIME,
+		.def = "1s",
+		.min = 10,
+		.max = 3600 * 1000,
+		.flags = KF_ZERO_OFF,
+		.offset = FIELD(stall_warn_ms, uint32_t),
+		.help = "A fault that has waited longer than this is logged, once, with its page "
+			"and what it waits on (an eviction in flight, a disk read retry, the "
+			"throttle, host memory), and counted in faults.stalled. 0: not reported.",
 	},
 	[K_TRACK_MODE] = {
 		.section = "tracker",
@@ -435,6 +463,50 @@ int policy_parse_size(const char *text, uint64_t *bytes)
 	return 0;
 }
 
+/* Writes ms milliseconds with the largest unit that divides it: 60000 -> "1m". */
+static const char *fmt_time(uint64_t ms, char buf[24])
+{
+	if (ms && ms % 3600000 == 0)
+		snprintf(buf, 24, "%lluh", (unsigned long long)(ms / 3600000));
+	else if (ms && ms % 60000 == 0)
+		snprintf(buf, 24, "%llum", (unsigned long long)(ms / 60000));
+	else if (ms && ms % 1000 == 0)
+		snprintf(buf, 24, "%llus", (unsigned long long)(ms / 1000));
+	else
+		snprintf(buf, 24, "%llu%s", (unsigned long long)ms, ms ? "ms" : "");
+	return buf;
+}
+
+/* Parses a time such as "500ms", "1s", "2m", "1h" (any case), or "0", in milliseconds: any
+ * other number needs its unit. Returns 0, -EINVAL if the text is not a time, -ERANGE if it
+ * overflows. */
+static int parse_time(const char *text, uint64_t *ms)
+{
+	static const struct {
+		const char *unit;
+		uint64_t ms;
+	} units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
+	const char *s;
+	uint64_t n = 0;
+	int ret = parse_u64(text, &s, &n);
+
+	if (ret == -EINVAL)
+		return ret;
+	if (!*s && ret == 0 && n == 0) {
+		*ms = 0;
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcasecmp(s, units[i].unit))
+			continue;
+		if (ret == -ERANGE || n > UINT64_MAX / units[i].ms)
+			return -ERANGE;
+		*ms = n * units[i].ms;
+		return 0;
+	}
+	return -EINVAL;
+}
+
 /* Describes the values keys[k] accepts, completing "[sec] key must be ...". */
 static const char *describe_bounds(const struct policy_key *k, char *buf, size_t len)
 {
@@ -467,6 +539,10 @@ static const char *describe_bounds(const struct policy_key *k, char *buf, size_t
 		break;
 	case KT_CHOICE:
 		snprintf(buf, len, "one of %s", k->choices);
+		break;
+	case KT_TIME:
+		snprintf(buf, len, "%sbetween %s and %s", k->flags & KF_ZERO_OFF ? "0 or " : "",
+			 fmt_time(k->min, lo), fmt_time(k->max, hi));
 		break;
 	case KT_PATH:
 		snprintf(buf, len,
@@ -524,6 +600,30 @@ static int choice_index(const char *choices, const char *value)
 		choices += w + (choices[w] == '|');
 	}
 	return -1;
+}
+
+static int set_time(const struct policy_key *k, const char *value, char *field, char *msg,
+		    size_t len)
+{
+	char q[QUOTE_MAX + 4], bounds[96];
+	uint64_t v = 0;
+	uint32_t ms;
+
+	int ret = parse_time(value, &v);
+
+	if (ret == -EINVAL) {
+		snprintf(msg, len, "bad time '%s' for [%s] %s (use a number with ms, s, m or h)",
+			 quote(value, SIZE_MAX, q), k->section, k->key);
+		return -EINVAL;
+	}
+	if (ret == -ERANGE || !in_bounds(k, v)) {
+		snprintf(msg, len, "[%s] %s must be %s", k->section, k->key,
+			 describe_bounds(k, bounds, sizeof(bounds)));
+		return -EINVAL;
+	}
+	ms = (uint32_t)v; /* bounded above, so it fits */
+	memcpy(field, &ms, sizeof(ms));
+	return 0;
 }
 
 /* Parses value for key k into its field of *p. Returns 0, or -EINVAL with msg set to why
@@ -602,6 +702,8 @@ static int set_value(const struct policy_key *k, const char *value, struct polic
 			return 0;
 		}
 		break;
+	case KT_TIME:
+		return set_time(k, value, field, msg, len);
 	}
 	snprintf(msg, len, "[%s] %s must be %s", k->section, k->key,
 		 describe_bounds(k, bounds, sizeof(bounds)));
@@ -973,6 +1075,8 @@ static const char *type_name(enum key_type t)
 		return "PATH";
 	case KT_CHOICE:
 		return "WORD";
+	case KT_TIME:
+		return "TIME";
 	}
 	return "?";
 }
@@ -987,7 +1091,8 @@ void policy_print_keys(FILE *out)
 	wrap(out, "    ",
 	     "An INI file: [section] headers, then key = value lines. Comments are lines of "
 	     "their own starting with # or ;. Sizes are bytes or take a K, M, G or T suffix "
-	     "(binary: 1K = 1024; 64K, 64KiB, 512m and 2G are all sizes). A key that is not "
+	     "(binary: 1K = 1024; 64K, 64KiB, 512m and 2G are all sizes). Times take a unit: "
+	     "500ms, 30s, 2m, 1h. A key that is not "
 	     "set keeps its default; a key set twice is an error.");
 	for (i = 0; i < K_COUNT; i++) {
 		const struct policy_key *k = &keys[i];
@@ -1014,8 +1119,8 @@ void policy_print_example(FILE *out)
 
 	wrap(out, "# ",
 	     "uffd-mgr VM policy. Every key is shown at its default; a key left out keeps "
-	     "its default. Sizes are bytes or take a K, M, G or T suffix (1K = 1024). Comments go "
-	     "on lines of their own.");
+	     "its default. Sizes are bytes or take a K, M, G or T suffix (1K = 1024); times take "
+	     "a unit (500ms, 30s, 2m, 1h). Comments go on lines of their own.");
 	for (i = 0; i < K_COUNT; i++) {
 		const struct policy_key *k = &keys[i];
 

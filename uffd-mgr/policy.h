@@ -21,8 +21,10 @@ struct policy {
 	uint32_t shm_low_pct;       /* [shm] low_watermark, % of max: demotion stops */
 	char disk_path[POLICY_PATH_MAX]; /* [disk] path; "" = no disk tier; %n = the VM name */
 	uint64_t disk_max;          /* [disk] max, bytes of the disk tier */
+	uint32_t disk_read_retry_ms; /* [disk] read_retry_max: a failing read fails the VM; 0 = never */
 	int fault_cpu;              /* [fault] cpu, CPU for the fault thread; -1 = any */
 	uint32_t busy_poll_us;      /* [fault] busy_poll, µs to spin before sleeping; 0 = off */
+	uint32_t stall_warn_ms;     /* [fault] stall_warn: report a fault waiting longer; 0 = off */
 	int track_mode;             /* [tracker] mode: POLICY_TRACK_* */
 	uint32_t track_interval_ms; /* [tracker] interval */
 	uint32_t track_sample_pages; /* [tracker] sample_pages; 0 = all (ebpf), 4096 (sample) */

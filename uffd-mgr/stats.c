@@ -29,6 +29,9 @@ static struct json_object *faults_json(const struct vm_stats *s)
 	add_u64(o, "disk_read_errors", s->disk_read_errors);
 	add_u64(o, "minor", s->faults_minor);
 	add_u64(o, "bring_back_pages", s->bring_back_pages);
+	add_u64(o, "enomem_retries", s->faults_enomem);
+	add_u64(o, "stalled", s->faults_stalled);
+	add_u64(o, "max_wait_ms", s->fault_max_wait_ns / 1000000);
 	return o;
 }
 
@@ -40,6 +43,7 @@ static struct json_object *evictions_json(const struct vm_stats *s)
 	add_u64(o, "pages", s->evict_pages);
 	add_u64(o, "zero_pages", s->evict_zero_pages);
 	add_u64(o, "aborts", s->evict_aborts);
+	add_u64(o, "wp_errors", s->evict_wp_errors);
 	return o;
 }
 
@@ -154,8 +158,34 @@ static struct json_object *restarts_json(const struct vm *vm)
 	return o;
 }
 
+/* Who serves the VM's faults: a VM the control loop calls running is shown as what it is
+ * when nobody does. why: vm->fault_why, read under the lock. */
+static struct json_object *fault_thread_json(struct vm *vm, const struct vm_stats *s,
+					     const char *why)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "alive", json_object_new_boolean(vm_fault_thread_alive(vm)));
+	add_u64(o, "restarts", s->fault_thread_restarts);
+	json_object_object_add(o, "last_stop", json_object_new_string(why));
+	return o;
+}
+
+static const char *vm_state(struct vm *vm, const char *state, bool failed)
+{
+	if (strcmp(state, "running"))
+		return state;
+	if (failed)
+		return "failed";
+	if (atomic_load(&vm->gone))
+		return "exiting";
+	return vm->threads_started && !vm_fault_thread_alive(vm) ? "unserved" : state;
+}
+
 struct json_object *stats_vm_json(struct vm *vm, const char *state)
 {
+	char fault_why[sizeof(vm->fault_why)], fail_why[sizeof(vm->fail_why)];
+	bool failed;
 	struct vm_plan_stats ps;
 	uint64_t resident_target;
 	struct vm_track_stats ts;
@@ -175,6 +205,9 @@ struct json_object *stats_vm_json(struct vm *vm, const char *state)
 	for (int i = 0; i < PS_NSTATES; i++)
 		counts[i] = pagemap_count(vm->pm, (enum page_state)i);
 	full = vm->tier_full;
+	failed = vm->failed;
+	memcpy(fault_why, vm->fault_why, sizeof(fault_why));
+	memcpy(fail_why, vm->fail_why, sizeof(fail_why));
 	shm_runs = pagemap_runs_with(vm->pm, PS_SHM);
 	disk_runs = pagemap_runs_with(vm->pm, PS_DISK);
 	pthread_mutex_unlock(&vm->lock);
@@ -182,7 +215,10 @@ struct json_object *stats_vm_json(struct vm *vm, const char *state)
 
 	json_object_object_add(o, "name", json_object_new_string(vm->name));
 	json_object_object_add(o, "pid", json_object_new_int(vm->pid));
-	json_object_object_add(o, "state", json_object_new_string(state));
+	json_object_object_add(o, "state", json_object_new_string(vm_state(vm, state, failed)));
+	json_object_object_add(o, "failed", json_object_new_boolean(failed));
+	json_object_object_add(o, "failed_why", json_object_new_string(fail_why));
+	json_object_object_add(o, "fault_thread", fault_thread_json(vm, &s, fault_why));
 	json_object_object_add(o, "uptime_s",
 			       json_object_new_double((vm_now_ns() - vm->started_ns) / 1e9));
 	add_u64(o, "guest_bytes", vm->length);

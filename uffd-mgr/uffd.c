@@ -10,6 +10,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "uffd-mgr/hooks.h"
+
 #ifndef USERFAULTFD_IOC_NEW
 #define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
 #endif
@@ -133,13 +135,21 @@ int uffd_zeropage(int uffd, uint64_t dst, uint64_t len)
 {
 	struct uffdio_zeropage z = {.range = {.start = dst, .len = len}};
 
+	if (hooks_enomem())
+		return -ENOMEM;
 	return uffd_ioctl(uffd, UFFDIO_ZEROPAGE, &z);
 }
 
 int uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len, uint64_t *copied)
 {
 	struct uffdio_copy c = {.dst = dst, .src = (uint64_t)(uintptr_t)src, .len = len};
-	int ret = uffd_ioctl(uffd, UFFDIO_COPY, &c);
+	int ret;
+
+	if (hooks_enomem()) {
+		*copied = 0;
+		return -ENOMEM;
+	}
+	ret = uffd_ioctl(uffd, UFFDIO_COPY, &c);
 
 	/* .copy holds bytes copied, or a negative errno when nothing was. */
 	*copied = c.copy > 0 ? (uint64_t)c.copy : 0;
@@ -156,6 +166,8 @@ int uffd_wp(int uffd, uint64_t addr, uint64_t len, bool protect, bool wake)
 			    : (wake ? 0 : UFFDIO_WRITEPROTECT_MODE_DONTWAKE),
 	};
 
+	if (!protect && hooks_unprotect_fail())
+		return -ENOMEM;
 	return uffd_ioctl(uffd, UFFDIO_WRITEPROTECT, &w);
 }
 

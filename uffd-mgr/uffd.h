@@ -2,7 +2,8 @@
  *
  * Every call returns 0 or a negative errno. -EAGAIN means a non-cooperative event (REMOVE)
  * is queued and must be read first; -EEXIST from copy/zeropage means the page is already
- * there (serve by waking); -ESRCH/-ENOMEM mean the guest's address space is gone. */
+ * there (serve by waking); -ESRCH means the guest's address space is gone; -ENOMEM is memory
+ * pressure on the host (the fault waits and is retried, it is never dropped). */
 #ifndef UFFD_UFFD_H
 #define UFFD_UFFD_H
 

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,12 @@
 #include "uffd-mgr/fault.h"
 #include "uffd-mgr/log.h"
 #include "uffd-mgr/proto.h"
+#include "uffd-mgr/uffd.h"
+
+/* A fault thread that stops again this soon after a restart is not restarted again. */
+#define RESTART_WINDOW_NS (60 * 1000000000ull)
+/* How long a QEMU told to stop (SIGTERM) has before it is killed. */
+#define KILL_GRACE_NS (5 * 1000000000ull)
 
 uint64_t vm_now_ns(void)
 {
@@ -440,12 +447,24 @@ int vm_keep_fds(const struct vm *vm, int fds[3])
 	return n;
 }
 
+/* Starts (or starts again) the fault thread. Returns 0 or -errno. */
+static int start_fault_thread(struct vm *vm)
+{
+	int r;
+
+	atomic_store(&vm->fault_alive, true);
+	r = pthread_create(&vm->fault_tid, NULL, fault_thread_main, vm);
+	atomic_store(&vm->fault_alive, r == 0);
+	vm->fault_joined = r != 0;
+	return -r;
+}
+
 int vm_start(struct vm *vm)
 {
-	int r = pthread_create(&vm->fault_tid, NULL, fault_thread_main, vm);
+	int r = start_fault_thread(vm);
 
 	if (r)
-		return -r;
+		return r;
 	r = pthread_create(&vm->evict_tid, NULL, evict_thread_main, vm);
 	if (r) {
 		vm->stopping = true;
@@ -470,7 +489,9 @@ static int bring_back_all(struct vm *vm)
 	for (size_t p = 0; !r && p < pagemap_npages(vm->pm); p++) {
 		int tries = 0;
 
-		while ((r = fault_bring_back(vm, io, bounce, p)) == -EAGAIN || r == -EBUSY) {
+		/* ENOMEM is the host short of memory for a moment: wait, as for a busy page. */
+		while ((r = fault_bring_back(vm, io, bounce, p)) == -EAGAIN || r == -EBUSY ||
+		       r == -ENOMEM) {
 			if (++tries > 100000) {
 				r = -ETIMEDOUT;
 				break;
@@ -584,7 +605,8 @@ void vm_destroy(struct vm *vm)
 		pthread_cond_broadcast(&vm->evict_cv);
 		pthread_mutex_unlock(&vm->lock);
 		(void)!write(vm->stop_efd, &(uint64_t){1}, sizeof(uint64_t));
-		pthread_join(vm->fault_tid, NULL);
+		if (!vm->fault_joined)
+			pthread_join(vm->fault_tid, NULL);
 		if (!vm->evict_joined)
 			pthread_join(vm->evict_tid, NULL);
 	}
@@ -610,4 +632,154 @@ void vm_destroy(struct vm *vm)
 	pthread_cond_destroy(&vm->track_cv);
 	pthread_mutex_destroy(&vm->lock);
 	free(vm);
+}
+
+/* ---- Supervision ---- */
+
+/* Whether the VM's process has exited, waiting up to timeout_ms for it. */
+static bool process_exited(struct vm *vm, int timeout_ms)
+{
+	struct pollfd p = {.fd = vm->pidfd, .events = POLLIN};
+
+	return vm->pidfd >= 0 && poll(&p, 1, timeout_ms) > 0;
+}
+
+bool vm_guest_gone(struct vm *vm, int err, int grace_ms)
+{
+	if (atomic_load(&vm->gone))
+		return true;
+	if (err != -ESRCH && err != -ENOENT && err != -EINVAL && err != -EFAULT)
+		return false;
+	if (err != -ESRCH && !process_exited(vm, grace_ms))
+		return false;
+	if (!atomic_exchange(&vm->gone, true))
+		log_info(vm->name, "guest gone (pid %d): its memory is no longer served", vm->pid);
+	return true;
+}
+
+void vm_fault_thread_exited(struct vm *vm, int err)
+{
+	pthread_mutex_lock(&vm->lock);
+	snprintf(vm->fault_why, sizeof(vm->fault_why), "%s",
+		 !err		 ? "asked to stop"
+		 : err == -ESRCH ? "the guest's memory is gone"
+				 : strerror(-err));
+	vm->fault_exit_ns = vm_now_ns();
+	pthread_mutex_unlock(&vm->lock);
+	atomic_store(&vm->fault_alive, false);
+}
+
+bool vm_fault_thread_alive(struct vm *vm)
+{
+	return atomic_load(&vm->fault_alive);
+}
+
+int vm_check(struct vm *vm, char *why, size_t len)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	if (vm->failed) {
+		err_set(why, len, "%s", vm->fail_why);
+		r = -EIO;
+	} else if (vm->threads_started && !vm->stopping && !vm_fault_thread_alive(vm)) {
+		bool gone = atomic_load(&vm->gone) || process_exited(vm, 0);
+
+		r = gone ? -ESRCH : -EPIPE;
+		if (gone)
+			err_set(why, len, "the guest has gone");
+		else
+			err_set(why, len, "the fault thread stopped (%s)", vm->fault_why);
+	}
+	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
+/* Starts the stopped fault thread again, unless it was already restarted within
+ * RESTART_WINDOW_NS. Returns 0, or -EPIPE with why extended to say why not. */
+static int restart_fault_thread(struct vm *vm, char *why, size_t len)
+{
+	uint64_t now = vm_now_ns(), lived, n;
+	char stopped[256];
+	int r;
+
+	if (!vm->fault_joined)
+		pthread_join(vm->fault_tid,
+			     NULL); /* it has returned: fault_alive is its last act */
+	vm->fault_joined = true;
+	err_set(stopped, sizeof(stopped), "%s", why);
+	pthread_mutex_lock(&vm->lock);
+	lived = vm->fault_exit_ns - vm->fault_restart_ns;
+	pthread_mutex_unlock(&vm->lock);
+	if (vm->fault_restart_ns && lived < RESTART_WINDOW_NS) {
+		err_set(why, len, "%s again, %llu ms after it was restarted", stopped,
+			(unsigned long long)(lived / 1000000));
+		return -EPIPE;
+	}
+	r = start_fault_thread(vm);
+	if (r) {
+		err_set(why, len, "%s and cannot be restarted: %s", stopped, strerror(-r));
+		return -EPIPE;
+	}
+	/* The faults the old thread had read but not served are gone with it: wake every
+	 * waiting thread of the guest, so each one's access is retried and faults again. */
+	uffd_wake(vm->uffd, vm->host_addr, vm->length);
+	vm->fault_restart_ns = now;
+	pthread_mutex_lock(&vm->lock);
+	n = ++vm->st->fault_thread_restarts;
+	pthread_mutex_unlock(&vm->lock);
+	log_warn(vm->name, "%s; restarted it (%llu restarts)", stopped, (unsigned long long)n);
+	return 0;
+}
+
+static int signal_guest(struct vm *vm, int sig)
+{
+	return syscall(SYS_pidfd_send_signal, vm->pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+}
+
+/* Marks the VM failed and stops its QEMU: nothing else may show it running while nobody
+ * serves its faults. Failed and logged before the signal, so that whoever sees QEMU die
+ * finds both. */
+static void stop_guest(struct vm *vm, const char *why)
+{
+	int r;
+
+	pthread_mutex_lock(&vm->lock);
+	if (!vm->failed)
+		snprintf(vm->fail_why, sizeof(vm->fail_why), "%s", why);
+	vm->failed = true;
+	pthread_mutex_unlock(&vm->lock);
+	vm->kill_ns = vm_now_ns() + KILL_GRACE_NS;
+	log_err(vm->name, "stopping QEMU (pid %d): %s", vm->pid, why);
+	r = signal_guest(vm, SIGTERM);
+	if (r)
+		log_err(vm->name, "cannot send SIGTERM to QEMU (pid %d): %s", vm->pid,
+			strerror(-r));
+}
+
+/* SIGKILL for a QEMU still running KILL_GRACE_NS after its SIGTERM. */
+static void kill_guest(struct vm *vm)
+{
+	if (vm->killed || vm_now_ns() < vm->kill_ns || process_exited(vm, 0))
+		return;
+	vm->killed = true;
+	log_warn(vm->name, "QEMU (pid %d) still runs %llu s after SIGTERM: SIGKILL", vm->pid,
+		 (unsigned long long)(KILL_GRACE_NS / 1000000000ull));
+	signal_guest(vm, SIGKILL);
+}
+
+void vm_supervise(struct vm *vm)
+{
+	char why[256];
+	int r;
+
+	if (vm->kill_ns) {
+		kill_guest(vm);
+		return;
+	}
+	r = vm_check(vm, why, sizeof(why));
+	if (r == -EPIPE)
+		r = restart_fault_thread(vm, why, sizeof(why));
+	if (r == -EPIPE || r == -EIO)
+		stop_guest(vm, why);
 }

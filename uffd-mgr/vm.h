@@ -7,6 +7,7 @@
 #define UFFD_VM_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -71,6 +72,11 @@ struct vm_stats {
 	struct hist fault_ns;  /* time from reading a fault to serving it */
 	uint64_t bring_back_pages;  /* brought back not for a fault: prefetch, release */
 	uint64_t faults_minor; /* sampled pages touched again (uffd minor faults) */
+	uint64_t faults_enomem;	       /* retries after ENOMEM: host memory pressure */
+	uint64_t faults_stalled;       /* faults that waited past [fault] stall_warn */
+	uint64_t fault_max_wait_ns;    /* longest a fault has waited, served or not */
+	uint64_t fault_thread_restarts; /* the fault thread stopped and was started again */
+	uint64_t evict_wp_errors;      /* protection not lifted after an eviction (writers woken) */
 };
 
 /* What the working-set tracker measured (uffd-mgr/track.c); under vm->lock. */
@@ -143,6 +149,19 @@ struct vm {
 	struct vm_plan plan;
 	uint64_t resident_target; /* bytes, the planner's limit; 0 = none (lock) */
 	uint64_t prefetch_want;   /* pages the planner wants brought back ahead (lock) */
+
+	/* Supervision (vm_check, vm_supervise). The fault thread clears fault_alive as it
+	 * exits, after writing fault_why; the control loop restarts it or stops the VM. */
+	atomic_bool fault_alive;
+	bool fault_joined;	   /* control loop: fault_tid is joined, not to be joined again */
+	char fault_why[128];	   /* why the fault thread last stopped (lock) */
+	uint64_t fault_exit_ns;	   /* when (lock) */
+	uint64_t fault_restart_ns; /* control loop: when it was last restarted */
+	atomic_bool gone;	   /* the guest's memory is gone: uffd errors are expected */
+	bool failed;		   /* the VM cannot go on: its QEMU is stopped (lock) */
+	char fail_why[256];	   /* why (lock) */
+	uint64_t kill_ns;	   /* control loop: SIGKILL due then if QEMU still runs; 0 */
+	bool killed;		   /* control loop: SIGKILL sent */
 };
 
 struct proto_register;
@@ -209,5 +228,30 @@ uint64_t vm_now_ns(void);
 /* The CLOCK_REALTIME time ms milliseconds from now, as pthread_cond_timedwait() takes it (the
  * VM's condition variables use the default clock). Cannot fail. */
 struct timespec vm_deadline_ms(uint32_t ms);
+
+/* The fault thread's last act: records why it stops (err: 0 when asked to, else -errno) for
+ * vm_check. Cannot fail. */
+void vm_fault_thread_exited(struct vm *vm, int err);
+
+/* Whether the VM's fault thread is running. */
+bool vm_fault_thread_alive(struct vm *vm);
+
+/* The VM's health: 0 while its faults are served; -ESRCH when the guest has gone (its exit is
+ * on the way); -EPIPE when the fault thread has stopped while the guest lives; -EIO when the
+ * VM has failed (vm->failed). why gets one line on every error. */
+int vm_check(struct vm *vm, char *why, size_t len);
+
+/* Acts on vm_check, from the control loop at least once a second: a stopped fault thread is
+ * restarted (once: a second stop within a minute, or a failed restart, stops the VM); a VM
+ * that cannot go on has its QEMU stopped, SIGTERM then SIGKILL after a grace, with one log
+ * line. Cannot fail. */
+void vm_supervise(struct vm *vm);
+
+/* Whether err, from a uffd ioctl on the VM, is the guest going away rather than a fault of
+ * ours: ESRCH (its address space is gone), or ENOENT, EINVAL or EFAULT (its mapping is gone)
+ * once its process has exited, waiting up to grace_ms for that (QEMU unmaps guest RAM on its
+ * way out). Then the VM is marked gone and "guest gone" logged, once; callers say nothing
+ * more. */
+bool vm_guest_gone(struct vm *vm, int err, int grace_ms);
 
 #endif

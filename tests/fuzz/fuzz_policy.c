@@ -49,6 +49,9 @@ static void check_policy(const struct policy *p)
 	check(p->shm_max >= (1u << 20) && p->shm_max <= (UINT64_C(1) << 40) && p->shm_max >= run);
 	check(p->fault_cpu >= -1 && p->fault_cpu <= 4095);
 	check(p->busy_poll_us <= 1000);
+	check(p->stall_warn_ms == 0 || (p->stall_warn_ms >= 10 && p->stall_warn_ms <= 3600000));
+	check(p->disk_read_retry_ms == 0 ||
+	      (p->disk_read_retry_ms >= 100 && p->disk_read_retry_ms <= 3600000));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -29,8 +29,15 @@ skip() {
 	exit 77
 }
 
+# The daemon start_daemon runs: DAEMON=test picks the test build with the fault-injection
+# hooks (build/tests/uffd-mgrd-hooks, UFFD_MGR_INJECT_* in its environment), else the product.
 start_daemon() {
-	"$BUILD/uffd-mgrd" --socket "$SOCK" --log "$T/daemon.log" "$@" &
+	local bin=$BUILD/uffd-mgrd
+	if [ "${DAEMON:-}" = test ]; then
+		bin=$BUILD/tests/uffd-mgrd-hooks
+		[ -x "$bin" ] || fail "no $bin: build it with 'make unit-test' or 'make test'"
+	fi
+	"$bin" --socket "$SOCK" --log "$T/daemon.log" "$@" &
 	DAEMON_PID=$!
 	for _ in $(seq 100); do
 		[ -S "$SOCK" ] && return 0

@@ -357,6 +357,57 @@ static void test_bad(void **state)
 
 /* The disk tier and shm watermark keys: values, the watermark order rule, path checks and
  * the %n expansion. */
+/* Times ([fault] stall_warn, [disk] read_retry_max): a unit is required (but for 0), any
+ * case; values in milliseconds; bounds and overflow are errors naming the key. */
+static void test_time_keys(void **state)
+{
+	static const struct {
+		const char *text;
+		uint32_t stall, retry; /* ms, when err is NULL */
+		const char *err;
+	} cases[] = {
+		{"[fault]\nstall_warn = 500ms\n[disk]\nread_retry_max = 2m\n", 500, 120000, NULL},
+		{"[fault]\nstall_warn = 0\n[disk]\nread_retry_max = 0\n", 0, 0, NULL},
+		{"[fault]\nstall_warn = 1H\n[disk]\nread_retry_max = 100MS\n", 3600000, 100, NULL},
+		{"[fault]\nstall_warn = 10ms\n", 10, 30000, NULL},
+		{"[fault]\nstall_warn = 1\n",
+		 0, 0, "vm.conf:2: bad time '1' for [fault] stall_warn (use a number with ms, s, m or h)"},
+		{"[fault]\nstall_warn = 1.5s\n",
+		 0, 0, "vm.conf:2: bad time '1.5s' for [fault] stall_warn (use a number with ms, s, m "
+		 "or h)"},
+		{"[fault]\nstall_warn = 2 s\n",
+		 0, 0, "vm.conf:2: bad time '2 s' for [fault] stall_warn (use a number with ms, s, m "
+		 "or h)"},
+		{"[fault]\nstall_warn = 9ms\n",
+		 0, 0, "vm.conf:2: [fault] stall_warn must be 0 or between 10ms and 1h"},
+		{"[disk]\nread_retry_max = 61m\n",
+		 0, 0, "vm.conf:2: [disk] read_retry_max must be 0 or between 100ms and 1h"},
+		{"[disk]\nread_retry_max = 99999999999999999999s\n",
+		 0, 0, "vm.conf:2: [disk] read_retry_max must be 0 or between 100ms and 1h"},
+		{"[disk]\nread_retry_max = 9999999999999999h\n",
+		 0, 0, "vm.conf:2: [disk] read_retry_max must be 0 or between 100ms and 1h"},
+	};
+	struct policy p;
+	char err[256];
+
+	(void)state;
+	policy_defaults(&p);
+	assert_int_equal(p.stall_warn_ms, 1000);
+	assert_int_equal(p.disk_read_retry_ms, 30000);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int r = policy_parse_string(cases[i].text, "vm.conf", &p, err, sizeof(err));
+
+		if (!cases[i].err) {
+			assert_int_equal(r, 0);
+			assert_int_equal(p.stall_warn_ms, cases[i].stall);
+			assert_int_equal(p.disk_read_retry_ms, cases[i].retry);
+			continue;
+		}
+		assert_int_equal(r, -EINVAL);
+		assert_string_equal(err, cases[i].err);
+	}
+}
+
 static void test_disk_keys(void **state)
 {
 	static const struct {
@@ -591,6 +642,8 @@ static void test_print_keys(void **state)
 	    "max = SIZE (default: 256M)",
 	    "cpu = CPU (default: any)",
 	    "busy_poll = NUMBER (default: 0)",
+	    "stall_warn = TIME (default: 1s)",
+	    "read_retry_max = TIME (default: 30s)",
 	    "Allowed: a power of two between 4K and 2M.",
 	};
 	char *keys = capture(policy_print_keys);
@@ -611,6 +664,7 @@ int main(void)
 	static const struct CMUnitTest single[] = {
 	    cmocka_unit_test(test_defaults),
 	    cmocka_unit_test(test_disk_keys),
+	    cmocka_unit_test(test_time_keys),
 	    cmocka_unit_test(test_error_leaves_policy),
 	    cmocka_unit_test(test_null_err_and_label),
 	    cmocka_unit_test(test_long_lines),

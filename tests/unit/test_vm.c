@@ -48,6 +48,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -55,6 +56,7 @@
 
 #include "shmswap/shmpool.h"
 #include "uffd-mgr/evict.h"
+#include "uffd-mgr/hooks.h"
 #include "uffd-mgr/pagemap.h"
 #include "uffd-mgr/policy.h"
 #include "uffd-mgr/proto.h"
@@ -78,6 +80,7 @@ struct fx {
 
 static struct proto_register req; /* 4 KiB of policy path: not on the stack */
 static struct fx *open_fx;	  /* the fixture to close if a test fails part-way */
+static pid_t fx_pid;		  /* "QEMU"'s pid for the next fx_open; 0: this process */
 
 static void sleep_ms(long ms)
 {
@@ -122,7 +125,7 @@ static void fx_open_at(struct fx *f, off_t off, size_t len, size_t tail, uint64_
 	req.host_addr = (uint64_t)(uintptr_t)f->map;
 	req.length = len;
 	req.memfd_offset = (uint64_t)off;
-	req.pid = getpid();
+	req.pid = fx_pid ? fx_pid : getpid();
 	req.uffd_features = features;
 	snprintf(req.vm_name, sizeof(req.vm_name), "test-vm");
 	snprintf(req.block_name, sizeof(req.block_name), "memory-backend-memfd");
@@ -651,6 +654,236 @@ static void test_eviction_race(void **state)
 	fx_close(&f);
 }
 
+/* ---- the fault path never leaves a vCPU waiting ---- */
+
+/* A vCPU that writes pages [first, first + n) once, one fault each. */
+struct writer {
+	struct fx *f;
+	size_t first, n;
+	uint64_t seed;
+	uint32_t gen;
+	atomic_int done;
+};
+
+static void *write_pages(void *arg)
+{
+	struct writer *w = arg;
+
+	for (size_t p = w->first; p < w->first + w->n; p++)
+		write_page(w->f->map + p * PG, w->seed, p, w->gen);
+	atomic_store(&w->done, 1);
+	return NULL;
+}
+
+static int joined_within(pthread_t t, uint32_t ms)
+{
+	struct timespec deadline = vm_deadline_ms(ms);
+
+	return pthread_timedjoin_np(t, NULL, &deadline) == 0;
+}
+
+static int wp_fault_seen(struct fx *f)
+{
+	struct vm_stats s;
+
+	snap(f, &s);
+	return s.faults_wp > 0;
+}
+
+/* A writer blocked on an eviction's write-protection is woken even when lifting the
+ * protection fails. Made deterministic with the unprotect hook, which also makes the fault
+ * thread's own attempt to lift it fail (ENOMEM: the WP fault is parked and retried): the
+ * writer blocks on a page the test protected, the run is then evicted, the lift fails, and
+ * only evict_run's wake can let the writer go on, to fault its page back from the tier. */
+static void test_evict_wakes_writers_when_unprotect_fails(void **state)
+{
+	static struct fx f; /* static: cleanup() may close it after a failed assertion */
+	static struct writer w;
+	const uint64_t seed = 91;
+	struct vm_stats s;
+	pthread_t t;
+	int woke;
+
+	fx_open(&f, 1 * MIB, 0, 8 * MIB, 64 * KIB);
+	write_range(&f, 0, 16, seed, 0);
+	hooks_set_unprotect_fail(true);
+	assert_int_equal(
+	    uffd_wp(f.shim_uffd, (uint64_t)(uintptr_t)(f.map + 3 * PG), PG, true, false), 0);
+	w = (struct writer){.f = &f, .first = 3, .n = 1, .seed = seed, .gen = 1};
+	assert_int_equal(pthread_create(&t, NULL, write_pages, &w), 0);
+	assert_true(wait_for(&f, wp_fault_seen, 2000));
+	sleep_ms(20);
+	assert_false(atomic_load(&w.done)); /* blocked on the protection */
+	assert_int_equal(evict_run(f.vm, 0), 16);
+	woke = joined_within(t, 2000);
+	hooks_set_unprotect_fail(false);
+	if (!woke) { /* let it go, to fail cleanly */
+		uffd_wake(f.shim_uffd, (uint64_t)(uintptr_t)f.map, 16 * PG);
+		pthread_join(t, NULL);
+	}
+	snap(&f, &s);
+	print_message("unprotect failed %llu times; %llu wp faults, %llu enomem retries\n",
+		      (unsigned long long)s.evict_wp_errors, (unsigned long long)s.faults_wp,
+		      (unsigned long long)s.faults_enomem);
+	assert_true(woke);
+	assert_true(s.evict_wp_errors >= 1);
+	verify_range(&f, 0, 3, seed, 0);
+	verify_range(&f, 3, 1, seed, 1);
+	verify_range(&f, 4, 12, seed, 0);
+	assert_int_equal(s.fault_errors, 0);
+	fx_close(&f);
+}
+
+/* ENOMEM from UFFDIO_ZEROPAGE and UFFDIO_COPY (injected) is host memory pressure: the fault
+ * is parked and retried with a backoff until it is served, counted, never an error; the
+ * first fault waits out six of them (1 + 2 + ... + 32 ms), longer than stall_warn, so the
+ * watchdog reports it and keeps the longest wait. */
+static void test_enomem_parks_then_serves(void **state)
+{
+	static struct fx f; /* static: cleanup() may close it after a failed assertion */
+	const uint64_t seed = 17;
+	struct vm_stats s;
+
+	fx_open(&f, 1 * MIB, 0, 8 * MIB, 64 * KIB);
+	f.vm->pol.stall_warn_ms = 20;
+	assert_int_equal(hooks_set("burst:6:1000000", NULL), 0);
+	write_range(&f, 0, 16, seed, 0);
+	snap(&f, &s);
+	print_message("zero pages: %llu enomem retries, %llu stalled, longest wait %llu ms\n",
+		      (unsigned long long)s.faults_enomem, (unsigned long long)s.faults_stalled,
+		      (unsigned long long)(s.fault_max_wait_ns / 1000000));
+	assert_int_equal(s.faults_enomem, 6);
+	assert_int_equal(s.faults_zero, 16);
+	assert_true(s.faults_stalled >= 1);
+	assert_true(s.fault_max_wait_ns >= 50 * 1000000ull);
+
+	assert_int_equal(evict_run(f.vm, 0), 16);
+	assert_int_equal(hooks_set("burst:3:1000000", NULL), 0);
+	verify_range(&f, 0, 16, seed, 0); /* one UFFDIO_COPY of the run, after 3 ENOMEMs */
+	hooks_set(NULL, NULL);
+	snap(&f, &s);
+	assert_int_equal(s.faults_enomem, 9);
+	assert_int_equal(s.faults_shm, 1);
+	assert_int_equal(s.fault_errors, 0);
+	assert_true(vm_fault_thread_alive(f.vm));
+	fx_close(&f);
+}
+
+static int fault_thread_dead(struct fx *f)
+{
+	return !vm_fault_thread_alive(f->vm);
+}
+
+static const char *json_state(struct vm *vm)
+{
+	static char state[32];
+	struct json_object *j = stats_vm_json(vm, "running"), *v;
+
+	assert_true(json_object_object_get_ex(j, "state", &v));
+	snprintf(state, sizeof(state), "%s", json_object_get_string(v));
+	json_object_put(j);
+	return state;
+}
+
+static int fault_parked(struct fx *f)
+{
+	struct vm_stats s;
+
+	snap(f, &s);
+	return s.faults_parked > 0;
+}
+
+static void set_flags(struct fx *f, size_t page, unsigned flags)
+{
+	pthread_mutex_lock(&f->vm->lock);
+	pagemap_set_flags(f->vm->pm, page, flags);
+	pthread_mutex_unlock(&f->vm->lock);
+}
+
+/* A fault thread that exits (injected after 4 faults) while the guest lives is seen by
+ * vm_check at once, shown as unserved, and restarted by vm_supervise. Its vCPUs go on: the
+ * one whose fault nobody read yet, and the one whose fault the old thread held parked (on
+ * a page flagged as being evicted) and took with it; every byte is right. */
+static void test_fault_thread_restart(void **state)
+{
+	static struct fx f; /* static: cleanup() may close it after a failed assertion */
+	static struct writer w, parked;
+	const uint64_t seed = 23;
+	char why[256];
+	struct vm_stats s;
+	pthread_t t, tp;
+
+	fx_open(&f, 1 * MIB, 0, 8 * MIB, 64 * KIB);
+	set_flags(&f, 100, PF_EVICTING);
+	parked = (struct writer){.f = &f, .first = 100, .n = 1, .seed = seed};
+	assert_int_equal(pthread_create(&tp, NULL, write_pages, &parked), 0);
+	assert_true(wait_for(&f, fault_parked, 2000));
+	assert_int_equal(hooks_set(NULL, "4"), 0);
+	w = (struct writer){.f = &f, .first = 0, .n = 64, .seed = seed};
+	assert_int_equal(pthread_create(&t, NULL, write_pages, &w), 0);
+	assert_true(wait_for(&f, fault_thread_dead, 2000));
+	assert_int_equal(vm_check(f.vm, why, sizeof(why)), -EPIPE);
+	print_message("vm_check: %s\n", why);
+	assert_non_null(strstr(why, strerror(ECANCELED)));
+	assert_string_equal(json_state(f.vm), "unserved");
+	vm_supervise(f.vm);
+	assert_true(vm_fault_thread_alive(f.vm));
+	assert_int_equal(vm_check(f.vm, why, sizeof(why)), 0);
+	assert_true(joined_within(t, 2000));
+	set_flags(&f, 100, 0); /* the "eviction" is over: the parked fault may go on */
+	assert_int_equal(write(f.vm->wake_efd, &(uint64_t){1}, sizeof(uint64_t)), 8);
+	assert_true(joined_within(tp, 2000));
+	hooks_set(NULL, NULL);
+	verify_range(&f, 0, 64, seed, 0);
+	verify_range(&f, 100, 1, seed, 0);
+	snap(&f, &s);
+	assert_int_equal(s.fault_thread_restarts, 1);
+	assert_int_equal(s.fault_errors, 0);
+	assert_string_equal(json_state(f.vm), "running");
+	fx_close(&f);
+}
+
+/* A fault thread that exits again soon after its restart stops the VM: "QEMU" (a child
+ * process here) gets SIGTERM, the VM is failed with the reason, and shows so. */
+static void test_fault_thread_dies_again_stops_guest(void **state)
+{
+	static struct fx f; /* static: cleanup() may close it after a failed assertion */
+	static struct writer w;
+	char why[256];
+	pthread_t t;
+	pid_t child = fork();
+	int status;
+
+	assert_true(child >= 0);
+	if (child == 0) {
+		pause();
+		_exit(0);
+	}
+	fx_pid = child;
+	fx_open(&f, 1 * MIB, 0, 8 * MIB, 64 * KIB);
+	fx_pid = 0;
+	assert_int_equal(hooks_set(NULL, "2:always"), 0);
+	w = (struct writer){.f = &f, .first = 0, .n = 64, .seed = 29};
+	assert_int_equal(pthread_create(&t, NULL, write_pages, &w), 0);
+	assert_true(wait_for(&f, fault_thread_dead, 2000));
+	vm_supervise(f.vm);
+	assert_true(wait_for(&f, fault_thread_dead, 2000));
+	vm_supervise(f.vm);
+	assert_int_equal(waitpid(child, &status, 0), child);
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM);
+	assert_int_equal(vm_check(f.vm, why, sizeof(why)), -EIO);
+	print_message("vm_check: %s\n", why);
+	assert_non_null(strstr(why, "after it was restarted"));
+	assert_string_equal(json_state(f.vm), "failed");
+	assert_int_equal(f.vm->st->fault_thread_restarts, 1);
+	hooks_set(NULL, NULL);
+	/* Nobody serves the vCPU now: unregistering wakes it to fault on its own. */
+	assert_int_equal(uffd_unregister(f.shim_uffd, (uint64_t)(uintptr_t)f.map, f.len), 0);
+	assert_true(joined_within(t, 2000));
+	verify_range(&f, 0, 64, 29, 0);
+	fx_close(&f);
+}
+
 /* ---- discards ---- */
 
 static int one_remove_seen(struct fx *f)
@@ -880,9 +1113,11 @@ static double get_double(struct json_object *o, const char *key, const char *sub
 
 static void test_stats_json(void **state)
 {
-	static const char *const fault_keys[] = {"zero", "shm", "shm_pages", "discarded",
-						 "wp",	 "dup", "parked",    "errors"};
-	static const char *const evict_keys[] = {"runs", "pages", "zero_pages", "aborts"};
+	static const char *const fault_keys[] = {
+	    "zero",   "shm",	"shm_pages",	  "discarded", "wp",	     "dup",
+	    "parked", "errors", "enomem_retries", "stalled",   "max_wait_ms"};
+	static const char *const evict_keys[] = {"runs", "pages", "zero_pages", "aborts",
+						 "wp_errors"};
 	static struct fx f; /* static: cleanup() may close it after a failed assertion */
 	struct vm_stats s;
 	struct json_object *j, *v;
@@ -930,6 +1165,13 @@ static void test_stats_json(void **state)
 		(void)get_u64(j, "faults", fault_keys[i]);
 	for (size_t i = 0; i < sizeof(evict_keys) / sizeof(evict_keys[0]); i++)
 		(void)get_u64(j, "evictions", evict_keys[i]);
+	assert_int_equal(get_u64(j, "fault_thread", "restarts"), 0);
+	assert_true(json_object_object_get_ex(j, "fault_thread", &v));
+	assert_true(json_object_object_get_ex(v, "alive", &v));
+	assert_true(json_object_get_boolean(v));
+	assert_true(json_object_object_get_ex(j, "failed", &v));
+	assert_false(json_object_get_boolean(v));
+	assert_string_equal(json_state(f.vm), "running");
 	assert_true(get_u64(j, "faults", "zero") >= s.faults_zero);
 	assert_true(get_u64(j, "faults", "zero") >= 522);
 	assert_true(get_u64(j, "faults", "shm") >= s.faults_shm);
@@ -1160,6 +1402,10 @@ int main(void)
 	    cmocka_unit_test_teardown(test_zero_pages, cleanup),
 	    cmocka_unit_test_teardown(test_evict_run_direct, cleanup),
 	    cmocka_unit_test_teardown(test_eviction_race, cleanup),
+	    cmocka_unit_test_teardown(test_evict_wakes_writers_when_unprotect_fails, cleanup),
+	    cmocka_unit_test_teardown(test_enomem_parks_then_serves, cleanup),
+	    cmocka_unit_test_teardown(test_fault_thread_restart, cleanup),
+	    cmocka_unit_test_teardown(test_fault_thread_dies_again_stops_guest, cleanup),
 	    cmocka_unit_test_teardown(test_discard, cleanup),
 	    cmocka_unit_test_teardown(test_discard_race, cleanup),
 	    cmocka_unit_test_teardown(test_patterns_under_eviction, cleanup),
