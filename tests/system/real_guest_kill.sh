@@ -1,5 +1,5 @@
 # A real Linux guest lives through uffd-mgrd being killed: a 512 MiB guest runs memstress over
-# 256 MiB (grow, verify, shrink, verify, regrow, verify, 3 times) with resident_max = 32M, a
+# 256 MiB (grow, verify, shrink, verify, regrow, verify, 5 times) with resident_max = 32M, a
 # 32 MiB shm tier and a disk tier for the rest, so the evictor and the demoter never rest.
 # Meanwhile the daemon is killed with SIGKILL 4 times at random moments and started again each
 # time; QEMU's shim resumes the VM and the new daemon adopts it. memstress must PASS (it checks
@@ -20,7 +20,7 @@ CONF
 # On failure, say what the guest and QEMU said.
 trap 'rc=$?; [ $rc -eq 0 ] || { echo "--- guest and QEMU (last 25 lines) ---"; tail -n 25 "$T/guest.out" "$T/console.log" 2>/dev/null; }; (exit $rc); cleanup' EXIT
 start_daemon
-run_memstress_guest grow,verify,shrink:64,verify,regrow,verify,loop:3 >"$T/guest.out" 2>&1 &
+run_memstress_guest grow,verify,shrink:64,verify,regrow,verify,loop:5 >"$T/guest.out" 2>&1 &
 guest=$!
 wait_vm phoenix
 for i in 1 2 3 4; do
