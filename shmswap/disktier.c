@@ -133,6 +133,34 @@ static int open_file(struct disktier *d)
 	return fchmod(d->fd, 0600) < 0 ? -errno : 0;
 }
 
+/* A tier of nslots free slots at path, with no file yet, once io_uring is known to work here.
+ * Returns 0 or -errno with err set. */
+static int tier_new(const char *path, uint64_t nslots, struct disktier **out, char *err,
+		    size_t errlen)
+{
+	struct disktier *d;
+	int ret = probe_uring(path, err, errlen);
+
+	if (ret)
+		return ret;
+	d = calloc(1, sizeof(*d));
+	if (!d || !(d->path = strdup(path))) {
+		free(d);
+		err_set(err, errlen, "disk tier %s: out of memory", path);
+		return -ENOMEM;
+	}
+	d->fd = -1;
+	d->nslots = nslots;
+	ret = slotmap_create(nslots, &d->slots);
+	if (ret) {
+		err_set(err, errlen, "disk tier %s: slot map: %s", path, strerror(-ret));
+		disktier_close(d);
+		return ret;
+	}
+	*out = d;
+	return 0;
+}
+
 int disktier_open(const char *path, uint64_t bytes, struct disktier **out, char *err, size_t errlen)
 {
 	struct disktier *d;
@@ -143,22 +171,9 @@ int disktier_open(const char *path, uint64_t bytes, struct disktier **out, char 
 			(unsigned long long)bytes);
 		return -EINVAL;
 	}
-	ret = probe_uring(path, err, errlen);
+	ret = tier_new(path, bytes / SLOT_SIZE, &d, err, errlen);
 	if (ret)
 		return ret;
-	d = calloc(1, sizeof(*d));
-	if (!d || !(d->path = strdup(path))) {
-		free(d);
-		err_set(err, errlen, "disk tier %s: out of memory", path);
-		return -ENOMEM;
-	}
-	d->fd = -1;
-	d->nslots = bytes / SLOT_SIZE;
-	ret = slotmap_create(d->nslots, &d->slots);
-	if (ret) {
-		err_set(err, errlen, "disk tier %s: slot map: %s", path, strerror(-ret));
-		goto fail;
-	}
 	ret = open_file(d);
 	if (ret) {
 		err_set(err, errlen, "disk tier %s: open: %s", path,
@@ -193,23 +208,9 @@ int disktier_adopt(int fd, const char *path, uint64_t nslots, struct disktier **
 			path);
 		return -EINVAL;
 	}
-	ret = probe_uring(path, err, errlen);
+	ret = tier_new(path, nslots, &d, err, errlen);
 	if (ret)
 		return ret;
-	d = calloc(1, sizeof(*d));
-	if (!d || !(d->path = strdup(path))) {
-		free(d);
-		err_set(err, errlen, "disk tier %s: out of memory", path);
-		return -ENOMEM;
-	}
-	d->nslots = nslots;
-	ret = slotmap_create(nslots, &d->slots);
-	if (ret) {
-		err_set(err, errlen, "disk tier %s: slot map: %s", path, strerror(-ret));
-		d->fd = -1;
-		disktier_close(d);
-		return ret;
-	}
 	d->fd = fd;
 	d->direct = fl & O_DIRECT;
 	*out = d;

@@ -33,6 +33,23 @@ static int map_pool(struct shmpool *p)
 	return 0;
 }
 
+/* A pool of nslots free slots, not mapped yet, on fd (-1: none yet). NULL when out of memory. */
+static struct shmpool *pool_new(uint64_t nslots, int fd)
+{
+	struct shmpool *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	p->fd = fd;
+	p->base = MAP_FAILED;
+	p->nslots = nslots;
+	if (slotmap_create(nslots, &p->slots)) {
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
 int shmpool_create(const char *name, uint64_t bytes, struct shmpool **out)
 {
 	struct shmpool *p;
@@ -40,15 +57,9 @@ int shmpool_create(const char *name, uint64_t bytes, struct shmpool **out)
 
 	if (bytes < SLOT_SIZE)
 		return -EINVAL;
-	p = calloc(1, sizeof(*p));
+	p = pool_new(bytes / SLOT_SIZE, -1);
 	if (!p)
 		return -ENOMEM;
-	p->fd = -1;
-	p->base = MAP_FAILED;
-	p->nslots = bytes / SLOT_SIZE;
-	err = slotmap_create(p->nslots, &p->slots);
-	if (err)
-		goto fail;
 	p->fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (p->fd < 0 || ftruncate(p->fd, (off_t)(p->nslots * SLOT_SIZE)) < 0 ||
 	    fcntl(p->fd, F_ADD_SEALS, SEALS) < 0)
@@ -75,16 +86,10 @@ int shmpool_adopt(int fd, uint64_t nslots, struct shmpool **out)
 					(F_SEAL_SHRINK | F_SEAL_GROW) ||
 	    fstat(fd, &sb) < 0 || (uint64_t)sb.st_size != nslots * SLOT_SIZE)
 		return -EINVAL;
-	p = calloc(1, sizeof(*p));
+	p = pool_new(nslots, fd);
 	if (!p)
 		return -ENOMEM;
-	p->fd = -1;
-	p->base = MAP_FAILED;
-	p->nslots = nslots;
-	p->fd = fd;
-	err = slotmap_create(nslots, &p->slots);
-	if (!err)
-		err = map_pool(p);
+	err = map_pool(p);
 	if (err) {
 		p->fd = -1; /* still the caller's */
 		shmpool_destroy(p);

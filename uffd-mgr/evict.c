@@ -200,20 +200,19 @@ static int commit(struct vm *vm, struct victim *v, bool tier_full)
 		if (!v->chosen[i])
 			continue;
 		discarded = pagemap_flags(vm->pm, p) & PF_DISCARDED;
-		pagemap_set_flags(vm->pm, p, 0);
-		if (v->home[i] == HOME_KEEP)
-			continue; /* never recorded: still resident */
-		if ((v->home[i] & ~HOME_UNPUNCHED) == HOME_SHM && (discarded || v->home[i] & HOME_UNPUNCHED))
-			shmpool_free(vm->shm, v->slot[i], 1);
-		if (v->home[i] & HOME_UNPUNCHED) {
-			/* not punched by us: the memfd holds whatever a discard left */
+		/* The final home first, the flags next, the slot freed last: the entry outlives
+		 * us and must name a slot only while it holds the page (pagemap.h). */
+		if (v->home[i] & HOME_UNPUNCHED) /* the memfd holds whatever a discard left */
 			pagemap_set(vm->pm, p, PS_RESIDENT, 0);
-			continue;
-		}
-		if (discarded || v->home[i] == HOME_ZERO) {
+		else if (v->home[i] != HOME_KEEP && (discarded || v->home[i] == HOME_ZERO))
 			pagemap_set(vm->pm, p, PS_ZERO, 0);
-			zero++;
-		}
+		pagemap_set_flags(vm->pm, p, 0);
+		if ((v->home[i] & ~HOME_UNPUNCHED) == HOME_SHM &&
+		    (discarded || v->home[i] & HOME_UNPUNCHED))
+			shmpool_free(vm->shm, v->slot[i], 1);
+		if (v->home[i] == HOME_KEEP || v->home[i] & HOME_UNPUNCHED)
+			continue; /* still resident */
+		zero += discarded || v->home[i] == HOME_ZERO;
 		moved++;
 	}
 	vm->st->evict_runs++;
@@ -385,16 +384,17 @@ static void demote_commit(struct vm *vm, struct demotion *d, bool moved)
 		if (!d->chosen[i])
 			continue;
 		discarded = pagemap_flags(vm->pm, p) & PF_DISCARDED;
-		pagemap_set_flags(vm->pm, p, 0);
-		if (discarded) {
-			shmpool_free(vm->shm, d->shm_slot[i], 1);
-			if (moved)
-				disktier_free(vm->disk, d->disk_slot[i], 1);
+		/* The new home first, then the flags, then the old slot: a daemon killed in
+		 * between leaves an entry naming a slot that still holds the page. */
+		if (discarded)
 			pagemap_set(vm->pm, p, PS_ZERO, 0);
-		} else if (moved) {
-			shmpool_free(vm->shm, d->shm_slot[i], 1);
+		else if (moved)
 			pagemap_set(vm->pm, p, PS_DISK, d->disk_slot[i]);
-		}
+		pagemap_set_flags(vm->pm, p, 0);
+		if (discarded || moved)
+			shmpool_free(vm->shm, d->shm_slot[i], 1);
+		if (discarded && moved)
+			disktier_free(vm->disk, d->disk_slot[i], 1);
 	}
 	if (moved) {
 		vm->st->demote_runs++;

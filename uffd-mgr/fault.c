@@ -94,26 +94,33 @@ static size_t queue_room(struct fault_queue *fq)
 	return room < READ_BATCH ? room : READ_BATCH;
 }
 
-/* Splits [start, end) of the memfd into data and holes: sets bit i of hole_pages[] for each
- * page that is a hole. Pages of the range are relative to first_page. */
+struct holes {
+	size_t first;
+	uint8_t *is_hole;
+};
+
+static void not_hole(size_t first, size_t n, void *arg)
+{
+	struct holes *h = arg;
+
+	memset(h->is_hole + (first - h->first), 0, n);
+}
+
+/* Sets is_hole[i] for each page first_page + i of the range that is a hole in the memfd. */
 static void find_holes(struct vm *vm, size_t first_page, size_t npages, uint8_t *is_hole)
 {
-	off_t base = (off_t)(vm->memfd_offset + first_page * PAGE_SIZE_4K);
-	off_t end = base + (off_t)(npages * PAGE_SIZE_4K), pos = base;
+	struct holes h = {first_page, is_hole};
 
 	memset(is_hole, 1, npages);
-	while (pos < end) {
-		off_t data = lseek(vm->memfd, pos, SEEK_DATA), hole;
+	vm_each_data_extent(vm, first_page, npages, not_hole, &h);
+}
 
-		if (data < 0 || data >= end)
-			break;
-		hole = lseek(vm->memfd, data, SEEK_HOLE);
-		if (hole < 0 || hole > end)
-			hole = end;
-		memset(is_hole + (data - base) / PAGE_SIZE_4K, 0,
-		       (size_t)((hole - data + PAGE_SIZE_4K - 1) / PAGE_SIZE_4K));
-		pos = hole;
-	}
+static void free_slots(struct vm *vm, enum page_state st, uint64_t slot, size_t n)
+{
+	if (st == PS_SHM)
+		shmpool_free(vm->shm, slot, (uint32_t)n);
+	else
+		disktier_free(vm->disk, slot, (uint32_t)n);
 }
 
 /* A discard (MADV_DONTNEED/REMOVE by QEMU): tiered copies are dropped and the pages become
@@ -157,12 +164,11 @@ static void apply_remove(struct vm *vm, uint64_t start, uint64_t end)
 		if (fl & PF_EVICTING) {
 			/* the mover settles it at its commit */
 			pagemap_set_flags(vm->pm, p, PF_EVICTING | PF_DISCARDED);
-		} else if (st == PS_SHM) {
-			shmpool_free(vm->shm, pagemap_slot(vm->pm, p), 1);
+		} else if (st == PS_SHM || st == PS_DISK) {
+			uint64_t slot = pagemap_slot(vm->pm, p);
+
 			pagemap_set(vm->pm, p, PS_ZERO, 0);
-		} else if (st == PS_DISK) {
-			disktier_free(vm->disk, pagemap_slot(vm->pm, p), 1);
-			pagemap_set(vm->pm, p, PS_ZERO, 0);
+			free_slots(vm, st, slot, 1);
 		} else if (st == PS_RESIDENT && is_hole[i]) {
 			pagemap_set(vm->pm, p, PS_ZERO, 0);
 		}
@@ -196,13 +202,6 @@ static int serve_zero(struct vm *vm, size_t page, enum page_state st)
 	return 0;
 }
 
-static void free_slots(struct vm *vm, enum page_state st, uint64_t slot, size_t n)
-{
-	if (st == PS_SHM)
-		shmpool_free(vm->shm, slot, (uint32_t)n);
-	else
-		disktier_free(vm->disk, slot, (uint32_t)n);
-}
 
 /* Installs the span [first, first+n) of tier st from src with one UFFDIO_COPY and frees its
  * slots. Lock held. Returns 0, -EAGAIN after partial progress, or -errno. */
@@ -272,8 +271,11 @@ static bool settle_discards(struct vm *vm, size_t first, size_t n)
 		size_t p = first + i;
 
 		if (pagemap_flags(vm->pm, p) & PF_DISCARDED) {
-			disktier_free(vm->disk, pagemap_slot(vm->pm, p), 1);
+			uint64_t slot = pagemap_slot(vm->pm, p);
+
 			pagemap_set(vm->pm, p, PS_ZERO, 0);
+			pagemap_set_flags(vm->pm, p, 0);
+			disktier_free(vm->disk, slot, 1);
 			any = true;
 		}
 		pagemap_set_flags(vm->pm, p, 0);

@@ -27,6 +27,11 @@
  *                                                   raises clears the flag
  *   RESIDENT                RESIDENT+PREFETCHED     prefetch, until seen used or evicted
  *
+ * Within a transition the order of stores is part of the contract: the new home is written
+ * first, the flags cleared next, and a slot is freed (its memory punched) only once no entry
+ * names it; a page leaves guest RAM only after its tier copy is recorded, and comes back into
+ * guest RAM before its entry stops naming the slot.
+ *
  * ADOPTION (pagemap_reconcile), when a new daemon takes over a VM whose daemon died:
  *   M holds data                      -> RESIDENT; a tier copy is dropped. M is what the guest
  *                                        sees (only holes fault), and M never holds bytes older

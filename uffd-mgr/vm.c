@@ -278,15 +278,13 @@ int vm_create(const struct proto_register *req, int uffd, int memfd, const struc
 	return 0;
 }
 
-/* Sets bit p of the returned bitmap for each page of the region that holds data in the guest
- * memfd (SEEK_DATA walks extents, not pages). NULL when out of memory. */
-static uint64_t *memfd_data_bitmap(const struct vm *vm)
+void vm_each_data_extent(const struct vm *vm, size_t from, size_t npages,
+			 void (*fn)(size_t first, size_t n, void *arg), void *arg)
 {
-	size_t npages = vm->length / PAGE_SIZE_4K;
-	uint64_t *bits = calloc((npages + 63) / 64, sizeof(uint64_t));
-	off_t base = (off_t)vm->memfd_offset, end = base + (off_t)vm->length, pos = base;
+	off_t base = (off_t)(vm->memfd_offset + from * PAGE_SIZE_4K);
+	off_t end = base + (off_t)(npages * PAGE_SIZE_4K), pos = base;
 
-	while (bits && pos < end) {
+	while (pos < end) {
 		off_t data = lseek(vm->memfd, pos, SEEK_DATA), hole;
 
 		if (data < 0 || data >= end)
@@ -294,11 +292,29 @@ static uint64_t *memfd_data_bitmap(const struct vm *vm)
 		hole = lseek(vm->memfd, data, SEEK_HOLE);
 		if (hole < 0 || hole > end)
 			hole = end;
-		for (size_t p = (size_t)((data - base) / PAGE_SIZE_4K);
-		     p < (size_t)((hole - base + PAGE_SIZE_4K - 1) / PAGE_SIZE_4K); p++)
-			bits[p / 64] |= 1ull << (p % 64);
+		fn(from + (size_t)((data - base) / PAGE_SIZE_4K),
+		   (size_t)((hole - data + PAGE_SIZE_4K - 1) / PAGE_SIZE_4K), arg);
 		pos = hole;
 	}
+}
+
+static void set_bits(size_t first, size_t n, void *arg)
+{
+	uint64_t *bits = arg;
+
+	for (size_t p = first; p < first + n; p++)
+		bits[p / 64] |= 1ull << (p % 64);
+}
+
+/* A bitmap with bit p set for each page of the region holding data in the guest memfd.
+ * NULL when out of memory. */
+static uint64_t *memfd_data_bitmap(const struct vm *vm)
+{
+	size_t npages = vm->length / PAGE_SIZE_4K;
+	uint64_t *bits = calloc((npages + 63) / 64, sizeof(uint64_t));
+
+	if (bits)
+		vm_each_data_extent(vm, 0, npages, set_bits, bits);
 	return bits;
 }
 

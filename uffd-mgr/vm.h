@@ -223,6 +223,12 @@ bool vm_over_limit(const struct vm *vm);
  * held. */
 bool vm_must_throttle(const struct vm *vm);
 
+/* Calls fn(first, n, arg) for each extent of pages [first, first + n) of the region's pages
+ * [from, from + npages) that hold data in the guest memfd (SEEK_DATA walks extents, not pages,
+ * and never fills a hole). Cannot fail: an lseek error ends the walk. */
+void vm_each_data_extent(const struct vm *vm, size_t from, size_t npages,
+			 void (*fn)(size_t first, size_t n, void *arg), void *arg);
+
 uint64_t vm_now_ns(void);
 
 /* The CLOCK_REALTIME time ms milliseconds from now, as pthread_cond_timedwait() takes it (the

@@ -18,7 +18,7 @@ path = $T/%n.swap
 max = 1G
 CONF
 # On failure, say what the guest and QEMU said.
-trap 'rc=$?; [ $rc -eq 0 ] || { echo "--- guest and QEMU (last 25 lines) ---"; tail -n 25 "$T/guest.out" "$T/console.log" 2>/dev/null; }; (exit $rc); cleanup' EXIT
+trap 'rc=$?; set +e; [ $rc -eq 0 ] || { echo "--- guest and QEMU (last 25 lines) ---"; tail -n 25 "$T/guest.out" "$T/console.log" 2>/dev/null; }; (exit $rc); cleanup' EXIT
 start_daemon
 run_memstress_guest grow,verify,shrink:64,verify,regrow,verify,loop:5 >"$T/guest.out" 2>&1 &
 guest=$!
