@@ -4,7 +4,8 @@
 # and started again each time as systemd would, and once upgraded in place with uffdctl
 # upgrade. Each time the shim resumes the VM and the new daemon adopts it. The fake guest checks
 # every page it reads and every page at the end; stats must show 21 adoptions, counters that
-# went on across them, and no fault errors.
+# went on across them, and no fault errors. KILLS=N changes the number of kills (make stress
+# runs 300).
 . "$(dirname "$0")/lib.bash"
 cat >"$T/kill.conf" <<CONF
 [memory]
@@ -16,16 +17,18 @@ max = 24M
 path = $T/%n.swap
 max = 256M
 CONF
+kills=${KILLS:-20}
+upgrade_at=$((kills / 2 + 1))
 start_daemon
-fakeguest crashy "$T/kill.conf" --mb 96 --threads 4 --seconds 300 --write-pct 40 --hot-pct 60 \
+fakeguest crashy "$T/kill.conf" --mb 96 --threads 4 --seconds $((kills * 3 + 60)) --write-pct 40 --hot-pct 60 \
 	--discard-pct 1 >"$T/fg.log" 2>&1 &
+# (--seconds is only a bound: the fake guest stops when told, below)
 fg=$!
 wait_vm crashy
-settled=0
-for i in $(seq 1 21); do
+for i in $(seq 1 $((kills + 1))); do
 	sleep "$(printf '0.%03d' $((RANDOM % 800 + 200)))"
 	evicted=$(stat crashy evictions.pages)
-	if [ "$i" -eq 11 ]; then
+	if [ "$i" -eq "$upgrade_at" ]; then
 		"$BUILD/uffdctl" --socket "$SOCK" upgrade || fail "uffdctl upgrade failed"
 	else
 		kill_and_restart_daemon
@@ -40,7 +43,7 @@ wait $fg || fail "the fake guest lost data across daemon restarts: $(grep -v "^u
 tail -3 "$T/fg.log"
 grep -q "FAKEGUEST PASS" "$T/fg.log" || fail "no PASS from the fake guest"
 [ "$(stat crashy faults.errors)" -eq 0 ] || fail "fault errors"
-[ "$(stat crashy restarts.adoptions)" -eq 21 ] || fail "expected 21 adoptions"
+[ "$(stat crashy restarts.adoptions)" -eq $((kills + 1)) ] || fail "expected $((kills + 1)) adoptions"
 settled=$(grep -o '[0-9]* entries settled' "$T/daemon.log" | awk '{s += $1} END {print s + 0}')
-echo "PASS: 20 kills and 1 upgrade, every byte verified; $settled page entries were in flight" \
+echo "PASS: $kills kills and 1 upgrade, every byte verified; $settled page entries were in flight" \
 	"at a kill; max pause $(stat crashy restarts.max_pause_ms) ms"
