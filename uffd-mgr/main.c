@@ -18,6 +18,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "uffd-mgr/authz.h"
 #include "uffd-mgr/log.h"
 #include "uffd-mgr/policy.h"
 #include "uffd-mgr/proto.h"
@@ -64,6 +65,7 @@ struct daemon {
 	pthread_t bpf_thread; /* loading it ahead, when VMs are likely to resume at once */
 	bool bpf_loading;
 	int bpf_load_r;
+	struct authz_conf az; /* who may do what; where VM policies live */
 };
 
 static void usage(FILE *out)
@@ -94,8 +96,19 @@ static void usage(FILE *out)
 	    "                   and at once when a VM's faults or swapping spike\n"
 	    "    --embedded     exit when the last VM has gone (uffd-qemu starts the daemon\n"
 	    "                   this way when none answers at the socket)\n"
+	    "    --config FILE  settings below as 'key = value' lines (default %s,\n"
+	    "                   if it exists); options given here come after it\n",
+	    PROTO_DEFAULT_SOCKET, AUTHZ_DEFAULT_CONF);
+	authz_print_options(out);
+	fprintf(out,
 	    "    -h, --help     this text\n"
 	    "    --version      the control protocol and VM state versions it speaks\n\n"
+	    "WHO MAY DO WHAT\n"
+	    "    Decided per connection from the peer's uid and groups (SO_PEERCRED): stats\n"
+	    "    need --stats-group or more, registering a VM --allow-uid/--allow-group (or\n"
+	    "    root, or this daemon's uid), an upgrade root or this daemon's uid. A VM runs\n"
+	    "    with --policy-dir/NAME.conf; its QEMU's own policy can only lower it. See\n"
+	    "    the README's Security model.\n\n"
 	    "SIGNALS\n"
 	    "    SIGTERM, SIGINT  stop: every running guest gets all its tiered pages back in\n"
 	    "                     its RAM and is handed back to QEMU, which runs on unmanaged.\n"
@@ -109,8 +122,7 @@ static void usage(FILE *out)
 	    "    the shim restarts an embedded one); each QEMU then resumes its VM with it.\n\n"
 	    "EXIT STATUS\n"
 	    "    0 on a clean stop, 1 when it cannot start (the reason is printed).\n\n"
-	    "POLICY KEYS\n",
-	    PROTO_DEFAULT_SOCKET);
+	    "POLICY KEYS\n");
 	policy_print_keys(out);
 	fprintf(out, "\nSEE ALSO\n    uffd-qemu(1), uffdctl(1), examples/vm.conf\n");
 }
@@ -182,11 +194,15 @@ static int lock_socket(const char *path)
 	return fd;
 }
 
-/* Listens on path; *stale says a dead daemon's socket was there. */
-static int listen_on(const char *path, bool *stale)
+/* Listens on path; *stale says a dead daemon's socket was there. The socket is created
+ * 0600 (umask) and only then given its group and mode (authz_socket_mode): never more open
+ * than meant, even for an instant. */
+static int listen_on(const char *path, const struct authz_conf *az, bool *stale)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd, probe;
+	int fd, probe, r;
+	mode_t mode, old_mask;
+	gid_t gid;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
 		fprintf(stderr, "uffd-mgrd: socket path too long: %s\n", path);
@@ -206,15 +222,19 @@ static int listen_on(const char *path, bool *stale)
 	*stale = unlink(path) == 0; /* stale: nobody answered, and we hold the lock */
 	strcpy(sa.sun_path, path);
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0) {
-		int e = -errno;
-
-		fprintf(stderr, "uffd-mgrd: cannot listen on %s: %s\n", path, strerror(-e));
+	old_mask = umask(0177);
+	r = fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
+	umask(old_mask);
+	authz_socket_mode(az, &mode, &gid);
+	if (!r && ((gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) < 0) || chmod(path, mode) < 0 ||
+		   listen(fd, 64) < 0))
+		r = -errno;
+	if (r) {
+		fprintf(stderr, "uffd-mgrd: cannot listen on %s: %s\n", path, strerror(-r));
 		if (fd >= 0)
 			close(fd);
-		return e;
+		return r;
 	}
-	chmod(path, 0660);
 	return fd;
 }
 
@@ -300,22 +320,24 @@ static void load_bpf_ahead(struct daemon *d)
 	d->bpf_loading = pthread_create(&d->bpf_thread, NULL, bpf_loader, d) == 0;
 }
 
-/* Checks who is registering: the peer must be the process it says it is, and root or us. */
-static int check_peer(const struct client *c, const struct proto_register *req, char *err,
+/* Checks who is registering: the peer must be the process it says it is, and allowed to
+ * register (authz.h). */
+static int check_peer(const struct daemon *d, const struct client *c,
+		      const struct proto_register *req, struct authz_peer *peer, char *err,
 		      size_t errlen)
 {
-	struct ucred cred;
-	socklen_t clen = sizeof(cred);
+	int r = authz_peer(c->fd, peer);
 
-	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
-	    (cred.uid != 0 && cred.uid != geteuid())) {
-		snprintf(err, errlen, "permission denied: peer uid %u is not root or %u", cred.uid,
-			 geteuid());
-		return -EPERM;
+	if (r) {
+		snprintf(err, errlen, "cannot read the peer's credentials: %s", strerror(-r));
+		return r;
 	}
-	if (cred.pid != req->pid) {
+	r = authz_check(&d->az, peer, AUTHZ_REGISTER, err, errlen);
+	if (r)
+		return r;
+	if (peer->pid != req->pid) {
 		snprintf(err, errlen, "pid %d in the request is not the peer's pid %d", req->pid,
-			 cred.pid);
+			 peer->pid);
 		return -EPERM;
 	}
 	return 0;
@@ -327,9 +349,11 @@ static int accept_registration(struct daemon *d, struct client *c, struct proto_
 			       const int *fds, int nfds, char *err, size_t errlen)
 {
 	bool resume = req->flags & PROTO_REG_RESUME;
+	struct authz_peer peer;
 	struct policy pol;
 	struct stat sb;
 	struct vm *other, *vm;
+	char clamped[256];
 	int r;
 
 	if (resume ? nfds < 4 : nfds != 2) {
@@ -338,7 +362,7 @@ static int accept_registration(struct daemon *d, struct client *c, struct proto_
 						   : "registration must carry the uffd and the memfd");
 		return -EPROTO;
 	}
-	r = check_peer(c, req, err, errlen);
+	r = check_peer(d, c, req, &peer, err, errlen);
 	if (r)
 		return r;
 	req->vm_name[sizeof(req->vm_name) - 1] = 0;
@@ -359,9 +383,13 @@ static int accept_registration(struct daemon *d, struct client *c, struct proto_
 			 resume ? ": this daemon serves it, refusing a second resume" : "");
 		return -EEXIST;
 	}
-	policy_defaults(&pol);
-	if (req->policy_path[0] && policy_load(req->policy_path, &pol, err, errlen))
-		return -EINVAL;
+	r = authz_vm_policy(&d->az, &peer, req->vm_name, req->policy_path, &pol, clamped,
+			    sizeof(clamped), err, errlen);
+	if (r)
+		return r;
+	if (clamped[0])
+		log_warn(req->vm_name, "pid %d's policy %s may not raise %s: the operator's kept",
+			 req->pid, req->policy_path, clamped);
 	r = resume ? vm_adopt(req, fds, nfds, &pol, &vm, err, errlen)
 		   : vm_create(req, fds[0], fds[1], &pol, &vm, err, errlen);
 	if (r)
@@ -571,18 +599,26 @@ static int upgrade(struct daemon *d, char *err, size_t errlen)
 	exit(1);
 }
 
+/* Refuses a request unless the peer has right: one log line, the same line to the client.
+ * Returns 0 when allowed, else -EPERM. */
+static int refuse_unless(struct daemon *d, int fd, enum authz_right right, const char *what)
+{
+	char err[256] = "cannot read the peer's credentials";
+	struct authz_peer peer = {.pid = -1};
+
+	if (!authz_peer(fd, &peer) && !authz_check(&d->az, &peer, right, err, sizeof(err)))
+		return 0;
+	log_warn(NULL, "%s refused (pid %d): %s", what, peer.pid, err);
+	proto_reply(fd, -EPERM, "%s", err);
+	return -EPERM;
+}
+
 static void handle_upgrade(struct daemon *d, int fd)
 {
 	char err[512];
-	struct ucred cred;
-	socklen_t clen = sizeof(cred);
 
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
-	    (cred.uid != 0 && cred.uid != geteuid())) {
-		proto_reply(fd, -EPERM, "permission denied: only root or uid %u may upgrade",
-			    geteuid());
+	if (refuse_unless(d, fd, AUTHZ_UPGRADE, "upgrade"))
 		return;
-	}
 	if (check_new_binary(d, err, sizeof(err))) {
 		log_err(NULL, "upgrade refused: %s", err);
 		proto_reply(fd, -ENOEXEC, "%s", err);
@@ -633,6 +669,8 @@ static int handle_client(struct daemon *d, int idx)
 	case PROTO_STATS_WATCH:
 		for (int i = 0; i < nfds; i++)
 			close(fds[i]);
+		if (refuse_unless(d, c->fd, AUTHZ_STATS, "stats"))
+			return -1;
 		if (send_stats(d, c->fd))
 			return -1;
 		if (msg.hdr.type == PROTO_STATS || (size_t)n != sizeof(msg.stats))
@@ -821,6 +859,28 @@ static int setup_signals(void)
 	return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
 
+/* Reads the config file (--config FILE, else the default one if it exists) before the
+ * options, so that options given on the command line win. Returns 0 or -errno, having said
+ * why. */
+static int load_config(int argc, char **argv, struct authz_conf *az)
+{
+	const char *path = NULL;
+	char err[512];
+	int r;
+
+	authz_defaults(az);
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--config") && i + 1 < argc)
+			path = argv[++i];
+		else if (!strncmp(argv[i], "--config=", 9))
+			path = argv[i] + 9;
+	}
+	r = authz_load(az, path ? path : AUTHZ_DEFAULT_CONF, !path, err, sizeof(err));
+	if (r)
+		fprintf(stderr, "uffd-mgrd: %s\n", err);
+	return r;
+}
+
 static int parse_args(int argc, char **argv, struct daemon *d)
 {
 	static const struct option opts[] = {
@@ -830,14 +890,32 @@ static int parse_args(int argc, char **argv, struct daemon *d)
 	    {"budget", required_argument, NULL, 'b'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
+	    {"config", required_argument, NULL, 'c'},
+	    {"allow-uid", required_argument, NULL, 'A'},
+	    {"allow-group", required_argument, NULL, 'A'},
+	    {"stats-group", required_argument, NULL, 'A'},
+	    {"policy-dir", required_argument, NULL, 'A'},
+	    {"trust-root-policy", required_argument, NULL, 'A'},
 	    {NULL, 0, NULL, 0},
 	};
-	int o;
+	char err[512];
+	int o, idx;
+
+	if (load_config(argc, argv, &d->az))
+		return 2;
 
 	d->socket_path =
 	    getenv("UFFD_MGR_SOCKET") ? getenv("UFFD_MGR_SOCKET") : PROTO_DEFAULT_SOCKET;
-	while ((o = getopt_long(argc, argv, "s:l:eh", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "s:l:eh", opts, &idx)) != -1) {
 		switch (o) {
+		case 'c':
+			break; /* read first, by load_config */
+		case 'A':
+			if (authz_set(&d->az, opts[idx].name, optarg, err, sizeof(err))) {
+				fprintf(stderr, "uffd-mgrd: %s\n", err);
+				return 2;
+			}
+			break;
 		case 'b':
 			if (policy_parse_size(optarg, &d->budget) || d->budget < (64ull << 20)) {
 				fprintf(stderr,
@@ -939,7 +1017,7 @@ int main(int argc, char **argv)
 	stale = !inherit_sockets(&d);
 	if (!stale) {
 		d.lock_fd = lock_socket(d.socket_path);
-		d.listen_fd = d.lock_fd < 0 ? -1 : listen_on(d.socket_path, &stale);
+		d.listen_fd = d.lock_fd < 0 ? -1 : listen_on(d.socket_path, &d.az, &stale);
 	}
 	if (d.listen_fd < 0 || d.sig_fd < 0)
 		return 1;

@@ -204,6 +204,12 @@ static int run_stats(const char *path, bool json, double watch_s)
 			break;
 		}
 		buf[n] = 0;
+		if (((struct proto_hdr *)buf)->type == PROTO_REPLY &&
+		    (size_t)n == sizeof(struct proto_reply)) {
+			fprintf(stderr, "uffdctl: refused: %s\n", ((struct proto_reply *)buf)->message);
+			r = 1;
+			break;
+		}
 		r = show(buf + sizeof(struct proto_hdr), json, watch_s > 0);
 		if (watch_s <= 0)
 			break;
