@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "uffd-mgr/authz.h"
+#include "uffd-mgr/ctlmsg.h"
 #include "uffd-mgr/log.h"
 #include "uffd-mgr/policy.h"
 #include "uffd-mgr/proto.h"
@@ -30,7 +31,8 @@
 #include "uffd-mgr/vm.h"
 #include "uffd-mgr/vmstate.h"
 
-#define MAX_CLIENTS	256
+#define MAX_CLIENTS	1024
+#define CLIENT_SILENT_S 5 /* a new connection must ask something within this */
 #define MAX_EXITED	32
 #define EMBEDDED_IDLE_S 60
 
@@ -42,6 +44,9 @@ struct client {
 	struct vm *vm;	      /* CLIENT_SHIM */
 	uint32_t interval_ms; /* CLIENT_WATCH */
 	uint64_t next_ns;
+	uint64_t deadline_ns; /* CLIENT_NEW: dropped if it has asked nothing by then */
+	struct ctlmsg_out out; /* a snapshot going out as the reader makes room */
+	bool close_when_sent;  /* a one-shot stats request: done once out has gone */
 };
 
 struct daemon {
@@ -238,6 +243,15 @@ static int listen_on(const char *path, const struct authz_conf *az, bool *stale)
 	return fd;
 }
 
+/* The pid of a client's process, for log lines; -1 if the socket cannot say. */
+static pid_t client_pid(const struct client *c)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	return getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ? -1 : cred.pid;
+}
+
 static int running_vms(const struct daemon *d)
 {
 	int n = 0;
@@ -403,6 +417,9 @@ static int accept_registration(struct daemon *d, struct client *c, struct proto_
 		vm_destroy(vm);
 		return r;
 	}
+	/* A shim's connection carries the tracker's armings and the release, which wait for
+	 * room (vm.h): blocking from now on; the loop itself only reads from it. */
+	fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) & ~O_NONBLOCK);
 	c->kind = CLIENT_SHIM;
 	c->vm = vm;
 	vm->ctl_sock = c->fd;
@@ -477,20 +494,15 @@ static struct json_object *snapshot(struct daemon *d)
 	return root;
 }
 
-static int send_stats(struct daemon *d, int fd)
+/* Starts a snapshot to a stats client. Returns 0 (sent), -EAGAIN (the rest goes out as the
+ * client reads), -EBUSY (the last one has not gone yet: the client does not keep up), or
+ * another -errno. */
+static int send_stats(struct daemon *d, struct client *c)
 {
 	struct json_object *root = snapshot(d);
 	const char *text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN);
-	size_t len = sizeof(struct proto_hdr) + strlen(text) + 1;
-	char *msg = malloc(len);
-	int r = -ENOMEM;
+	int r = ctlmsg_send_json(c->fd, &c->out, text, strlen(text));
 
-	if (msg && len <= PROTO_MSG_MAX) {
-		proto_hdr_init((struct proto_hdr *)msg, PROTO_STATS_JSON, len);
-		memcpy(msg + sizeof(struct proto_hdr), text, strlen(text) + 1);
-		r = proto_send(fd, msg, len, NULL, 0);
-	}
-	free(msg);
 	json_object_put(root);
 	return r;
 }
@@ -511,6 +523,7 @@ static void drop_client(struct daemon *d, int idx)
 		log_info(c->vm->name, "pid %d has gone; VM released", c->vm->pid);
 		vm_destroy(c->vm);
 	}
+	ctlmsg_out_reset(&c->out);
 	close(c->fd);
 	d->clients[idx] = d->clients[--d->nclients];
 }
@@ -629,7 +642,8 @@ static void handle_upgrade(struct daemon *d, int fd)
 	upgrade(d, err, sizeof(err));
 }
 
-/* Handles one message from a client. Returns 0, or -1 when the client should be dropped. */
+/* Handles one message from a client (what it may ask: ctlmsg_check). Returns 0, or -1 when
+ * the client should be dropped. */
 static int handle_client(struct daemon *d, int idx)
 {
 	struct client *c = &d->clients[idx];
@@ -641,48 +655,48 @@ static int handle_client(struct daemon *d, int idx)
 	} msg;
 	int fds[PROTO_REG_FDS_MAX], nfds = PROTO_REG_FDS_MAX;
 	ssize_t n = proto_recv(c->fd, &msg, sizeof(msg), fds, &nfds);
+	enum ctlmsg_action act;
+	char why[256];
 
-	if (n <= 0 || proto_hdr_check(&msg.hdr, (size_t)n)) {
-		for (int i = 0; i < nfds && n > 0; i++)
-			close(fds[i]);
+	if (n == -EAGAIN)
+		return 0;
+	if (n <= 0)
 		return -1;
-	}
-	if (c->kind == CLIENT_SHIM) { /* after registering, a shim only answers armings */
+	act = ctlmsg_check(c->kind == CLIENT_SHIM, &msg, (size_t)n, nfds, why, sizeof(why));
+	if (act != CTL_REGISTER)
 		for (int i = 0; i < nfds; i++)
 			close(fds[i]);
-		if (msg.hdr.type == PROTO_ARM_DONE && (size_t)n == sizeof(struct proto_arm_done))
-			arm_done(c->vm, (const struct proto_arm_done *)&msg);
+	switch (act) {
+	case CTL_IGNORE:
 		return 0;
-	}
-	switch (msg.hdr.type) {
-	case PROTO_REGISTER:
-		if ((size_t)n != sizeof(msg.reg))
-			return -1;
+	case CTL_ARM_DONE:
+		arm_done(c->vm, (const struct proto_arm_done *)&msg);
+		return 0;
+	case CTL_REGISTER:
 		handle_register(d, c, &msg.reg, fds, nfds);
 		return c->kind == CLIENT_SHIM ? 0 : -1;
-	case PROTO_UPGRADE:
-		for (int i = 0; i < nfds; i++)
-			close(fds[i]);
+	case CTL_UPGRADE:
 		handle_upgrade(d, c->fd);
 		return -1;
-	case PROTO_STATS:
-	case PROTO_STATS_WATCH:
-		for (int i = 0; i < nfds; i++)
-			close(fds[i]);
-		if (refuse_unless(d, c->fd, AUTHZ_STATS, "stats"))
-			return -1;
-		if (send_stats(d, c->fd))
-			return -1;
-		if (msg.hdr.type == PROTO_STATS || (size_t)n != sizeof(msg.stats))
+	case CTL_STATS:
+	case CTL_WATCH: {
+		int r = refuse_unless(d, c->fd, AUTHZ_STATS, "stats");
+
+		if (!r)
+			r = send_stats(d, c);
+		if ((r && r != -EAGAIN) || (!r && act == CTL_STATS))
 			return -1;
 		c->kind = CLIENT_WATCH;
+		c->close_when_sent = act == CTL_STATS;
 		c->interval_ms = msg.stats.interval_ms < 100 ? 100 : msg.stats.interval_ms;
-		c->next_ns = vm_now_ns() + (uint64_t)c->interval_ms * 1000000;
+		c->next_ns = act == CTL_STATS ? UINT64_MAX
+					      : vm_now_ns() + (uint64_t)c->interval_ms * 1000000;
 		return 0;
+	}
+	case CTL_DROP:
 	default:
-		for (int i = 0; i < nfds; i++)
-			close(fds[i]);
-		log_warn(NULL, "unexpected control message type %u", msg.hdr.type);
+		log_warn(c->kind == CLIENT_SHIM ? c->vm->name : NULL, "client pid %d: %s; dropped",
+			 client_pid(c), why);
 		return -1;
 	}
 }
@@ -690,7 +704,9 @@ static int handle_client(struct daemon *d, int idx)
 static void accept_clients(struct daemon *d)
 {
 	for (;;) {
-		int fd = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		/* Non-blocking until it registers: a client that sends nothing, or reads nothing,
+		 * never holds up the loop that serves every VM. */
+		int fd = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
 		if (fd < 0)
 			return;
@@ -699,7 +715,10 @@ static void accept_clients(struct daemon *d)
 			log_warn(NULL, "too many clients; connection refused");
 			continue;
 		}
-		d->clients[d->nclients++] = (struct client){.fd = fd, .kind = CLIENT_NEW};
+		d->clients[d->nclients++] =
+		    (struct client){.fd = fd,
+				    .kind = CLIENT_NEW,
+				    .deadline_ns = vm_now_ns() + CLIENT_SILENT_S * 1000000000ull};
 	}
 }
 
@@ -714,7 +733,12 @@ static int tick_watchers(struct daemon *d)
 		if (c->kind != CLIENT_WATCH)
 			continue;
 		if (c->next_ns <= now) {
-			if (send_stats(d, c->fd)) {
+			int r = send_stats(d, c);
+
+			if (r && r != -EAGAIN) {
+				log_warn(NULL, "stats watcher pid %d %s; dropped", client_pid(c),
+					 r == -EBUSY ? "does not keep up with its stream"
+						     : strerror(-r));
 				drop_client(d, i--);
 				continue;
 			}
@@ -763,10 +787,10 @@ static void release_all(struct daemon *d)
 	}
 }
 
+/* Drops a client whose connection ended or broke the protocol, or whose QEMU exited (its
+ * socket closes too, but not if it left a child holding a copy): either way it is gone. */
 static void handle_pidfd(struct daemon *d, int idx)
 {
-	/* The QEMU process exited; its socket closes too, but not if it left a child holding
-	 * a copy. Either way the VM is gone. */
 	drop_client(d, idx);
 }
 
@@ -789,13 +813,56 @@ static bool handle_signal(struct daemon *d, uint32_t signo)
 	return true;
 }
 
+/* Sends more of a pending snapshot when the client has made room, then reads a message.
+ * Returns 0, or -1 when the client should be dropped. */
+static int serve_client(struct daemon *d, int idx, short revents)
+{
+	struct client *c = &d->clients[idx];
+
+	if (c->out.text && (revents & (POLLOUT | POLLERR | POLLHUP))) {
+		int r = ctlmsg_flush(c->fd, &c->out);
+
+		if ((r && r != -EAGAIN) || (!r && c->close_when_sent))
+			return -1;
+	}
+	return revents & (POLLIN | POLLERR | POLLHUP) ? handle_client(d, idx) : 0;
+}
+
+/* Drops the new connections that have asked nothing in CLIENT_SILENT_S; returns the poll
+ * timeout until the next one is due (ms, -1 none). */
+static int drop_silent(struct daemon *d)
+{
+	uint64_t now = vm_now_ns(), next = UINT64_MAX;
+
+	for (int i = d->nclients - 1; i >= 0; i--) {
+		struct client *c = &d->clients[i];
+
+		if (c->kind != CLIENT_NEW)
+			continue;
+		if (c->deadline_ns <= now) {
+			log_warn(NULL, "client pid %d asked nothing within %d s; dropped",
+				 client_pid(c), CLIENT_SILENT_S);
+			drop_client(d, i);
+		} else if (c->deadline_ns < next) {
+			next = c->deadline_ns;
+		}
+	}
+	return next == UINT64_MAX ? -1 : (int)((next - now) / 1000000 + 1);
+}
+
+static int min_timeout(int a, int b)
+{
+	return a < 0 ? b : b < 0 ? a : a < b ? a : b;
+}
+
 static int serve(struct daemon *d)
 {
-	struct pollfd pfd[2 + 2 * MAX_CLIENTS];
+	static struct pollfd pfd[2 + 2 * MAX_CLIENTS];
+	static int owner[2 * MAX_CLIENTS];
+	static bool drop[MAX_CLIENTS];
 
 	for (;;) {
 		int timeout = tick_watchers(d), n = 0, plan_ms = tick_planner(d);
-		int owner[2 * MAX_CLIENTS];
 
 		if (d->embedded && ((d->had_vm && !running_vms(d)) ||
 				    (!d->had_vm && vm_now_ns() - d->started_ns >
@@ -807,15 +874,16 @@ static int serve(struct daemon *d)
 		pfd[n++] = (struct pollfd){.fd = d->sig_fd, .events = POLLIN};
 		for (int i = 0; i < d->nclients; i++) {
 			owner[n - 2] = i;
-			pfd[n++] = (struct pollfd){.fd = d->clients[i].fd, .events = POLLIN};
+			pfd[n++] = (struct pollfd){
+			    .fd = d->clients[i].fd,
+			    .events = POLLIN | (d->clients[i].out.text ? POLLOUT : 0)};
 			if (d->clients[i].kind == CLIENT_SHIM && d->clients[i].vm->pidfd >= 0) {
 				owner[n - 2] = i | 0x10000;
 				pfd[n++] = (struct pollfd){.fd = d->clients[i].vm->pidfd,
 							   .events = POLLIN};
 			}
 		}
-		if (timeout < 0 || plan_ms < timeout)
-			timeout = plan_ms;
+		timeout = min_timeout(min_timeout(timeout, plan_ms), drop_silent(d));
 		if (poll(pfd, (nfds_t)n, timeout) < 0) {
 			if (errno == EINTR)
 				continue;
@@ -828,18 +896,20 @@ static int serve(struct daemon *d)
 				if (handle_signal(d, si.ssi_signo))
 					return 0;
 		}
-		/* Walk backwards: dropping a client moves the last one into its place. */
-		for (int k = n - 1; k >= 2; k--) {
+		/* Fair: every ready client gets one message a round, whoever floods. Drops wait
+		 * for the end of the round: a drop moves the last client into the dropped one's
+		 * place. */
+		memset(drop, 0, sizeof(drop));
+		for (int k = 2; k < n; k++) {
 			int i = owner[k - 2] & 0xffff;
 
-			if (!pfd[k].revents || i >= d->nclients)
+			if (!pfd[k].revents || drop[i])
 				continue;
-			if (owner[k - 2] & 0x10000)
-				handle_pidfd(d, i);
-			else if (handle_client(d, i) < 0)
-				drop_client(d, i);
-			break; /* indices may have moved: poll again */
+			drop[i] = (owner[k - 2] & 0x10000) || serve_client(d, i, pfd[k].revents) < 0;
 		}
+		for (int i = d->nclients - 1; i >= 0; i--)
+			if (drop[i])
+				handle_pidfd(d, i);
 		if (pfd[0].revents & POLLIN)
 			accept_clients(d);
 	}
