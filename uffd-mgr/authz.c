@@ -49,30 +49,32 @@ static int parse_id(const char *s, bool group, unsigned *out)
 	return 0;
 }
 
-static int set_allow_uid(struct authz_conf *c, const char *v, char *err, size_t errlen)
+/* Adds a user (allow-uid) or group (allow-group) to the ones that may register. */
+static int add_allowed(struct authz_conf *c, const char *v, bool group, char *err, size_t errlen)
 {
+	int *n = group ? &c->ngid : &c->nuid;
 	unsigned id;
 
-	if (parse_id(v, false, &id) || c->nuid == AUTHZ_IDS_MAX) {
-		err_set(err, errlen, "allow-uid: '%.64s' is not a user (name or uid) or too many",
-			v);
+	if (parse_id(v, group, &id) || *n == AUTHZ_IDS_MAX) {
+		err_set(err, errlen, "allow-%s: '%.64s' is not a %s (name or %s) or too many",
+			group ? "group" : "uid", v, group ? "group" : "user", group ? "gid" : "uid");
 		return -EINVAL;
 	}
-	c->allow_uid[c->nuid++] = id;
+	if (group)
+		c->allow_gid[(*n)++] = id;
+	else
+		c->allow_uid[(*n)++] = id;
 	return 0;
+}
+
+static int set_allow_uid(struct authz_conf *c, const char *v, char *err, size_t errlen)
+{
+	return add_allowed(c, v, false, err, errlen);
 }
 
 static int set_allow_group(struct authz_conf *c, const char *v, char *err, size_t errlen)
 {
-	unsigned id;
-
-	if (parse_id(v, true, &id) || c->ngid == AUTHZ_IDS_MAX) {
-		err_set(err, errlen, "allow-group: '%.64s' is not a group (name or gid) or too many",
-			v);
-		return -EINVAL;
-	}
-	c->allow_gid[c->ngid++] = id;
-	return 0;
+	return add_allowed(c, v, true, err, errlen);
 }
 
 static int set_stats_group(struct authz_conf *c, const char *v, char *err, size_t errlen)

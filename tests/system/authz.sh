@@ -10,6 +10,7 @@
 #  - the socket is created with the mode the options call for, never wider.
 # Every refusal must reach the client and the daemon's log as the same line.
 . "$(dirname "$0")/lib.bash"
+EXPECT_LOGGED=1 # every refusal: the same line to the client and in the log
 
 A=4242 B=4243 S=4244 STATS_GID=4300 # allowed, allowed (not web's owner), stats only
 chmod 755 "$T"
@@ -25,23 +26,6 @@ chown $A "$T/raise.conf" "$T/lower.conf"
 chmod 600 "$T/raise.conf" "$T/secret.conf"
 chmod 644 "$T/lower.conf"
 
-# expect EXIT PATTERN cmd...: exit status EXIT, stderr one line matching PATTERN; for a
-# refusal, the daemon's log has the same reason.
-expect() {
-	local want=$1 pattern=$2 rc=0
-	shift 2
-	"$@" >"$T/out" 2>"$T/err" </dev/null || rc=$?
-	[ "$rc" -eq "$want" ] || fail "'$*' exited $rc, expected $want: $(cat "$T/err")"
-	[ "$(wc -l <"$T/err")" -eq 1 ] || fail "'$*' printed $(wc -l <"$T/err") lines: $(cat "$T/err")"
-	grep -Eq -- "$pattern" "$T/err" || fail "'$*' said '$(cat "$T/err")', expected /$pattern/"
-	if [ "$want" -ne 0 ]; then
-		local reason
-		reason=$(sed -E 's/^[^:]*: (refused \(status -?[0-9]+\): |refused: |upgrade refused: |uffd-mgrd refused guest RAM: )?//' "$T/err")
-		sleep 0.2
-		grep -qF -- "$reason" "$T/daemon.log" || fail "the daemon did not log '$reason'"
-	fi
-	echo "ok: $(cat "$T/err")"
-}
 ctl() { "$BUILD/tests/ctlclient" "$SOCK" "$@"; }
 as() { # uid gid cmd...: run cmd as uid with primary gid and no other group
 	local u=$1 g=$2
