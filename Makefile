@@ -120,7 +120,7 @@ FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuz
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS)
 	@mkdir -p $(dir $@)
 	$(call E,FUZZ,$@)clang -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer,address,undefined -o $@ $< \
-		$(filter-out qemu-glue/%,$(LIB_SRCS)) $(LDLIBS)
+		$(LIB_SRCS) $(LDLIBS)
 fuzz: deps $(FUZZ_BINS)
 	$(Q)for f in $(FUZZ_BINS); do mkdir -p $(BUILD)/fuzz/corpus-$$(basename $$f); \
 		echo "fuzzing $$f for $(FUZZ_SECONDS)s"; \

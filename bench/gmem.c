@@ -30,8 +30,11 @@ int gmem_map(struct gmem *g, size_t bytes, bool anon)
 	*g = (struct gmem){.fd = -1, .npages = bytes / GMEM_PAGE};
 	if (!anon) {
 		/* The shim recognises guest RAM by this exact memfd name. */
-		g->fd = memfd_create("memory-backend-memfd", MFD_CLOEXEC);
+		g->fd = memfd_create("memory-backend-memfd", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 		if (g->fd < 0 || ftruncate(g->fd, (off_t)bytes) < 0)
+			goto fail;
+		/* Sealed as QEMU seals it; uffd-mgrd refuses an unsealed guest memfd. */
+		if (fcntl(g->fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0)
 			goto fail;
 	}
 	p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, flags, g->fd, 0);

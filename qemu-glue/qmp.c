@@ -36,6 +36,7 @@ struct qmp {
 	size_t msg_bytes; /* given to tok since the last complete message */
 	struct qmp_event *head, *tail;
 	int nevents;
+	pid_t want_pid; /* 0: any; else the process that must be listening at path */
 };
 
 static int64_t now_ms(void)
@@ -82,6 +83,24 @@ static int wait_fd(int fd, short events, int64_t deadline)
 		if (n == 0 && left == 0)
 			return -ETIMEDOUT;
 	}
+}
+
+/* The socket path is only a name a VM gave, and it may point anywhere by the time we
+ * (re)connect: with want_pid set, the listener must be that process (SO_PEERCRED of a
+ * connected unix socket names the process that called listen()). Returns 0 or -EACCES. */
+static int check_peer_pid(const struct qmp *q, char *err, size_t errlen)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (!q->want_pid)
+		return 0;
+	if (getsockopt(q->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.pid != q->want_pid) {
+		err_set(err, errlen, "%s: listened on by pid %d, not the VM's pid %d: not its QMP",
+			q->path, (int)cred.pid, (int)q->want_pid);
+		return -EACCES;
+	}
+	return 0;
 }
 
 /* Connects a non-blocking stream socket to path. A full listen backlog (EAGAIN on unix
@@ -377,6 +396,11 @@ static int handshake(struct qmp *q, int64_t deadline, char *err, size_t errlen)
 		return r;
 	}
 	q->fd = r;
+	r = check_peer_pid(q, err, errlen);
+	if (r) {
+		disconnect(q);
+		return r;
+	}
 	r = read_msg(q, deadline, &msg);
 	if ((!r && !json_object_object_get_ex(msg, "QMP", NULL)) || r == -EMSGSIZE)
 		r = -EPROTO;
@@ -404,6 +428,12 @@ fail:
 
 int qmp_open(struct qmp **out, const char *socket_path, int timeout_ms, char *err, size_t errlen)
 {
+	return qmp_open_pid(out, socket_path, 0, timeout_ms, err, errlen);
+}
+
+int qmp_open_pid(struct qmp **out, const char *socket_path, pid_t pid, int timeout_ms,
+		 char *err, size_t errlen)
+{
 	struct qmp *q = calloc(1, sizeof(*q));
 	int r = -ENOMEM;
 
@@ -413,6 +443,7 @@ int qmp_open(struct qmp **out, const char *socket_path, int timeout_ms, char *er
 	q->fd = -1;
 	q->next_id = 1;
 	q->timeout_ms = timeout_ms;
+	q->want_pid = pid;
 	q->path = strdup(socket_path);
 	q->tok = json_tokener_new();
 	if (!q->path || !q->tok)

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct json_object;
 struct qmp;
@@ -40,6 +41,12 @@ struct qmp;
  * the handshake ended), -EREMOTEIO (qmp_capabilities refused), -ENAMETOOLONG, -ENOMEM, or
  * another -errno from socket(2)/connect(2). */
 int qmp_open(struct qmp **out, const char *socket_path, int timeout_ms, char *err, size_t errlen);
+
+/* As qmp_open, for a QMP socket a VM named: the process listening on it must be pid, at this
+ * connect and every reconnect, else -EACCES (err says who listens), so that a VM cannot point
+ * the caller at another VM's QMP. */
+int qmp_open_pid(struct qmp **out, const char *socket_path, pid_t pid, int timeout_ms,
+		 char *err, size_t errlen);
 
 /* Closes the connection and frees queued events. Accepts NULL. Cannot fail. */
 void qmp_close(struct qmp *q);

@@ -18,6 +18,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "uffd-mgr/authz.h"
+#include "uffd-mgr/ctlmsg.h"
 #include "uffd-mgr/log.h"
 #include "uffd-mgr/policy.h"
 #include "uffd-mgr/proto.h"
@@ -29,7 +31,8 @@
 #include "uffd-mgr/vm.h"
 #include "uffd-mgr/vmstate.h"
 
-#define MAX_CLIENTS	256
+#define MAX_CLIENTS	1024
+#define CLIENT_SILENT_S 5 /* a new connection must ask something within this */
 #define MAX_EXITED	32
 #define EMBEDDED_IDLE_S 60
 
@@ -41,6 +44,9 @@ struct client {
 	struct vm *vm;	      /* CLIENT_SHIM */
 	uint32_t interval_ms; /* CLIENT_WATCH */
 	uint64_t next_ns;
+	uint64_t deadline_ns; /* CLIENT_NEW: dropped if it has asked nothing by then */
+	struct ctlmsg_out out; /* a snapshot going out as the reader makes room */
+	bool close_when_sent;  /* a one-shot stats request: done once out has gone */
 };
 
 struct daemon {
@@ -64,6 +70,7 @@ struct daemon {
 	pthread_t bpf_thread; /* loading it ahead, when VMs are likely to resume at once */
 	bool bpf_loading;
 	int bpf_load_r;
+	struct authz_conf az; /* who may do what; where VM policies live */
 };
 
 static void usage(FILE *out)
@@ -94,8 +101,19 @@ static void usage(FILE *out)
 	    "                   and at once when a VM's faults or swapping spike\n"
 	    "    --embedded     exit when the last VM has gone (uffd-qemu starts the daemon\n"
 	    "                   this way when none answers at the socket)\n"
+	    "    --config FILE  settings below as 'key = value' lines (default %s,\n"
+	    "                   if it exists); options given here come after it\n",
+	    PROTO_DEFAULT_SOCKET, AUTHZ_DEFAULT_CONF);
+	authz_print_options(out);
+	fprintf(out,
 	    "    -h, --help     this text\n"
 	    "    --version      the control protocol and VM state versions it speaks\n\n"
+	    "WHO MAY DO WHAT\n"
+	    "    Decided per connection from the peer's uid and groups (SO_PEERCRED): stats\n"
+	    "    need --stats-group or more, registering a VM --allow-uid/--allow-group (or\n"
+	    "    root, or this daemon's uid), an upgrade root or this daemon's uid. A VM runs\n"
+	    "    with --policy-dir/NAME.conf; its QEMU's own policy can only lower it. See\n"
+	    "    the README's Security model.\n\n"
 	    "SIGNALS\n"
 	    "    SIGTERM, SIGINT  stop: every running guest gets all its tiered pages back in\n"
 	    "                     its RAM and is handed back to QEMU, which runs on unmanaged.\n"
@@ -109,8 +127,7 @@ static void usage(FILE *out)
 	    "    the shim restarts an embedded one); each QEMU then resumes its VM with it.\n\n"
 	    "EXIT STATUS\n"
 	    "    0 on a clean stop, 1 when it cannot start (the reason is printed).\n\n"
-	    "POLICY KEYS\n",
-	    PROTO_DEFAULT_SOCKET);
+	    "POLICY KEYS\n");
 	policy_print_keys(out);
 	fprintf(out, "\nSEE ALSO\n    uffd-qemu(1), uffdctl(1), examples/vm.conf\n");
 }
@@ -182,11 +199,15 @@ static int lock_socket(const char *path)
 	return fd;
 }
 
-/* Listens on path; *stale says a dead daemon's socket was there. */
-static int listen_on(const char *path, bool *stale)
+/* Listens on path; *stale says a dead daemon's socket was there. The socket is created
+ * 0600 (umask) and only then given its group and mode (authz_socket_mode): never more open
+ * than meant, even for an instant. */
+static int listen_on(const char *path, const struct authz_conf *az, bool *stale)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd, probe;
+	int fd, probe, r;
+	mode_t mode, old_mask;
+	gid_t gid;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
 		fprintf(stderr, "uffd-mgrd: socket path too long: %s\n", path);
@@ -206,16 +227,29 @@ static int listen_on(const char *path, bool *stale)
 	*stale = unlink(path) == 0; /* stale: nobody answered, and we hold the lock */
 	strcpy(sa.sun_path, path);
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0) {
-		int e = -errno;
-
-		fprintf(stderr, "uffd-mgrd: cannot listen on %s: %s\n", path, strerror(-e));
+	old_mask = umask(0177);
+	r = fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
+	umask(old_mask);
+	authz_socket_mode(az, &mode, &gid);
+	if (!r && ((gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) < 0) || chmod(path, mode) < 0 ||
+		   listen(fd, 64) < 0))
+		r = -errno;
+	if (r) {
+		fprintf(stderr, "uffd-mgrd: cannot listen on %s: %s\n", path, strerror(-r));
 		if (fd >= 0)
 			close(fd);
-		return e;
+		return r;
 	}
-	chmod(path, 0660);
 	return fd;
+}
+
+/* The pid of a client's process, for log lines; -1 if the socket cannot say. */
+static pid_t client_pid(const struct client *c)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	return getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ? -1 : cred.pid;
 }
 
 static int running_vms(const struct daemon *d)
@@ -300,22 +334,24 @@ static void load_bpf_ahead(struct daemon *d)
 	d->bpf_loading = pthread_create(&d->bpf_thread, NULL, bpf_loader, d) == 0;
 }
 
-/* Checks who is registering: the peer must be the process it says it is, and root or us. */
-static int check_peer(const struct client *c, const struct proto_register *req, char *err,
+/* Checks who is registering: the peer must be the process it says it is, and allowed to
+ * register (authz.h). */
+static int check_peer(const struct daemon *d, const struct client *c,
+		      const struct proto_register *req, struct authz_peer *peer, char *err,
 		      size_t errlen)
 {
-	struct ucred cred;
-	socklen_t clen = sizeof(cred);
+	int r = authz_peer(c->fd, peer);
 
-	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
-	    (cred.uid != 0 && cred.uid != geteuid())) {
-		snprintf(err, errlen, "permission denied: peer uid %u is not root or %u", cred.uid,
-			 geteuid());
-		return -EPERM;
+	if (r) {
+		snprintf(err, errlen, "cannot read the peer's credentials: %s", strerror(-r));
+		return r;
 	}
-	if (cred.pid != req->pid) {
+	r = authz_check(&d->az, peer, AUTHZ_REGISTER, err, errlen);
+	if (r)
+		return r;
+	if (peer->pid != req->pid) {
 		snprintf(err, errlen, "pid %d in the request is not the peer's pid %d", req->pid,
-			 cred.pid);
+			 peer->pid);
 		return -EPERM;
 	}
 	return 0;
@@ -327,9 +363,11 @@ static int accept_registration(struct daemon *d, struct client *c, struct proto_
 			       const int *fds, int nfds, char *err, size_t errlen)
 {
 	bool resume = req->flags & PROTO_REG_RESUME;
+	struct authz_peer peer;
 	struct policy pol;
 	struct stat sb;
 	struct vm *other, *vm;
+	char clamped[256];
 	int r;
 
 	if (resume ? nfds < 4 : nfds != 2) {
@@ -338,7 +376,7 @@ static int accept_registration(struct daemon *d, struct client *c, struct proto_
 						   : "registration must carry the uffd and the memfd");
 		return -EPROTO;
 	}
-	r = check_peer(c, req, err, errlen);
+	r = check_peer(d, c, req, &peer, err, errlen);
 	if (r)
 		return r;
 	req->vm_name[sizeof(req->vm_name) - 1] = 0;
@@ -359,9 +397,13 @@ static int accept_registration(struct daemon *d, struct client *c, struct proto_
 			 resume ? ": this daemon serves it, refusing a second resume" : "");
 		return -EEXIST;
 	}
-	policy_defaults(&pol);
-	if (req->policy_path[0] && policy_load(req->policy_path, &pol, err, errlen))
-		return -EINVAL;
+	r = authz_vm_policy(&d->az, &peer, req->vm_name, req->policy_path, &pol, clamped,
+			    sizeof(clamped), err, errlen);
+	if (r)
+		return r;
+	if (clamped[0])
+		log_warn(req->vm_name, "pid %d's policy %s may not raise %s: the operator's kept",
+			 req->pid, req->policy_path, clamped);
 	r = resume ? vm_adopt(req, fds, nfds, &pol, &vm, err, errlen)
 		   : vm_create(req, fds[0], fds[1], &pol, &vm, err, errlen);
 	if (r)
@@ -369,6 +411,9 @@ static int accept_registration(struct daemon *d, struct client *c, struct proto_
 	if (pol.track_mode == POLICY_TRACK_EBPF || d->bpf_loading)
 		load_bpf(d);
 	track_choose(vm, d->bpf, d->bpf_err);
+	/* A shim's connection carries the tracker's armings and the release, which wait for
+	 * room (vm.h): blocking from now on; the loop itself only reads from it. */
+	fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) & ~O_NONBLOCK);
 	c->kind = CLIENT_SHIM;
 	c->vm = vm;
 	vm->ctl_sock = c->fd;
@@ -455,20 +500,15 @@ static struct json_object *snapshot(struct daemon *d)
 	return root;
 }
 
-static int send_stats(struct daemon *d, int fd)
+/* Starts a snapshot to a stats client. Returns 0 (sent), -EAGAIN (the rest goes out as the
+ * client reads), -EBUSY (the last one has not gone yet: the client does not keep up), or
+ * another -errno. */
+static int send_stats(struct daemon *d, struct client *c)
 {
 	struct json_object *root = snapshot(d);
 	const char *text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN);
-	size_t len = sizeof(struct proto_hdr) + strlen(text) + 1;
-	char *msg = malloc(len);
-	int r = -ENOMEM;
+	int r = ctlmsg_send_json(c->fd, &c->out, text, strlen(text));
 
-	if (msg && len <= PROTO_MSG_MAX) {
-		proto_hdr_init((struct proto_hdr *)msg, PROTO_STATS_JSON, len);
-		memcpy(msg + sizeof(struct proto_hdr), text, strlen(text) + 1);
-		r = proto_send(fd, msg, len, NULL, 0);
-	}
-	free(msg);
 	json_object_put(root);
 	return r;
 }
@@ -489,6 +529,7 @@ static void drop_client(struct daemon *d, int idx)
 		log_info(c->vm->name, "pid %d has gone; VM released", c->vm->pid);
 		vm_destroy(c->vm);
 	}
+	ctlmsg_out_reset(&c->out);
 	close(c->fd);
 	d->clients[idx] = d->clients[--d->nclients];
 }
@@ -577,18 +618,26 @@ static int upgrade(struct daemon *d, char *err, size_t errlen)
 	exit(1);
 }
 
+/* Refuses a request unless the peer has right: one log line, the same line to the client.
+ * Returns 0 when allowed, else -EPERM. */
+static int refuse_unless(struct daemon *d, int fd, enum authz_right right, const char *what)
+{
+	char err[256] = "cannot read the peer's credentials";
+	struct authz_peer peer = {.pid = -1};
+
+	if (!authz_peer(fd, &peer) && !authz_check(&d->az, &peer, right, err, sizeof(err)))
+		return 0;
+	log_warn(NULL, "%s refused (pid %d): %s", what, peer.pid, err);
+	proto_reply(fd, -EPERM, "%s", err);
+	return -EPERM;
+}
+
 static void handle_upgrade(struct daemon *d, int fd)
 {
 	char err[512];
-	struct ucred cred;
-	socklen_t clen = sizeof(cred);
 
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
-	    (cred.uid != 0 && cred.uid != geteuid())) {
-		proto_reply(fd, -EPERM, "permission denied: only root or uid %u may upgrade",
-			    geteuid());
+	if (refuse_unless(d, fd, AUTHZ_UPGRADE, "upgrade"))
 		return;
-	}
 	if (check_new_binary(d, err, sizeof(err))) {
 		log_err(NULL, "upgrade refused: %s", err);
 		proto_reply(fd, -ENOEXEC, "%s", err);
@@ -599,7 +648,8 @@ static void handle_upgrade(struct daemon *d, int fd)
 	upgrade(d, err, sizeof(err));
 }
 
-/* Handles one message from a client. Returns 0, or -1 when the client should be dropped. */
+/* Handles one message from a client (what it may ask: ctlmsg_check). Returns 0, or -1 when
+ * the client should be dropped. */
 static int handle_client(struct daemon *d, int idx)
 {
 	struct client *c = &d->clients[idx];
@@ -611,46 +661,48 @@ static int handle_client(struct daemon *d, int idx)
 	} msg;
 	int fds[PROTO_REG_FDS_MAX], nfds = PROTO_REG_FDS_MAX;
 	ssize_t n = proto_recv(c->fd, &msg, sizeof(msg), fds, &nfds);
+	enum ctlmsg_action act;
+	char why[256];
 
-	if (n <= 0 || proto_hdr_check(&msg.hdr, (size_t)n)) {
-		for (int i = 0; i < nfds && n > 0; i++)
-			close(fds[i]);
+	if (n == -EAGAIN)
+		return 0;
+	if (n <= 0)
 		return -1;
-	}
-	if (c->kind == CLIENT_SHIM) { /* after registering, a shim only answers armings */
+	act = ctlmsg_check(c->kind == CLIENT_SHIM, &msg, (size_t)n, nfds, why, sizeof(why));
+	if (act != CTL_REGISTER)
 		for (int i = 0; i < nfds; i++)
 			close(fds[i]);
-		if (msg.hdr.type == PROTO_ARM_DONE && (size_t)n == sizeof(struct proto_arm_done))
-			arm_done(c->vm, (const struct proto_arm_done *)&msg);
+	switch (act) {
+	case CTL_IGNORE:
 		return 0;
-	}
-	switch (msg.hdr.type) {
-	case PROTO_REGISTER:
-		if ((size_t)n != sizeof(msg.reg))
-			return -1;
+	case CTL_ARM_DONE:
+		arm_done(c->vm, (const struct proto_arm_done *)&msg);
+		return 0;
+	case CTL_REGISTER:
 		handle_register(d, c, &msg.reg, fds, nfds);
 		return c->kind == CLIENT_SHIM ? 0 : -1;
-	case PROTO_UPGRADE:
-		for (int i = 0; i < nfds; i++)
-			close(fds[i]);
+	case CTL_UPGRADE:
 		handle_upgrade(d, c->fd);
 		return -1;
-	case PROTO_STATS:
-	case PROTO_STATS_WATCH:
-		for (int i = 0; i < nfds; i++)
-			close(fds[i]);
-		if (send_stats(d, c->fd))
-			return -1;
-		if (msg.hdr.type == PROTO_STATS || (size_t)n != sizeof(msg.stats))
+	case CTL_STATS:
+	case CTL_WATCH: {
+		int r = refuse_unless(d, c->fd, AUTHZ_STATS, "stats");
+
+		if (!r)
+			r = send_stats(d, c);
+		if ((r && r != -EAGAIN) || (!r && act == CTL_STATS))
 			return -1;
 		c->kind = CLIENT_WATCH;
+		c->close_when_sent = act == CTL_STATS;
 		c->interval_ms = msg.stats.interval_ms < 100 ? 100 : msg.stats.interval_ms;
-		c->next_ns = vm_now_ns() + (uint64_t)c->interval_ms * 1000000;
+		c->next_ns = act == CTL_STATS ? UINT64_MAX
+					      : vm_now_ns() + (uint64_t)c->interval_ms * 1000000;
 		return 0;
+	}
+	case CTL_DROP:
 	default:
-		for (int i = 0; i < nfds; i++)
-			close(fds[i]);
-		log_warn(NULL, "unexpected control message type %u", msg.hdr.type);
+		log_warn(c->kind == CLIENT_SHIM ? c->vm->name : NULL, "client pid %d: %s; dropped",
+			 client_pid(c), why);
 		return -1;
 	}
 }
@@ -658,7 +710,9 @@ static int handle_client(struct daemon *d, int idx)
 static void accept_clients(struct daemon *d)
 {
 	for (;;) {
-		int fd = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		/* Non-blocking until it registers: a client that sends nothing, or reads nothing,
+		 * never holds up the loop that serves every VM. */
+		int fd = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
 		if (fd < 0)
 			return;
@@ -667,7 +721,10 @@ static void accept_clients(struct daemon *d)
 			log_warn(NULL, "too many clients; connection refused");
 			continue;
 		}
-		d->clients[d->nclients++] = (struct client){.fd = fd, .kind = CLIENT_NEW};
+		d->clients[d->nclients++] =
+		    (struct client){.fd = fd,
+				    .kind = CLIENT_NEW,
+				    .deadline_ns = vm_now_ns() + CLIENT_SILENT_S * 1000000000ull};
 	}
 }
 
@@ -682,7 +739,12 @@ static int tick_watchers(struct daemon *d)
 		if (c->kind != CLIENT_WATCH)
 			continue;
 		if (c->next_ns <= now) {
-			if (send_stats(d, c->fd)) {
+			int r = send_stats(d, c);
+
+			if (r && r != -EAGAIN) {
+				log_warn(NULL, "stats watcher pid %d %s; dropped", client_pid(c),
+					 r == -EBUSY ? "does not keep up with its stream"
+						     : strerror(-r));
 				drop_client(d, i--);
 				continue;
 			}
@@ -731,10 +793,10 @@ static void release_all(struct daemon *d)
 	}
 }
 
+/* Drops a client whose connection ended or broke the protocol, or whose QEMU exited (its
+ * socket closes too, but not if it left a child holding a copy): either way it is gone. */
 static void handle_pidfd(struct daemon *d, int idx)
 {
-	/* The QEMU process exited; its socket closes too, but not if it left a child holding
-	 * a copy. Either way the VM is gone. */
 	drop_client(d, idx);
 }
 
@@ -757,13 +819,56 @@ static bool handle_signal(struct daemon *d, uint32_t signo)
 	return true;
 }
 
+/* Sends more of a pending snapshot when the client has made room, then reads a message.
+ * Returns 0, or -1 when the client should be dropped. */
+static int serve_client(struct daemon *d, int idx, short revents)
+{
+	struct client *c = &d->clients[idx];
+
+	if (c->out.text && (revents & (POLLOUT | POLLERR | POLLHUP))) {
+		int r = ctlmsg_flush(c->fd, &c->out);
+
+		if ((r && r != -EAGAIN) || (!r && c->close_when_sent))
+			return -1;
+	}
+	return revents & (POLLIN | POLLERR | POLLHUP) ? handle_client(d, idx) : 0;
+}
+
+/* Drops the new connections that have asked nothing in CLIENT_SILENT_S; returns the poll
+ * timeout until the next one is due (ms, -1 none). */
+static int drop_silent(struct daemon *d)
+{
+	uint64_t now = vm_now_ns(), next = UINT64_MAX;
+
+	for (int i = d->nclients - 1; i >= 0; i--) {
+		struct client *c = &d->clients[i];
+
+		if (c->kind != CLIENT_NEW)
+			continue;
+		if (c->deadline_ns <= now) {
+			log_warn(NULL, "client pid %d asked nothing within %d s; dropped",
+				 client_pid(c), CLIENT_SILENT_S);
+			drop_client(d, i);
+		} else if (c->deadline_ns < next) {
+			next = c->deadline_ns;
+		}
+	}
+	return next == UINT64_MAX ? -1 : (int)((next - now) / 1000000 + 1);
+}
+
+static int min_timeout(int a, int b)
+{
+	return a < 0 ? b : b < 0 ? a : a < b ? a : b;
+}
+
 static int serve(struct daemon *d)
 {
-	struct pollfd pfd[2 + 2 * MAX_CLIENTS];
+	static struct pollfd pfd[2 + 2 * MAX_CLIENTS];
+	static int owner[2 * MAX_CLIENTS];
+	static bool drop[MAX_CLIENTS];
 
 	for (;;) {
 		int timeout = tick_watchers(d), n = 0, plan_ms = tick_planner(d);
-		int owner[2 * MAX_CLIENTS];
 
 		if (d->embedded && ((d->had_vm && !running_vms(d)) ||
 				    (!d->had_vm && vm_now_ns() - d->started_ns >
@@ -775,15 +880,16 @@ static int serve(struct daemon *d)
 		pfd[n++] = (struct pollfd){.fd = d->sig_fd, .events = POLLIN};
 		for (int i = 0; i < d->nclients; i++) {
 			owner[n - 2] = i;
-			pfd[n++] = (struct pollfd){.fd = d->clients[i].fd, .events = POLLIN};
+			pfd[n++] = (struct pollfd){
+			    .fd = d->clients[i].fd,
+			    .events = POLLIN | (d->clients[i].out.text ? POLLOUT : 0)};
 			if (d->clients[i].kind == CLIENT_SHIM && d->clients[i].vm->pidfd >= 0) {
 				owner[n - 2] = i | 0x10000;
 				pfd[n++] = (struct pollfd){.fd = d->clients[i].vm->pidfd,
 							   .events = POLLIN};
 			}
 		}
-		if (timeout < 0 || plan_ms < timeout)
-			timeout = plan_ms;
+		timeout = min_timeout(min_timeout(timeout, plan_ms), drop_silent(d));
 		/* A VM whose faults nobody serves is seen to within a second: look twice a second. */
 		for (int i = 0; i < d->nclients; i++)
 			if (d->clients[i].kind == CLIENT_SHIM)
@@ -802,18 +908,20 @@ static int serve(struct daemon *d)
 				if (handle_signal(d, si.ssi_signo))
 					return 0;
 		}
-		/* Walk backwards: dropping a client moves the last one into its place. */
-		for (int k = n - 1; k >= 2; k--) {
+		/* Fair: every ready client gets one message a round, whoever floods. Drops wait
+		 * for the end of the round: a drop moves the last client into the dropped one's
+		 * place. */
+		memset(drop, 0, sizeof(drop));
+		for (int k = 2; k < n; k++) {
 			int i = owner[k - 2] & 0xffff;
 
-			if (!pfd[k].revents || i >= d->nclients)
+			if (!pfd[k].revents || drop[i])
 				continue;
-			if (owner[k - 2] & 0x10000)
-				handle_pidfd(d, i);
-			else if (handle_client(d, i) < 0)
-				drop_client(d, i);
-			break; /* indices may have moved: poll again */
+			drop[i] = (owner[k - 2] & 0x10000) || serve_client(d, i, pfd[k].revents) < 0;
 		}
+		for (int i = d->nclients - 1; i >= 0; i--)
+			if (drop[i])
+				handle_pidfd(d, i);
 		if (pfd[0].revents & POLLIN)
 			accept_clients(d);
 	}
@@ -833,6 +941,28 @@ static int setup_signals(void)
 	return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
 
+/* Reads the config file (--config FILE, else the default one if it exists) before the
+ * options, so that options given on the command line win. Returns 0 or -errno, having said
+ * why. */
+static int load_config(int argc, char **argv, struct authz_conf *az)
+{
+	const char *path = NULL;
+	char err[512];
+	int r;
+
+	authz_defaults(az);
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--config") && i + 1 < argc)
+			path = argv[++i];
+		else if (!strncmp(argv[i], "--config=", 9))
+			path = argv[i] + 9;
+	}
+	r = authz_load(az, path ? path : AUTHZ_DEFAULT_CONF, !path, err, sizeof(err));
+	if (r)
+		fprintf(stderr, "uffd-mgrd: %s\n", err);
+	return r;
+}
+
 static int parse_args(int argc, char **argv, struct daemon *d)
 {
 	static const struct option opts[] = {
@@ -842,14 +972,32 @@ static int parse_args(int argc, char **argv, struct daemon *d)
 	    {"budget", required_argument, NULL, 'b'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
+	    {"config", required_argument, NULL, 'c'},
+	    {"allow-uid", required_argument, NULL, 'A'},
+	    {"allow-group", required_argument, NULL, 'A'},
+	    {"stats-group", required_argument, NULL, 'A'},
+	    {"policy-dir", required_argument, NULL, 'A'},
+	    {"trust-root-policy", required_argument, NULL, 'A'},
 	    {NULL, 0, NULL, 0},
 	};
-	int o;
+	char err[512];
+	int o, idx;
+
+	if (load_config(argc, argv, &d->az))
+		return 2;
 
 	d->socket_path =
 	    getenv("UFFD_MGR_SOCKET") ? getenv("UFFD_MGR_SOCKET") : PROTO_DEFAULT_SOCKET;
-	while ((o = getopt_long(argc, argv, "s:l:eh", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "s:l:eh", opts, &idx)) != -1) {
 		switch (o) {
+		case 'c':
+			break; /* read first, by load_config */
+		case 'A':
+			if (authz_set(&d->az, opts[idx].name, optarg, err, sizeof(err))) {
+				fprintf(stderr, "uffd-mgrd: %s\n", err);
+				return 2;
+			}
+			break;
 		case 'b':
 			if (policy_parse_size(optarg, &d->budget) || d->budget < (64ull << 20)) {
 				fprintf(stderr,
@@ -951,7 +1099,7 @@ int main(int argc, char **argv)
 	stale = !inherit_sockets(&d);
 	if (!stale) {
 		d.lock_fd = lock_socket(d.socket_path);
-		d.listen_fd = d.lock_fd < 0 ? -1 : listen_on(d.socket_path, &stale);
+		d.listen_fd = d.lock_fd < 0 ? -1 : listen_on(d.socket_path, &d.az, &stale);
 	}
 	if (d.listen_fd < 0 || d.sig_fd < 0)
 		return 1;

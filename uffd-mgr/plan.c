@@ -78,7 +78,7 @@ static struct qmp *vm_qmp(struct vm *vm, uint64_t now)
 
 	if (pl->qmp || !pl->qmp_path[0] || now < pl->qmp_retry_ns)
 		return pl->qmp;
-	if (qmp_open(&pl->qmp, pl->qmp_path, QMP_TIMEOUT_MS, err, sizeof(err))) {
+	if (qmp_open_pid(&pl->qmp, pl->qmp_path, vm->pid, QMP_TIMEOUT_MS, err, sizeof(err))) {
 		pl->qmp = NULL;
 		pl->qmp_retry_ns = now + QMP_RETRY_NS;
 		if (!pl->qmp_warned)

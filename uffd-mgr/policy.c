@@ -76,7 +76,7 @@ struct policy_key {
 		 __typeof__(((struct policy *)0)->m), t) ? 1 : -1]))
 
 enum {
-	K_NAME, K_RESIDENT_MAX, K_RUN_SIZE, K_WEIGHT, K_CRITICAL_MIN, K_SHM_MAX, K_SHM_HIGH, K_SHM_LOW, K_DISK_PATH,
+	K_NAME, K_OWNER, K_RESIDENT_MAX, K_RUN_SIZE, K_WEIGHT, K_CRITICAL_MIN, K_SHM_MAX, K_SHM_HIGH, K_SHM_LOW, K_DISK_PATH,
 	K_DISK_MAX, K_DISK_READ_RETRY, K_FAULT_CPU, K_BUSY_POLL, K_STALL_WARN, K_TRACK_MODE, K_TRACK_INTERVAL, K_TRACK_SAMPLE,
 	K_BALLOON, K_BALLOON_MIN, K_BALLOON_MAX, K_BALLOON_HEADROOM, K_PREFETCH, K_PREFETCH_BATCH,
 	K_COUNT
@@ -92,6 +92,17 @@ static const struct policy_key keys[K_COUNT] = {
 		.offset = FIELD(name, char[POLICY_NAME_MAX]),
 		.help = "Name of the VM in logs, statistics and uffdctl. Empty: derived from "
 			"the policy file's name.",
+	},
+	[K_OWNER] = {
+		.section = "vm",
+		.key = "owner",
+		.type = KT_NAME,
+		.def = "",
+		.max = POLICY_NAME_MAX - 1,
+		.offset = FIELD(owner, char[POLICY_NAME_MAX]),
+		.help = "In the daemon's policy directory only: the user (name or uid) whose "
+			"QEMU may register this VM; root always may. Empty: any peer the daemon "
+			"lets register VMs. Ignored in a file named by uffd-qemu --policy.",
 	},
 	[K_RESIDENT_MAX] = {
 		.section = "memory",
@@ -928,15 +939,18 @@ static void check_rules(struct parse_ctx *c)
 	}
 }
 
-/* On error *p is left as it was. */
-int policy_parse_string(const char *text, const char *label, struct policy *p, char *err,
-			size_t errlen)
+/* Parses text over base (NULL: the defaults). On error *p is left as it was. */
+static int parse_over(const char *text, const char *label, const struct policy *base,
+		      struct policy *p, char *err, size_t errlen)
 {
 	struct parse_ctx c = {.label = label ? label : "<string>", .pos = text};
 	int ret;
 
 	err_set(err, errlen, "%s", "");
-	policy_defaults(&c.pol);
+	if (base)
+		c.pol = *base;
+	else
+		policy_defaults(&c.pol);
 	ret = ini_parse_stream(read_line, &c, on_key, &c);
 	if (ret < 0) {
 		err_set(err, errlen, "%s: %s", c.label, strerror(ENOMEM));
@@ -961,23 +975,24 @@ int policy_parse_string(const char *text, const char *label, struct policy *p, c
 	return 0;
 }
 
+int policy_parse_string(const char *text, const char *label, struct policy *p, char *err,
+			size_t errlen)
+{
+	return parse_over(text, label, NULL, p, err, errlen);
+}
+
 /* Reads the whole file into a NUL-terminated buffer. Returns 0 or -errno (-EFBIG past
  * POLICY_FILE_MAX). */
-static int read_file(const char *path, char **text, size_t *len)
+static int read_file(int fd, char **text, size_t *len)
 {
 	char *buf;
 	size_t n = 0;
 	ssize_t r;
-	int fd, ret = 0;
+	int ret = 0;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
 	buf = malloc(POLICY_FILE_MAX + 1);
-	if (!buf) {
-		ret = -ENOMEM;
-		goto close_fd;
-	}
+	if (!buf)
+		return -ENOMEM;
 	while (n <= POLICY_FILE_MAX) {
 		r = read(fd, buf + n, POLICY_FILE_MAX + 1 - n);
 		if (r < 0 && errno == EINTR)
@@ -997,37 +1012,137 @@ static int read_file(const char *path, char **text, size_t *len)
 	buf[n] = '\0';
 	*text = buf;
 	*len = n;
-	goto close_fd;
+	return 0;
 free_buf:
 	free(buf);
-close_fd:
-	close(fd);
 	return ret;
 }
 
-int policy_load(const char *path, struct policy *p, char *err, size_t errlen)
+int policy_load_fd(int fd, const char *label, const struct policy *base, struct policy *p,
+		   char *err, size_t errlen)
 {
 	const char *nul, *s;
 	char *text = NULL;
 	size_t len = 0;
 	int ret, line = 1;
 
-	ret = read_file(path, &text, &len);
+	ret = read_file(fd, &text, &len);
 	if (ret) {
-		err_set(err, errlen, "%s: %s", path, strerror(-ret));
+		err_set(err, errlen, "%s: %s", label, strerror(-ret));
 		return ret;
 	}
 	nul = memchr(text, '\0', len);
 	if (nul) {
 		for (s = text; s < nul; s++)
 			line += *s == '\n';
-		err_set(err, errlen, "%s:%d: NUL byte in line", path, line);
+		err_set(err, errlen, "%s:%d: NUL byte in line", label, line);
 		ret = -EINVAL;
 	} else {
-		ret = policy_parse_string(text, path, p, err, errlen);
+		ret = parse_over(text, label, base, p, err, errlen);
 	}
 	free(text);
 	return ret;
+}
+
+int policy_load(const char *path, struct policy *p, char *err, size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), ret;
+
+	if (fd < 0) {
+		ret = -errno;
+		err_set(err, errlen, "%s: %s", path, strerror(-ret));
+		return ret;
+	}
+	ret = policy_load_fd(fd, path, NULL, p, err, errlen);
+	close(fd);
+	return ret;
+}
+
+/* How a policy a VM names itself combines with the operator's (policy_clamp): a key listed
+ * here may move only the way that costs the host no more; every other key is the operator's.
+ * CLAMP_LOWER on a KF_ZERO_OFF key counts 0 (no limit) as the highest value. */
+enum clamp_rule { CLAMP_LOWER, CLAMP_RAISE, CLAMP_FREE };
+
+/* clang-format off */
+static const struct {
+	int key;
+	enum clamp_rule rule;
+} clamp_rules[] = {
+	{K_RESIDENT_MAX, CLAMP_LOWER}, {K_WEIGHT, CLAMP_LOWER}, {K_CRITICAL_MIN, CLAMP_LOWER},
+	{K_SHM_MAX, CLAMP_LOWER}, {K_DISK_MAX, CLAMP_LOWER}, {K_BUSY_POLL, CLAMP_LOWER},
+	{K_BALLOON_MIN, CLAMP_LOWER}, {K_BALLOON_MAX, CLAMP_LOWER},
+	{K_PREFETCH, CLAMP_LOWER}, {K_PREFETCH_BATCH, CLAMP_LOWER},
+	{K_TRACK_INTERVAL, CLAMP_RAISE},
+	{K_SHM_HIGH, CLAMP_FREE}, {K_SHM_LOW, CLAMP_FREE},
+};
+/* clang-format on */
+
+/* A key's value as a number (KT_SIZE, KT_UINT, KT_CHOICE), 0 standing for "no limit" moved
+ * to the top for KF_ZERO_OFF keys. */
+static uint64_t clamp_value(const struct policy_key *k, const struct policy *p)
+{
+	const char *f = (const char *)p + k->offset;
+	uint64_t v = 0;
+	uint32_t u;
+	int i;
+
+	if (k->type == KT_SIZE) {
+		memcpy(&v, f, sizeof(v));
+	} else if (k->type == KT_UINT) {
+		memcpy(&u, f, sizeof(u));
+		v = u;
+	} else if (k->type == KT_CHOICE) {
+		memcpy(&i, f, sizeof(i));
+		v = (uint64_t)i;
+	}
+	return v == 0 && (k->flags & KF_ZERO_OFF) ? UINT64_MAX : v;
+}
+
+static bool clamp_allows(int key, uint64_t mine, uint64_t theirs)
+{
+	for (size_t i = 0; i < sizeof(clamp_rules) / sizeof(clamp_rules[0]); i++) {
+		if (clamp_rules[i].key != key)
+			continue;
+		return clamp_rules[i].rule == CLAMP_FREE ||
+		       (clamp_rules[i].rule == CLAMP_LOWER ? mine <= theirs : mine >= theirs);
+	}
+	return false;
+}
+
+int policy_clamp(const struct policy *trusted, struct policy *p, char *what, size_t len)
+{
+	int n = 0;
+
+	err_set(what, len, "%s", "");
+	for (int i = 0; i < K_COUNT; i++) {
+		const struct policy_key *k = &keys[i];
+		char *mine = (char *)p + k->offset;
+		const char *theirs = (const char *)trusted + k->offset;
+		size_t size = k->type == KT_SIZE ? sizeof(uint64_t)
+			      : k->type == KT_NAME || k->type == KT_PATH ? k->max + 1
+									 : sizeof(uint32_t);
+
+		if (!memcmp(mine, theirs, size) ||
+		    clamp_allows(i, clamp_value(k, p), clamp_value(k, trusted)))
+			continue;
+		memcpy(mine, theirs, size);
+		if (what && strlen(what) + strlen(k->key) + strlen(k->section) + 5 < len)
+			snprintf(what + strlen(what), len - strlen(what), "%s[%s] %s", n ? ", " : "",
+				 k->section, k->key);
+		n++;
+	}
+	/* The operator's limits may now sit under a run the VM chose: take the operator's run,
+	 * and if the VM's own lower limits sit under that, the operator's whole policy. */
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < sizeof(at_least) / sizeof(at_least[0]); i++)
+			if (clamp_value(&keys[at_least[i].big], p) <
+			    clamp_value(&keys[at_least[i].small], p)) {
+				if (pass)
+					*p = *trusted;
+				else
+					p->run_size = trusted->run_size;
+			}
+	return n;
 }
 
 /* Writes text word-wrapped to WRAP_WIDTH columns, each line starting with prefix. */

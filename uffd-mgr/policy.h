@@ -14,6 +14,7 @@
 
 struct policy {
 	char name[POLICY_NAME_MAX]; /* [vm] name; "" = derive from the file name */
+	char owner[POLICY_NAME_MAX]; /* [vm] owner: user name or uid; "" = any (authz.h) */
 	uint64_t resident_max;      /* [memory] resident_max, bytes; 0 = no limit */
 	uint64_t run_size;          /* [memory] run_size, bytes; power of two, 4K..2M */
 	uint64_t shm_max;           /* [shm] max, bytes of the shm tier for this VM */
@@ -48,6 +49,18 @@ void policy_defaults(struct policy *p);
  * negative errno; on -EINVAL (bad content) err holds one line "path:line: what is wrong",
  * on another error (file unreadable) "path: strerror". */
 int policy_load(const char *path, struct policy *p, char *err, size_t errlen);
+
+/* As policy_load, from an open file (left open), parsed over base (NULL: the defaults), so
+ * that keys the file does not set keep base's values; label names the file in errors. */
+int policy_load_fd(int fd, const char *label, const struct policy *base, struct policy *p,
+		   char *err, size_t errlen);
+
+/* Keeps a VM from raising what the operator allows it: p (a policy the VM named, parsed over
+ * trusted, the operator's) gets back trusted's value of every key a VM may not choose and of
+ * every limit it raised (resident_max, weight, critical_min, shm and disk max, busy_poll,
+ * balloon min and max, prefetch; the tracker interval only up). what gets the keys put back,
+ * "[memory] weight, ..."; may be NULL. Returns how many. Cannot fail. */
+int policy_clamp(const struct policy *trusted, struct policy *p, char *what, size_t len);
 
 /* As policy_load, from text in memory; label stands for the file name in errors. */
 int policy_parse_string(const char *text, const char *label, struct policy *p, char *err,

@@ -34,6 +34,9 @@ enum proto_type {
 	PROTO_ARM_DONE = 8,    /* shim -> daemon: struct proto_arm_done */
 	PROTO_UPGRADE = 9,     /* uffdctl -> daemon: exec the uffd-mgrd binary now on disk,
 				* keeping every VM; answered by PROTO_REPLY before the exec */
+	PROTO_STATS_PART = 10, /* daemon -> uffdctl: a piece of a snapshot too large for one
+				* message; the pieces and the PROTO_STATS_JSON that ends them
+				* make up the text (ctlmsg.h) */
 };
 
 struct proto_hdr {

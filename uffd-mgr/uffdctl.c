@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "uffd-mgr/ctlmsg.h"
 #include "uffd-mgr/proto.h"
 
 static void usage(FILE *out)
@@ -183,7 +184,6 @@ static int show(const char *text, bool json, bool watch)
 static int run_stats(const char *path, bool json, double watch_s)
 {
 	struct proto_stats_req req;
-	static char buf[PROTO_MSG_MAX];
 	int sock = proto_connect(path), r;
 
 	if (sock < 0) {
@@ -195,16 +195,23 @@ static int run_stats(const char *path, bool json, double watch_s)
 	req.interval_ms = (uint32_t)(watch_s * 1000);
 	r = proto_send(sock, &req, sizeof(req), NULL, 0);
 	while (!r) {
-		ssize_t n = proto_recv(sock, buf, sizeof(buf) - 1, NULL, NULL);
+		char *text;
+		ssize_t n = ctlmsg_recv_json(sock, &text);
 
-		if (n <= 0 || proto_hdr_check((struct proto_hdr *)buf, (size_t)n)) {
+		if (n == -EPERM) {
+			fprintf(stderr, "uffdctl: refused: %s\n", text ? text : "?");
+			free(text);
+			r = 1;
+			break;
+		}
+		if (n <= 0) {
 			r = n == 0 && watch_s <= 0 ? 0 : 1;
 			if (r)
 				fprintf(stderr, "uffdctl: the daemon closed the connection\n");
 			break;
 		}
-		buf[n] = 0;
-		r = show(buf + sizeof(struct proto_hdr), json, watch_s > 0);
+		r = show(text, json, watch_s > 0);
+		free(text);
 		if (watch_s <= 0)
 			break;
 	}
@@ -216,19 +223,16 @@ static int run_stats(const char *path, bool json, double watch_s)
 static struct json_object *snapshot(const char *path)
 {
 	struct proto_stats_req req = {0};
-	static char buf[PROTO_MSG_MAX];
 	struct json_object *o = NULL;
 	int sock = proto_connect(path);
-	ssize_t n;
+	char *text = NULL;
 
 	if (sock < 0)
 		return NULL;
 	proto_hdr_init(&req.hdr, PROTO_STATS, sizeof(req));
-	if (!proto_send(sock, &req, sizeof(req), NULL, 0) &&
-	    (n = proto_recv(sock, buf, sizeof(buf) - 1, NULL, NULL)) > (ssize_t)sizeof(struct proto_hdr)) {
-		buf[n] = 0;
-		o = json_tokener_parse(buf + sizeof(struct proto_hdr));
-	}
+	if (!proto_send(sock, &req, sizeof(req), NULL, 0) && ctlmsg_recv_json(sock, &text) > 0)
+		o = json_tokener_parse(text);
+	free(text);
 	close(sock);
 	return o;
 }

@@ -75,16 +75,61 @@ bool vm_must_throttle(const struct vm *vm)
 	       pagemap_count(vm->pm, PS_RESIDENT) > limit + slack;
 }
 
+/* The most guest RAM one registration may describe, and the end of user space on x86-64
+ * with 5-level paging: past them a region is a lie, and sums of them could wrap. */
+#define REGION_MAX   (UINT64_C(1) << 46)
+#define USER_VA_END  (UINT64_C(1) << 57)
+
+/* What QEMU sends is not trusted: the first descriptor must be a userfaultfd, the region's
+ * numbers must not wrap, and the guest memfd must be sealed against shrinking, or QEMU could
+ * truncate it under the daemon's mapping and every daemon access past the new end would be a
+ * SIGBUS that kills all VMs' daemon. QEMU's memory-backend-memfd seals it (seal=on default). */
+static int check_untrusted(const struct proto_register *req, int uffd, int memfd, char *err,
+			   size_t errlen)
+{
+	char link[64], target[64] = "";
+	ssize_t n;
+	int seals;
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", uffd);
+	n = readlink(link, target, sizeof(target) - 1);
+	target[n > 0 ? n : 0] = 0;
+	if (strcmp(target, "anon_inode:[userfaultfd]")) {
+		snprintf(err, errlen, "the first descriptor is not a userfaultfd (it is '%s')",
+			 target[0] ? target : "unreadable");
+		return -EBADF;
+	}
+	if (req->length > REGION_MAX || req->host_addr >= USER_VA_END - req->length ||
+	    req->memfd_offset > (uint64_t)INT64_MAX - req->length) {
+		snprintf(err, errlen, "region %#llx+%#llx at memfd offset %#llx is out of bounds",
+			 (unsigned long long)req->host_addr, (unsigned long long)req->length,
+			 (unsigned long long)req->memfd_offset);
+		return -EINVAL;
+	}
+	seals = fcntl(memfd, F_GET_SEALS);
+	if (seals < 0 || !(seals & F_SEAL_SHRINK)) {
+		snprintf(err, errlen, "the guest memfd is not sealed against shrinking "
+				      "(F_SEAL_SHRINK; QEMU seals it unless seal=off)");
+		return -EPERM;
+	}
+	return 0;
+}
+
 /* Checks that the region described by the shim really is the memfd it sent. */
-static int check_region(const struct proto_register *req, int memfd, char *err, size_t errlen)
+static int check_region(const struct proto_register *req, int uffd, int memfd, char *err,
+			size_t errlen)
 {
 	struct stat sb;
+	int r;
 
 	if (!req->length || req->length % PAGE_SIZE_4K || req->host_addr % PAGE_SIZE_4K ||
 	    req->memfd_offset % PAGE_SIZE_4K) {
 		snprintf(err, errlen, "region is not page aligned");
 		return -EINVAL;
 	}
+	r = check_untrusted(req, uffd, memfd, err, errlen);
+	if (r)
+		return r;
 	if (fstat(memfd, &sb) < 0) {
 		snprintf(err, errlen, "cannot stat the guest memfd: %s", strerror(errno));
 		return -errno;
@@ -259,7 +304,7 @@ int vm_create(const struct proto_register *req, int uffd, int memfd, const struc
 	      struct vm **out, char *err, size_t errlen)
 {
 	struct vm *vm;
-	int r = check_region(req, memfd, err, errlen);
+	int r = check_region(req, uffd, memfd, err, errlen);
 
 	if (r)
 		return r;
@@ -366,6 +411,29 @@ static int adopt_tiers(struct vm *vm, const int *fds, int nfds, char *err, size_
 			      errlen);
 }
 
+/* The state comes back from QEMU, which could have written anything into it: its tiers may
+ * not be larger than the policy now allows, and its swap file must be the one the policy
+ * names, since the VM's end unlinks that path. */
+static int check_adopted_limits(const struct vm *vm, char *err, size_t errlen)
+{
+	const struct vmstate_geom *g = &vm->state.hdr->geom;
+	char path[POLICY_PATH_MAX];
+
+	if (g->shm_slots > vm->pol.shm_max / PAGE_SIZE_4K ||
+	    g->disk_slots > (vm->pol.disk_path[0] ? vm->pol.disk_max / PAGE_SIZE_4K : 0)) {
+		snprintf(err, errlen, "state's tiers (%llu shm, %llu disk slots) exceed the policy's",
+			 (unsigned long long)g->shm_slots, (unsigned long long)g->disk_slots);
+		return -EPERM;
+	}
+	if (g->disk_slots && (policy_disk_path(&vm->pol, vm->name, path, sizeof(path)) ||
+			      strncmp(path, vm->state.hdr->disk_path,
+				      sizeof(vm->state.hdr->disk_path)))) {
+		snprintf(err, errlen, "state's disk tier path is not the one the policy names");
+		return -EPERM;
+	}
+	return 0;
+}
+
 /* Everything vm_adopt builds; on failure the caller frees it (fds still its own). */
 static int adopt_build(struct vm *vm, const int *fds, int nfds, char *err, size_t errlen)
 {
@@ -378,6 +446,8 @@ static int adopt_build(struct vm *vm, const int *fds, int nfds, char *err, size_
 		return r;
 	state_geom(vm, &want);
 	r = vmstate_open(fds[2], &want, &vm->state, err, errlen);
+	if (!r)
+		r = check_adopted_limits(vm, err, errlen);
 	if (r)
 		return r;
 	r = adopt_tiers(vm, fds, nfds, err, errlen);
@@ -418,7 +488,7 @@ int vm_adopt(const struct proto_register *req, const int *fds, int nfds,
 		snprintf(err, errlen, "a resume must carry the uffd, guest memfd, state and shm tier");
 		return -EPROTO;
 	}
-	r = check_region(req, fds[1], err, errlen);
+	r = check_region(req, fds[0], fds[1], err, errlen);
 	if (r)
 		return r;
 	vm = vm_new(req, pol);

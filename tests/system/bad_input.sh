@@ -5,16 +5,6 @@
 # runs under the daemon throughout and must still verify every byte at the end.
 . "$(dirname "$0")/lib.bash"
 
-# expect EXIT PATTERN cmd...: exit status EXIT, stderr exactly one line matching PATTERN.
-expect() {
-	local want=$1 pattern=$2 rc=0
-	shift 2
-	"$@" >"$T/out" 2>"$T/err" </dev/null || rc=$?
-	[ "$rc" -eq "$want" ] || fail "'$*' exited $rc, expected $want: $(cat "$T/err")"
-	[ "$(wc -l <"$T/err")" -eq 1 ] || fail "'$*' printed $(wc -l <"$T/err") lines: $(cat "$T/err")"
-	grep -Eq -- "$pattern" "$T/err" || fail "'$*' said '$(cat "$T/err")', expected /$pattern/"
-	echo "ok: $(cat "$T/err")"
-}
 
 printf '[memory]\nresident_max = 8M\n[shm]\nmax = 64M\n[disk]\npath = %s\nmax = 64M\n' \
 	"$T/shared.swap" >"$T/good.conf"

@@ -103,3 +103,20 @@ run_memstress_guest() { # [phases]
 	[ $rc -eq 0 ] || { tail -n 20 "$T/console.log"; fail "guest run failed (exit $rc)"; }
 	"$BUILD/uffdctl" --socket "$SOCK" stats
 }
+
+# expect EXIT PATTERN cmd...: exit status EXIT, stderr exactly one line matching PATTERN. With
+# EXPECT_LOGGED=1, a refusal's reason must also be in the daemon's log, word for word.
+expect() {
+	local want=$1 pattern=$2 rc=0 reason
+	shift 2
+	"$@" >"$T/out" 2>"$T/err" </dev/null || rc=$?
+	[ "$rc" -eq "$want" ] || fail "'$*' exited $rc, expected $want: $(cat "$T/err")"
+	[ "$(wc -l <"$T/err")" -eq 1 ] || fail "'$*' printed $(wc -l <"$T/err") lines: $(cat "$T/err")"
+	grep -Eq -- "$pattern" "$T/err" || fail "'$*' said '$(cat "$T/err")', expected /$pattern/"
+	if [ "${EXPECT_LOGGED:-0}" = 1 ] && [ "$want" -ne 0 ]; then
+		reason=$(sed -E 's/^[^:]*: (refused \(status -?[0-9]+\): |refused: |upgrade refused: |uffd-mgrd refused guest RAM: )?//' "$T/err")
+		sleep 0.2
+		grep -qF -- "$reason" "$T/daemon.log" || fail "the daemon did not log '$reason'"
+	fi
+	echo "ok: $(cat "$T/err")"
+}

@@ -1,7 +1,7 @@
 /* ctlclient: speaks the control protocol as a hostile or broken shim would, for the system
- * tests of what a daemon refuses (tests/system/bad_input.sh).
+ * tests of what a daemon refuses (tests/system/bad_input.sh, authz.sh, ctl_stall.sh).
  *
- *   ctlclient SOCKET MODE NAME
+ *   ctlclient SOCKET MODE NAME [options]
  *
  * MODE is one of:
  *   dup-resume   a resume (PROTO_REG_RESUME) of vm NAME, carrying four 1 MiB memfds: for a
@@ -10,22 +10,38 @@
  *                1 MiB, a shm pool memfd and a state made by vmstate_create for that VM but
  *                with its version bumped;
  *   truncated    the same with a state cut short: a sealed copy of its header pages only,
- *                without its counters and page entries.
- * The uffd slot carries a memfd: every refusal tested comes before the daemon touches it.
+ *                without its counters and page entries;
+ *   big-state    the same with a good state whose shm tier is 64 GiB: more than any policy
+ *                of the tests allows;
+ *   register     a real registration of 1 MiB of guest RAM (a sealed memfd, mapped and
+ *                registered with a real userfaultfd), made as root and then sent as the
+ *                --uid/--gid/--groups given; --hold keeps the VM that long after the reply;
+ *   not-uffd     the same registration with a memfd in the uffd slot;
+ *   silent       connects and sends nothing: the daemon must drop it (prints when);
+ *   stall-watch  asks for a stats stream every 100 ms and never reads it, for --hold s.
+ * Options: --uid U --gid G --groups G1,G2 (drop to them before connecting), --policy PATH,
+ * --qmp PATH, --unsealed (no seals on the guest memfd), --hold SECONDS.
+ * The uffd slot of the resumes carries a real userfaultfd registered on nothing: every
+ * refusal tested comes before the daemon uses it.
  *
  * Prints the daemon's reply as one line on stderr. Exit status: 0 when the daemon accepted,
  * 1 when it refused (or the exchange failed), 2 on bad usage. */
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
 #include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "shmswap/shmpool.h"
+#include "uffd-mgr/uffd.h"
 #include "uffd-mgr/proto.h"
 #include "uffd-mgr/vm.h"
 #include "uffd-mgr/vmstate.h"
@@ -59,9 +75,17 @@ static int damaged_state(const char *mode, const char *name)
 	off_t len;
 
 	snprintf(g.vm_name, sizeof(g.vm_name), "%s", name);
+	if (!strcmp(mode, "big-state"))
+		g.shm_slots = UINT64_C(16) << 20; /* 64 GiB: the state only says so */
 	if (vmstate_create(&g, &vs, err, sizeof(err))) {
 		fprintf(stderr, "ctlclient: %s\n", err);
 		exit(1);
+	}
+	if (!strcmp(mode, "big-state")) { /* a state as made, only too big for the policy */
+		int fd = dup(vs.fd);
+
+		vmstate_close(&vs);
+		return fd;
 	}
 	/* A forged copy (the daemon's own is sealed against writes too): the whole state for
 	 * bad-version, the header alone (its pages end where the counters start) for truncated,
@@ -122,16 +146,149 @@ static int exchange(int sock, const struct proto_register *req, const int *fds, 
 	return 0;
 }
 
+struct opts {
+	long uid, gid;
+	gid_t groups[16];
+	int ngroups;
+	const char *policy, *qmp;
+	bool unsealed;
+	double hold_s;
+};
+
+static int parse_opts(int argc, char **argv, struct opts *o)
+{
+	static const struct option lo[] = {
+	    {"uid", required_argument, NULL, 'u'},    {"gid", required_argument, NULL, 'g'},
+	    {"groups", required_argument, NULL, 'G'}, {"policy", required_argument, NULL, 'p'},
+	    {"qmp", required_argument, NULL, 'q'},    {"unsealed", no_argument, NULL, 'U'},
+	    {"hold", required_argument, NULL, 'h'},   {NULL, 0, NULL, 0},
+	};
+	int c;
+
+	*o = (struct opts){.uid = -1, .gid = -1, .policy = "", .qmp = ""};
+	optind = 4;
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (c) {
+		case 'u': o->uid = atol(optarg); break;
+		case 'g': o->gid = atol(optarg); break;
+		case 'G':
+			for (char *t = strtok(optarg, ","); t && o->ngroups < 16; t = strtok(NULL, ","))
+				o->groups[o->ngroups++] = (gid_t)atol(t);
+			break;
+		case 'p': o->policy = optarg; break;
+		case 'q': o->qmp = optarg; break;
+		case 'U': o->unsealed = true; break;
+		case 'h': o->hold_s = atof(optarg); break;
+		default: return -1;
+		}
+	}
+	return 0;
+}
+
+/* Becomes the peer the test wants the daemon to see: SO_PEERCRED is taken at connect(). */
+static void drop_to(const struct opts *o)
+{
+	if (o->uid < 0)
+		return;
+	if (setgroups((size_t)o->ngroups, o->groups) < 0 ||
+	    setresgid((gid_t)o->gid, (gid_t)o->gid, (gid_t)o->gid) < 0 ||
+	    setresuid((uid_t)o->uid, (uid_t)o->uid, (uid_t)o->uid) < 0) {
+		fprintf(stderr, "ctlclient: cannot become uid %ld: %s\n", o->uid, strerror(errno));
+		exit(1);
+	}
+}
+
+static int real_uffd(void)
+{
+	char err[256];
+	uint64_t features;
+	int fd;
+
+	if (uffd_open(&fd, &features, err, sizeof(err))) {
+		fprintf(stderr, "ctlclient: %s\n", err);
+		exit(1);
+	}
+	return fd;
+}
+
+/* A guest: 1 MiB of sealed memfd, mapped and registered with a real userfaultfd. */
+static void make_guest(struct proto_register *req, const struct opts *o, int fds[2])
+{
+	void *mem;
+
+	fds[1] = memfd_create("memory-backend-memfd", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fds[1] < 0 || ftruncate(fds[1], GUEST_BYTES) < 0 ||
+	    (!o->unsealed && fcntl(fds[1], F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0) ||
+	    (mem = mmap(NULL, GUEST_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fds[1], 0)) ==
+		MAP_FAILED) {
+		fprintf(stderr, "ctlclient: guest memfd: %s\n", strerror(errno));
+		exit(1);
+	}
+	fds[0] = real_uffd();
+	if (uffd_register(fds[0], (uint64_t)(uintptr_t)mem, GUEST_BYTES)) {
+		fprintf(stderr, "ctlclient: cannot register the guest with userfaultfd\n");
+		exit(1);
+	}
+	req->host_addr = (uint64_t)(uintptr_t)mem;
+	req->flags = 0;
+}
+
+static void sleep_s(double s)
+{
+	struct timespec t = {.tv_sec = (time_t)s, .tv_nsec = (long)((s - (time_t)s) * 1e9)};
+
+	while (nanosleep(&t, &t) < 0 && errno == EINTR)
+		;
+}
+
+/* silent: waits for the daemon to drop a connection that never says anything. */
+static int run_silent(int sock)
+{
+	struct pollfd p = {.fd = sock, .events = POLLIN};
+	struct timespec a, b;
+	char c;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	if (poll(&p, 1, 60000) <= 0 || recv(sock, &c, 1, 0) != 0) {
+		fprintf(stderr, "ctlclient: the daemon kept a silent connection for 60 s\n");
+		return 1;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	fprintf(stderr, "ctlclient: dropped after %.1f s of silence\n",
+		(double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9);
+	return 0;
+}
+
+/* stall-watch: a stats stream nobody reads. Returns 0 once held. */
+static int run_stall_watch(int sock, double hold_s)
+{
+	struct proto_stats_req req = {.interval_ms = 100};
+
+	proto_hdr_init(&req.hdr, PROTO_STATS_WATCH, sizeof(req));
+	if (proto_send(sock, &req, sizeof(req), NULL, 0))
+		return 1;
+	sleep_s(hold_s);
+	fprintf(stderr, "ctlclient: held an unread stats stream for %.1f s\n", hold_s);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	static const char *const modes[] = {"dup-resume", "bad-version", "truncated", "big-state",
+					    "register", "not-uffd", "silent", "stall-watch"};
 	static struct proto_register req;
 	struct proto_reply rep;
-	int fds[4], sock, r;
-	const char *mode = argc == 4 ? argv[2] : "";
+	struct opts o;
+	int fds[4], nfds = 4, sock, r;
+	const char *mode = argc >= 4 ? argv[2] : "";
+	bool known = false;
 
-	if (strcmp(mode, "dup-resume") && strcmp(mode, "bad-version") &&
-	    strcmp(mode, "truncated")) {
-		fprintf(stderr, "usage: ctlclient SOCKET dup-resume|bad-version|truncated NAME\n");
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+		known |= !strcmp(mode, modes[i]);
+	if (!known || parse_opts(argc, argv, &o)) {
+		fprintf(stderr, "usage: ctlclient SOCKET dup-resume|bad-version|truncated|big-state|"
+				"register|not-uffd|silent|stall-watch NAME [--uid U --gid G "
+				"--groups G,..] [--policy P] [--qmp P] [--unsealed] [--hold S]\n");
 		return 2;
 	}
 	proto_hdr_init(&req.hdr, PROTO_REGISTER, sizeof(req));
@@ -140,28 +297,46 @@ int main(int argc, char **argv)
 	req.length = GUEST_BYTES;
 	snprintf(req.vm_name, sizeof(req.vm_name), "%s", argv[3]);
 	snprintf(req.block_name, sizeof(req.block_name), "memory-backend-memfd");
-	fds[0] = make_memfd("not-a-uffd", GUEST_BYTES);
-	fds[1] = make_memfd("guest", GUEST_BYTES);
-	if (!strcmp(mode, "dup-resume")) {
+	snprintf(req.policy_path, sizeof(req.policy_path), "%s", o.policy);
+	snprintf(req.qmp_path, sizeof(req.qmp_path), "%s", o.qmp);
+	if (!strcmp(mode, "register") || !strcmp(mode, "not-uffd")) {
+		make_guest(&req, &o, fds);
+		if (!strcmp(mode, "not-uffd"))
+			fds[0] = dup(fds[1]);
+		nfds = 2;
+	} else if (!strcmp(mode, "dup-resume")) {
+		fds[0] = make_memfd("not-a-uffd", GUEST_BYTES);
+		fds[1] = make_memfd("guest", GUEST_BYTES);
 		fds[2] = make_memfd("state", GUEST_BYTES);
 		fds[3] = make_memfd("shm", GUEST_BYTES);
-	} else {
+	} else if (strcmp(mode, "silent") && strcmp(mode, "stall-watch")) {
+		struct opts sealed = {.unsealed = false};
+
+		make_guest(&req, &sealed, fds);
+		req.flags = PROTO_REG_RESUME;
 		fds[2] = damaged_state(mode, argv[3]);
 		fds[3] = shm_pool_fd();
 	}
+	drop_to(&o);
 	sock = proto_connect(argv[1]);
 	if (sock < 0) {
 		fprintf(stderr, "ctlclient: no uffd-mgrd answers at %s: %s\n", argv[1],
 			strerror(-sock));
 		return 1;
 	}
-	r = exchange(sock, &req, fds, 4, &rep);
+	if (!strcmp(mode, "silent"))
+		return run_silent(sock);
+	if (!strcmp(mode, "stall-watch"))
+		return run_stall_watch(sock, o.hold_s);
+	r = exchange(sock, &req, fds, nfds, &rep);
 	if (r) {
 		fprintf(stderr, "ctlclient: no answer from uffd-mgrd: %s\n", strerror(-r));
 		return 1;
 	}
 	fprintf(stderr, "ctlclient: %s (status %d): %s\n", rep.status ? "refused" : "accepted",
 		rep.status, rep.message);
+	if (!rep.status && o.hold_s > 0)
+		sleep_s(o.hold_s);
 	close(sock);
 	return rep.status ? 1 : 0;
 }

@@ -326,8 +326,12 @@ int main(int argc, char **argv)
 		return 2;
 	signal(SIGUSR1, on_usr1);
 	npages = cfg.mb * 1024 * 1024 / PAGE;
-	fd = memfd_create("memory-backend-memfd", MFD_CLOEXEC);
-	if (fd < 0 || ftruncate(fd, (off_t)(npages * PAGE)) < 0) {
+	/* Sealed as QEMU's memory-backend-memfd seals it: uffd-mgrd refuses a guest memfd that
+	 * could shrink under its mapping. */
+	fd = memfd_create("memory-backend-memfd", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0 || ftruncate(fd, (off_t)(npages * PAGE)) < 0 ||
+	    (!getenv("FAKEGUEST_UNSEALED") &&
+	     fcntl(fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0)) {
 		perror("fakeguest: memfd");
 		return 1;
 	}

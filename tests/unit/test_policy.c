@@ -659,6 +659,90 @@ static void test_print_keys(void **state)
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/* policy_clamp: a VM's own file, parsed over the operator's, may lower limits, never raise
+ * them, and never choose what is the operator's (owner, disk path, fault CPU). Each row: the
+ * operator's file, the VM's, the keys put back, and one field to check after. */
+static const struct clamp_case {
+	const char *trusted, *mine, *put_back;
+	size_t offset;
+	uint64_t want; /* the field's value after, read as uint64_t or uint32_t by width */
+	int width;
+} clamp_cases[] = {
+    {"[memory]\nresident_max = 1G\n", "[memory]\nresident_max = 512M\n", "",
+     offsetof(struct policy, resident_max), 512 * M, 8},
+    {"[memory]\nresident_max = 1G\n", "[memory]\nresident_max = 2G\n", "[memory] resident_max",
+     offsetof(struct policy, resident_max), G, 8},
+    {"[memory]\nresident_max = 1G\n", "[memory]\nresident_max = 0\n", "[memory] resident_max",
+     offsetof(struct policy, resident_max), G, 8}, /* 0 is "no limit": the highest */
+    {"", "[memory]\nresident_max = 64M\n", "", offsetof(struct policy, resident_max), 64 * M, 8},
+    {"[memory]\nweight = 100\n", "[memory]\nweight = 10000\n", "[memory] weight",
+     offsetof(struct policy, weight), 100, 4},
+    {"[memory]\nweight = 300\n", "[vm]\nname = x\n", "[vm] name",
+     offsetof(struct policy, weight), 300, 4}, /* unset keys keep the operator's */
+    {"", "[memory]\ncritical_min = 4G\n", "[memory] critical_min",
+     offsetof(struct policy, critical_min), 64 * M, 8},
+    {"", "[shm]\nmax = 1T\n", "[shm] max", offsetof(struct policy, shm_max), 256 * M, 8},
+    {"", "[shm]\nmax = 16M\n", "", offsetof(struct policy, shm_max), 16 * M, 8},
+    {"", "[balloon]\nmax = 2G\n", "", offsetof(struct policy, balloon_max), 2 * G, 8},
+    {"[balloon]\nmax = 1G\n", "[balloon]\nmax = 0\n", "[balloon] max",
+     offsetof(struct policy, balloon_max), G, 8},
+    {"", "[balloon]\nmin = 1G\n", "[balloon] min", offsetof(struct policy, balloon_min),
+     128 * M, 8},
+    {"", "[fault]\nbusy_poll = 500\n", "[fault] busy_poll", offsetof(struct policy, busy_poll_us),
+     0, 4},
+    {"", "[tracker]\ninterval = 100\n", "[tracker] interval",
+     offsetof(struct policy, track_interval_ms), 1000, 4},
+    {"", "[tracker]\ninterval = 5000\n", "", offsetof(struct policy, track_interval_ms), 5000, 4},
+    {"[vm]\nowner = alice\n", "[vm]\nowner = mallory\n", "[vm] owner",
+     offsetof(struct policy, owner), 0, 0},
+    {"", "[disk]\npath = /etc/passwd\n", "[disk] path", offsetof(struct policy, disk_path), 0, 0},
+    {"", "[fault]\ncpu = 0\n", "[fault] cpu", offsetof(struct policy, fault_cpu), (uint64_t)-1, 4},
+    {"[shm]\nmax = 1M\n", "[memory]\nrun_size = 2M\n[shm]\nmax = 4M\n",
+     "[memory] run_size, [shm] max", offsetof(struct policy, run_size), 64 * K, 8},
+    {"", "[shm]\nhigh_watermark = 50\nlow_watermark = 10\n", "",
+     offsetof(struct policy, shm_high_pct), 50, 4},
+};
+
+static void test_clamp(void **state)
+{
+	const struct clamp_case *c = *state;
+	struct policy trusted, mine, before;
+	char err[256], what[256];
+	uint64_t v = 0;
+	uint32_t u;
+
+	assert_int_equal(policy_parse_string(c->trusted, "op.conf", &trusted, err, sizeof(err)), 0);
+	mine = trusted;
+	/* As authz parses it: over the operator's policy. */
+	{
+		char path[] = "/tmp/test_policy_clamp.XXXXXX";
+		int fd = mkstemp(path);
+
+		assert_true(fd >= 0);
+		assert_int_equal(write(fd, c->mine, strlen(c->mine)), (ssize_t)strlen(c->mine));
+		lseek(fd, 0, SEEK_SET);
+		assert_int_equal(policy_load_fd(fd, "vm.conf", &trusted, &mine, err, sizeof(err)), 0);
+		close(fd);
+		unlink(path);
+	}
+	before = mine;
+	policy_clamp(&trusted, &mine, what, sizeof(what));
+	assert_string_equal(what, c->put_back);
+	if (c->width == 8) {
+		memcpy(&v, (char *)&mine + c->offset, 8);
+		assert_int_equal(v, c->want);
+	} else if (c->width == 4) {
+		memcpy(&u, (char *)&mine + c->offset, 4);
+		assert_int_equal(u, (uint32_t)c->want);
+	} else {
+		assert_string_equal((char *)&mine + c->offset, (char *)&trusted + c->offset);
+	}
+	/* Clamping twice changes nothing more; the operator's own policy is never clamped. */
+	assert_int_equal(policy_clamp(&trusted, &mine, NULL, 0), 0);
+	before = trusted;
+	assert_int_equal(policy_clamp(&trusted, &before, NULL, 0), 0);
+}
+
 int main(void)
 {
 	static const struct CMUnitTest single[] = {
@@ -679,7 +763,7 @@ int main(void)
 	};
 	size_t n = 0, i,
 	       max = ARRAY_SIZE(size_cases) + ARRAY_SIZE(good_cases) + ARRAY_SIZE(bad_cases) +
-		     ARRAY_SIZE(single);
+		     ARRAY_SIZE(single) + ARRAY_SIZE(clamp_cases);
 	struct CMUnitTest *tests = calloc(max, sizeof(*tests));
 	char(*names)[80] = calloc(ARRAY_SIZE(size_cases), sizeof(*names));
 	int failed;
@@ -702,6 +786,10 @@ int main(void)
 						 .initial_state = (void *)&bad_cases[i]};
 	for (i = 0; i < ARRAY_SIZE(single); i++)
 		tests[n++] = single[i];
+	for (i = 0; i < ARRAY_SIZE(clamp_cases); i++)
+		tests[n++] = (struct CMUnitTest){.name = "clamp",
+						 .test_func = test_clamp,
+						 .initial_state = (void *)&clamp_cases[i]};
 	failed = _cmocka_run_group_tests("policy", tests, n, NULL, NULL);
 	free(names);
 	free(tests);

@@ -909,6 +909,30 @@ static void test_not_qmp(void **state)
 	finish(f);
 }
 
+/* A VM names its QMP socket: with the VM's pid given, a socket another process listens on
+ * (here: this process, not the pid asked for) is refused before a byte is read from it. */
+static void script_pid(struct fake *f)
+{
+	if (srv_accept(f)) /* the refused connection */
+		srv_hangup(f);
+	if (srv_handshake(f))
+		srv_wait_close(f);
+}
+
+static void test_peer_pid(void **state)
+{
+	struct fake *f = *state;
+	char err[256] = "";
+
+	serve(f, script_pid);
+	assert_int_equal(qmp_open_pid(&f->q, f->path, 1, 1000, err, sizeof(err)), -EACCES);
+	assert_null(f->q);
+	assert_non_null(strstr(err, "not the VM's pid 1: not its QMP"));
+	assert_int_equal(qmp_open_pid(&f->q, f->path, getpid(), 1000, err, sizeof(err)), 0);
+	assert_non_null(f->q);
+	finish(f);
+}
+
 /* ---- balloon helpers against the fake ---- */
 
 static void script_balloon(struct fake *f)
@@ -1133,6 +1157,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_missing_socket, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_not_qmp, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_peer_pid, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_balloon_helpers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_real_qemu, setup, teardown),
 	};

@@ -108,9 +108,10 @@ static void fx_open_at(struct fx *f, off_t off, size_t len, size_t tail, uint64_
 	f->len = len;
 	f->npages = len / PG;
 	f->off = off;
-	f->memfd = memfd_create("memory-backend-memfd", MFD_CLOEXEC);
+	f->memfd = memfd_create("memory-backend-memfd", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	assert_true(f->memfd >= 0);
 	assert_int_equal(ftruncate(f->memfd, off + (off_t)(len + tail)), 0);
+	assert_int_equal(fcntl(f->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
 	f->map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, f->memfd, off);
 	assert_true(f->map != MAP_FAILED);
 	assert_int_equal(uffd_open(&uffd, &features, err, sizeof(err)), 0);
@@ -1345,13 +1346,38 @@ static void test_create_checks_and_ownership(void **state)
 	struct policy pol;
 	struct vm *vm = NULL;
 	char err[256];
-	int uffd, mfd = memfd_create("memory-backend-memfd", MFD_CLOEXEC);
+	int uffd, mfd = memfd_create("memory-backend-memfd", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	uint64_t features;
 
 	vm_destroy(NULL);
 	assert_true(mfd >= 0);
 	assert_int_equal(ftruncate(mfd, 1 * MIB), 0);
 	assert_int_equal(uffd_open(&uffd, &features, err, sizeof(err)), 0);
+	policy_defaults(&pol);
+	memset(&req, 0, sizeof(req));
+	proto_hdr_init(&req.hdr, PROTO_REGISTER, sizeof(req));
+	req.host_addr = 0x7f0000000000ull;
+	req.pid = getpid();
+	req.length = 1 * MIB;
+	snprintf(req.vm_name, sizeof(req.vm_name), "bad");
+
+	/* QEMU is not trusted: an unsealed memfd, a uffd that is not one, sums that wrap. */
+	assert_int_equal(vm_create(&req, uffd, mfd, &pol, &vm, err, sizeof(err)), -EPERM);
+	print_message("unsealed: %s\n", err);
+	assert_non_null(strstr(err, "not sealed against shrinking"));
+	assert_int_equal(fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK), 0);
+	assert_int_equal(vm_create(&req, mfd, mfd, &pol, &vm, err, sizeof(err)), -EBADF);
+	print_message("not a uffd: %s\n", err);
+	assert_non_null(strstr(err, "not a userfaultfd (it is '/memfd:memory-backend-memfd"));
+	req.host_addr = UINT64_MAX - 4095; /* + length wraps */
+	assert_int_equal(vm_create(&req, uffd, mfd, &pol, &vm, err, sizeof(err)), -EINVAL);
+	print_message("wraps: %s\n", err);
+	req.host_addr = 0x7f0000000000ull;
+	req.memfd_offset = UINT64_MAX - 4095;
+	assert_int_equal(vm_create(&req, uffd, mfd, &pol, &vm, err, sizeof(err)), -EINVAL);
+	req.memfd_offset = 0;
+	req.length = UINT64_C(1) << 50;
+	assert_int_equal(vm_create(&req, uffd, mfd, &pol, &vm, err, sizeof(err)), -EINVAL);
 	policy_defaults(&pol);
 	memset(&req, 0, sizeof(req));
 	proto_hdr_init(&req.hdr, PROTO_REGISTER, sizeof(req));
