@@ -43,7 +43,7 @@ TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tests/%)
 # Test builds: the files that call uffd-mgr/hooks.h compiled again with the hooks on. Linked
 # ahead of the library, their objects stand in for the library's own (same symbols), so the
 # test daemon and the unit tests get the hooks and the product binaries never do.
-HOOK_SRCS := uffd-mgr/hooks.c uffd-mgr/uffd.c uffd-mgr/fault.c
+HOOK_SRCS := uffd-mgr/hooks.c uffd-mgr/uffd.c uffd-mgr/fault.c uffd-mgr/vm.c
 HOOK_OBJS := $(HOOK_SRCS:%.c=$(BUILD)/obj-hooks/%.o)
 TEST_DAEMON := $(BUILD)/tests/uffd-mgrd-hooks
 TOOL_BINS += $(TEST_DAEMON)
@@ -77,8 +77,9 @@ $(BUILD)/uffd-qemu: $(BUILD)/obj/qemu-glue/uffd-qemu.o $(LIB)
 	$(call E,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # The shim lives inside QEMU: it links only what it uses from the library and nothing else.
-$(BUILD)/libuffd-shim.so: $(BUILD)/obj/qemu-glue/shim.o $(LIB)
-	$(call E,LD,$@)$(CC) $(LDFLAGS) -shared -o $@ $^ -ldl -lpthread
+$(BUILD)/libuffd-shim.so: $(BUILD)/obj/qemu-glue/shim.o $(LIB) qemu-glue/shim.map
+	$(call E,LD,$@)$(CC) $(LDFLAGS) -shared -Wl,--version-script=qemu-glue/shim.map -o $@ \
+		$(BUILD)/obj/qemu-glue/shim.o $(LIB) -ldl -lpthread
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(HOOK_OBJS) $(LIB)
 	@mkdir -p $(dir $@)

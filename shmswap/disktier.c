@@ -111,7 +111,9 @@ static int probe_uring(const char *path, char *err, size_t errlen)
 
 static int open_file(struct disktier *d)
 {
-	const int flags = O_RDWR | O_CREAT | O_CLOEXEC;
+	/* Never through a symbolic link: a typo or a planted link must not make root truncate
+	 * another file. */
+	const int flags = O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW;
 	struct stat st;
 
 	/* No O_TRUNC: the file may be another live VM's swap (two policies naming one path);
@@ -124,6 +126,10 @@ static int open_file(struct disktier *d)
 		return -errno;
 	if (!S_ISREG(st.st_mode))
 		return -EINVAL; /* a device or fifo: not ours to truncate or unlink */
+	if (st.st_nlink != 1)
+		return -EMLINK; /* other names for it (hard links): some other file's data */
+	if (st.st_uid != geteuid())
+		return -EACCES; /* someone else's file */
 	if (flock(d->fd, LOCK_EX | LOCK_NB) < 0)
 		return errno == EWOULDBLOCK ? -EBUSY : -errno;
 	d->owned = true;
@@ -179,7 +185,10 @@ int disktier_open(const char *path, uint64_t bytes, struct disktier **out, char 
 		err_set(err, errlen, "disk tier %s: open: %s", path,
 			ret == -EINVAL && d->fd >= 0 ? "not a regular file"
 			: ret == -EBUSY		     ? "in use by another VM's disk tier (locked)"
-						     : strerror(-ret));
+			: ret == -ELOOP		     ? "a symbolic link, which is never followed"
+			: ret == -EMLINK	     ? "it has other names (hard links); not truncating"
+			: ret == -EACCES && d->fd >= 0 ? "owned by another user; not truncating"
+						       : strerror(-ret));
 		goto fail;
 	}
 	if (ftruncate(d->fd, (off_t)(d->nslots * SLOT_SIZE)) < 0) {

@@ -129,4 +129,9 @@ void hooks_set_unprotect_fail(bool on)
 	atomic_store(&unprotect_fail, on);
 }
 
+const char *hooks_disk_injection(void)
+{
+	return getenv("UFFD_MGR_INJECT_DISK");
+}
+
 #endif

@@ -7,11 +7,13 @@
  *                                       ENOMEM without reaching the kernel;
  *   UFFD_MGR_INJECT_ENOMEM="burst:N[:M]" the first N of every M of them fail (M: 1000);
  *   UFFD_MGR_INJECT_FAULT_EXIT="N"      the first fault thread of the process exits after
- *                                       serving N faults; "N:always": every fault thread. */
+ *                                       serving N faults; "N:always": every fault thread;
+ *   UFFD_MGR_INJECT_DISK="OP:N:ERR,..." disk tier I/O errors (disktier_set_injection). */
 #ifndef UFFD_HOOKS_H
 #define UFFD_HOOKS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef UFFD_MGR_TEST_HOOKS
@@ -26,6 +28,9 @@ bool hooks_fault_exit(uint64_t served);
  * only by unit tests (hooks_set_unprotect_fail). Thread-safe. */
 bool hooks_unprotect_fail(void);
 void hooks_set_unprotect_fail(bool on);
+
+/* The disk tier's injection spec from the environment, or NULL. */
+const char *hooks_disk_injection(void);
 
 /* Replaces the environment's settings (same syntax; NULL or "" = off) and restarts the
  * counters, for unit tests. Returns 0, or -EINVAL (and changes nothing) on a bad spec. */
@@ -47,6 +52,11 @@ static inline bool hooks_fault_exit(uint64_t served)
 static inline bool hooks_unprotect_fail(void)
 {
 	return false;
+}
+
+static inline const char *hooks_disk_injection(void)
+{
+	return NULL;
 }
 
 #endif

@@ -19,6 +19,7 @@
 
 #include "uffd-mgr/evict.h"
 #include "uffd-mgr/fault.h"
+#include "uffd-mgr/hooks.h"
 #include "uffd-mgr/log.h"
 #include "uffd-mgr/proto.h"
 #include "uffd-mgr/uffd.h"
@@ -152,7 +153,7 @@ static int open_pidfd(pid_t pid)
 /* A ring for each thread that does disk I/O, each with its run-sized buffer registered. */
 static int open_rings(struct vm *vm, char *err, size_t errlen)
 {
-	const char *inject = getenv("UFFD_MGR_INJECT_DISK"); /* tests only */
+	const char *inject = hooks_disk_injection(); /* test builds only */
 	int r;
 
 	if (inject && *inject && disktier_set_injection(vm->disk, inject))

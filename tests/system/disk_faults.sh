@@ -37,7 +37,7 @@ echo "disk full: $(stat full disk.full_events) disk-full events, $(stat full tie
 	"shm-full events, guest verified"
 
 kill "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null || true
-UFFD_MGR_INJECT_DISK="write:7:EIO,read:5:EIO" start_daemon
+DAEMON=test UFFD_MGR_INJECT_DISK="write:7:EIO,read:5:EIO" start_daemon
 fakeguest eio "$T/eio.conf" --mb 64 --threads 2 --seconds 6 --write-pct 50 --fill ||
 	fail "injected EIO: fake guest saw wrong bytes"
 [ "$(stat eio disk.write_errors)" -ge 1 ] || fail "no write errors counted"

@@ -70,7 +70,7 @@ echo "again: restarted once, then the guest was stopped with SIGTERM"
 stop_daemon again
 
 # 3. disk reads failing past read_retry_max
-UFFD_MGR_INJECT_DISK="read:1:EIO" start_daemon
+DAEMON=test UFFD_MGR_INJECT_DISK="read:1:EIO" start_daemon
 rc=0
 fakeguest diskfail "$T/disk.conf" --mb 64 --threads 2 --seconds 30 --write-pct 50 --fill || rc=$?
 [ "$rc" -eq 143 ] || fail "diskfail: fake guest exit $rc, not SIGTERM (143)"

@@ -205,6 +205,45 @@ static void test_open_errors(void **state)
 	disktier_io_destroy(NULL);
 }
 
+/* The swap file at the policy's path is truncated: never when the path is a symbolic link, has
+ * other names, or belongs to someone else (a typo or a planted link must not cost another
+ * file its data). The other file keeps every byte. */
+static void test_open_never_follows(void **state)
+{
+	struct fix *f = *state;
+	struct disktier *d = NULL;
+	char err[256] = "", victim[200], buf[6] = "";
+	int fd;
+
+	snprintf(victim, sizeof(victim), "%s/precious", f->dir);
+	fd = open(victim, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "keep!", 5), 5);
+	close(fd);
+	assert_int_equal(symlink(victim, f->path), 0);
+	assert_int_equal(disktier_open(f->path, MiB, &d, err, sizeof(err)), -ELOOP);
+	assert_non_null(strstr(err, "symbolic link"));
+	unlink(f->path);
+	assert_int_equal(link(victim, f->path), 0);
+	assert_int_equal(disktier_open(f->path, MiB, &d, err, sizeof(err)), -EMLINK);
+	assert_non_null(strstr(err, "hard links"));
+	unlink(f->path);
+	if (geteuid() == 0) {
+		fd = open(f->path, O_WRONLY | O_CREAT, 0600);
+		assert_true(fd >= 0 && fchown(fd, 65534, 65534) == 0);
+		close(fd);
+		assert_int_equal(disktier_open(f->path, MiB, &d, err, sizeof(err)), -EACCES);
+		assert_non_null(strstr(err, "another user"));
+		unlink(f->path);
+	}
+	assert_null(d);
+	fd = open(victim, O_RDONLY);
+	assert_int_equal(read(fd, buf, 5), 5);
+	close(fd);
+	assert_string_equal(buf, "keep!");
+	unlink(victim);
+}
+
 static void test_open_sparse_truncated_unlinked(void **state)
 {
 	struct fix *f = *state;
@@ -1048,6 +1087,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    T(test_open_errors),
+	    T(test_open_never_follows),
 	    T(test_open_sparse_truncated_unlinked),
 	    T(test_alloc_extents),
 	    T(test_direct_round_trips),
