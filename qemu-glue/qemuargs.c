@@ -25,7 +25,9 @@ enum opt_id {
 	O_OTHER,
 	O_DAEMONIZE,
 	O_CHARDEV,
+	O_BLOCKDEV,
 	O_DEVICE,
+	O_DRIVE,
 	O_INCOMING,
 	O_MACHINE,
 	O_MEM,
@@ -39,6 +41,7 @@ enum opt_id {
 	O_OVERCOMMIT,
 	O_QMP,
 	O_READCONFIG,
+	O_SET,
 };
 
 struct qopt {
@@ -71,7 +74,7 @@ static const struct qopt qemu_opts[] = {
     N("audio-help", O_OTHER),
     A("audiodev", O_OTHER),
     A("bios", O_OTHER),
-    A("blockdev", O_OTHER),
+    A("blockdev", O_BLOCKDEV),
     A("boot", O_OTHER),
     A("cdrom", O_OTHER),
     A("chardev", O_CHARDEV),
@@ -85,7 +88,7 @@ static const struct qopt qemu_opts[] = {
     A("device", O_DEVICE),
     A("dfilter", O_OTHER),
     A("display", O_OTHER),
-    A("drive", O_OTHER),
+    A("drive", O_DRIVE),
     A("dtb", O_OTHER),
     A("dump-vmstate", O_OTHER),
     A("echr", O_OTHER),
@@ -158,7 +161,7 @@ static const struct qopt qemu_opts[] = {
     A("sd", O_OTHER),
     A("seed", O_OTHER),
     A("serial", O_OTHER),
-    A("set", O_OTHER),
+    A("set", O_SET),
     N("singlestep", O_OTHER),
     A("smbios", O_OTHER),
     A("smp", O_OTHER),
@@ -378,24 +381,41 @@ static struct json_object *json_parse_all(const char *text, const char **why)
 	return obj;
 }
 
-/* Takes the top-level members of a JSON object ({"qom-type": ..., "size": 1073741824}). */
+/* Adds the members of a JSON object, nested objects flattened to dotted keys the way keyval
+ * spells them ({"file": {"aio": "native"}} gives file.aio=native). */
+static int add_json_members(struct kvlist *l, const char *prefix, struct json_object *obj)
+{
+	json_object_object_foreach(obj, key, val)
+	{
+		bool nested = json_object_is_type(val, json_type_object);
+		char *name;
+		int ret;
+
+		if (asprintf(&name, "%s%s%s", prefix, key, nested ? "." : "") < 0)
+			return -ENOMEM;
+		if (nested) {
+			ret = add_json_members(l, name, val);
+			free(name);
+		} else {
+			ret = kv_add(l, name, json_value_text(val));
+		}
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* Takes the members of a JSON object ({"qom-type": ..., "size": 1073741824}). */
 static int parse_json(struct scan *s, struct kvlist *l, const char *opt, const char *text)
 {
 	const char *why;
 	struct json_object *obj = json_parse_all(text, &why);
-	int ret = 0;
+	int ret;
 
-	if (!obj || !json_object_is_type(obj, json_type_object)) {
+	if (!obj || !json_object_is_type(obj, json_type_object))
 		ret = fail(s, "-%s: invalid JSON: %s", opt, obj ? "not an object" : why);
-		goto out;
-	}
-	json_object_object_foreach(obj, key, val)
-	{
-		ret = kv_add(l, strdup(key), json_value_text(val));
-		if (ret)
-			goto out;
-	}
-out:
+	else
+		ret = add_json_members(l, "", obj);
 	json_object_put(obj);
 	return ret;
 }
@@ -435,12 +455,11 @@ static const char *kv_get(const struct kvlist *l, const char *key)
 	return found;
 }
 
-/* Reads a boolean property: 1, 0, -1 when absent, -2 when it is not a boolean. */
-static int kv_bool(const struct kvlist *l, const char *key)
+/* Reads a boolean as QEMU does: 1, 0, -1 for NULL, -2 when it is not a boolean. */
+static int text_bool(const char *v)
 {
 	static const char *const yes[] = {"on", "yes", "true", "y"};
 	static const char *const no[] = {"off", "no", "false", "n"};
-	const char *v = kv_get(l, key);
 
 	if (!v)
 		return -1;
@@ -451,6 +470,12 @@ static int kv_bool(const struct kvlist *l, const char *key)
 			return 0;
 	}
 	return -2;
+}
+
+/* Reads a boolean property: 1, 0, -1 when absent, -2 when it is not a boolean. */
+static int kv_bool(const struct kvlist *l, const char *key)
+{
+	return text_bool(kv_get(l, key));
 }
 
 static bool prefixed(const char *s, const char *prefix)
@@ -620,6 +645,31 @@ static int on_numa(struct scan *s, const char *arg)
 	return 0;
 }
 
+/* Devices whose backend writes guest RAM other than through QEMU's registered mapping: by DMA
+ * into pages it pinned, or through a mapping of its own. Such a write can land in a page
+ * being evicted after it was copied out, or in one already punched, and be lost. Kernel
+ * vhost (vhost-net, vhost-vsock) is not here: its worker copies with copy_to_user on QEMU's
+ * own mm, so it faults through the userfaultfd like a vCPU (see README, "Devices and guest
+ * RAM"). */
+static const struct refused_dev {
+	const char *prefix; /* of the -device driver name */
+	const char *why;
+} refused_devs[] = {
+    {"vhost-user", "a vhost-user backend writes guest RAM outside QEMU's registered mapping"},
+    {"vhost-vdpa", "a vDPA device writes guest RAM by DMA outside QEMU's registered mapping"},
+    {"vhost-scsi",
+     "the kernel's vhost-scsi pins guest RAM for its SCSI target, which writes it by DMA "
+     "outside QEMU's registered mapping; use virtio-scsi-pci with scsi-hd"},
+    {"vfio", "device assignment pins guest RAM and writes it by DMA outside QEMU's registered "
+	     "mapping"},
+    {"scsi-block", "its SG_IO requests pin guest RAM and the host disk writes it by DMA outside "
+		   "QEMU's registered mapping; use scsi-hd"},
+    {"pvrdma", "it registers guest RAM with the host's RDMA device, which writes it by DMA "
+	       "outside QEMU's registered mapping"},
+    {"x-pci-proxy-dev", "the remote device process writes guest RAM through its own mapping, "
+			"outside QEMU's registered one"},
+};
+
 static int on_device(struct scan *s, const char *arg)
 {
 	int ret;
@@ -629,19 +679,123 @@ static int on_device(struct scan *s, const char *arg)
 	if (!l)
 		return ret;
 	drv = kv_get(l, "driver");
-	if (prefixed(drv, "vhost-user"))
-		return fail(s,
-			    "-device %s is not supported: a vhost-user backend writes guest RAM "
-			    "outside QEMU's registered mapping",
-			    drv);
-	if (prefixed(drv, "vfio"))
-		return fail(s,
-			    "-device %s is not supported: device assignment pins guest RAM and "
-			    "writes it by DMA outside QEMU's registered mapping",
-			    drv);
+	for (size_t i = 0; i < sizeof(refused_devs) / sizeof(refused_devs[0]); i++)
+		if (prefixed(drv, refused_devs[i].prefix))
+			return fail(s, "-device %s is not supported: %s", drv, refused_devs[i].why);
 	if (prefixed(drv, "virtio-balloon"))
 		s->balloon = true;
 	return 0;
+}
+
+/* ---- Disks: O_DIRECT and drivers that hand guest RAM to a device ----
+ *
+ * With O_DIRECT the kernel pins the guest pages of a read and the disk writes them by DMA,
+ * behind the page tables, so write protection does not stop it. An eviction that copies and
+ * punches such a page while the read is in flight keeps the stale copy, and the guest later
+ * reads that instead of the data. QEMU's default, cache=writeback, reads through the page
+ * cache: the kernel's copy into guest RAM faults through the userfaultfd like a vCPU. */
+
+#define DIRECT_WHY                                                                                 \
+	"O_DIRECT reads land in guest RAM by DMA behind the page tables, so an eviction racing "   \
+	"one could lose the data"
+
+/* Whether key is name, or a child node's name: "file.aio" and "file.cache.direct" are the
+ * protocol node's aio and cache.direct under a format node. */
+static bool key_is(const char *key, const char *name)
+{
+	size_t k = strlen(key), n = strlen(name);
+
+	return k >= n && !strcmp(key + k - n, name) && (k == n || key[k - n - 1] == '.');
+}
+
+/* -drive's cache= shorthand; an explicit cache.direct= takes precedence, as in QEMU. */
+static int check_cache_mode(struct scan *s, const char *opt, const char *arg,
+			    const struct kvlist *l)
+{
+	const char *mode = kv_get(l, "cache");
+
+	if (kv_get(l, "cache.direct") ||
+	    !(same(mode, "none") || same(mode, "off") || same(mode, "directsync")))
+		return 0;
+	return fail(s,
+		    "-%s %s: cache=%s means O_DIRECT, and " DIRECT_WHY
+		    "; use cache=writeback (the default) or cache=writethrough",
+		    opt, arg, mode);
+}
+
+/* Checks the options of one block node and its children (-drive, -blockdev, -set drive.). */
+static int check_disk(struct scan *s, const char *opt, const char *arg, const struct kvlist *l)
+{
+	for (int i = 0; i < l->n; i++) {
+		const char *key = l->v[i].key, *val = kv_get(l, key);
+
+		if (key_is(key, "cache.direct") && text_bool(val) == 1)
+			return fail(s,
+				    "-%s %s: %s=%s means O_DIRECT, and " DIRECT_WHY
+				    "; use cache.direct=off (the default)",
+				    opt, arg, key, val);
+		if (key_is(key, "aio") && same(val, "native"))
+			return fail(s,
+				    "-%s %s: %s=native needs O_DIRECT, and " DIRECT_WHY
+				    "; use aio=threads (the default) or aio=io_uring",
+				    opt, arg, key);
+		if ((key_is(key, "driver") && same(val, "nvme")) ||
+		    ((key_is(key, "file") || key_is(key, "filename")) && prefixed(val, "nvme:")))
+			return fail(
+			    s,
+			    "-%s %s: QEMU's userspace nvme driver maps all guest RAM for the "
+			    "device's DMA, behind the page tables; use the host's nvme block "
+			    "device (/dev/nvmeXnY)",
+			    opt, arg);
+	}
+	return check_cache_mode(s, opt, arg, l);
+}
+
+static int on_drive(struct scan *s, const char *arg)
+{
+	int ret;
+	struct kvlist *l = parse_arg(s, "drive", arg, NULL, false, &ret);
+	const char *file;
+
+	if (!l)
+		return ret;
+	file = kv_get(l, "file");
+	/* "file=json:{...}" gives the node's options in JSON, as QEMU's json: pseudo-protocol. */
+	if (prefixed(file, "json:")) {
+		ret = parse_json(s, l, "drive", file + strlen("json:"));
+		if (ret)
+			return ret;
+	}
+	return check_disk(s, "drive", arg, l);
+}
+
+static int on_blockdev(struct scan *s, const char *arg)
+{
+	int ret;
+	struct kvlist *l = parse_arg(s, "blockdev", arg, NULL, true, &ret);
+
+	return l ? check_disk(s, "blockdev", arg, l) : ret;
+}
+
+/* -set drive.ID.KEY=VALUE changes a -drive's options; VALUE is taken whole (no comma rules). */
+static int on_set(struct scan *s, const char *arg)
+{
+	const char *key = prefixed(arg, "drive.") ? strchr(arg + strlen("drive."), '.') : NULL;
+	const char *eq = key ? strchr(key, '=') : NULL;
+	struct kvlist *l;
+	char *val;
+	int ret;
+
+	if (!eq)
+		return 0; /* not a drive's, or malformed: QEMU says so */
+	l = grow(&s->lists, &s->nlists, sizeof(*l));
+	val = strdup(eq + 1);
+	if (!l || !val) {
+		free(val);
+		return -ENOMEM;
+	}
+	ret = kv_add(l, strndup(key + 1, (size_t)(eq - key - 1)), val);
+	return ret ? ret : check_disk(s, "set", arg, l);
 }
 
 /* -netdev, -nic and -net: the backend type comes first. */
@@ -752,6 +906,12 @@ static int on_option(struct scan *s, const struct qopt *o, const char *arg)
 		return on_numa(s, arg);
 	case O_DEVICE:
 		return on_device(s, arg);
+	case O_DRIVE:
+		return on_drive(s, arg);
+	case O_BLOCKDEV:
+		return on_blockdev(s, arg);
+	case O_SET:
+		return on_set(s, arg);
 	case O_NET:
 		return on_net(s, o->name, arg);
 	case O_CHARDEV:

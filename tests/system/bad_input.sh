@@ -30,6 +30,12 @@ expect 2 "memory-backend-file" "$BUILD/uffd-qemu" --socket "$SOCK" -- $Q \
 	-object memory-backend-file,id=m,size=128M,mem-path=/tmp/x -machine memory-backend=m
 expect 2 "vhost-user" "$BUILD/uffd-qemu" --socket "$SOCK" -- $Q \
 	-chardev socket,id=c,path=/tmp/vu.sock -netdev vhost-user,id=n,chardev=c
+expect 2 "cache=none means O_DIRECT.*use cache=writeback" "$BUILD/uffd-qemu" --socket "$SOCK" -- $Q \
+	-drive file="$T/disk.img",if=virtio,cache=none
+expect 2 "file.aio=native needs O_DIRECT" "$BUILD/uffd-qemu" --socket "$SOCK" -- $Q -blockdev \
+	'{"driver":"raw","node-name":"d0","file":{"driver":"file","filename":"x.img","aio":"native"}}'
+expect 2 "vhost-scsi-pci is not supported" "$BUILD/uffd-qemu" --socket "$SOCK" -- $Q \
+	-device vhost-scsi-pci,wwpn=naa.5001405df3e54061
 expect 2 "unknown QEMU option '-frobnicate'" "$BUILD/uffd-qemu" --socket "$SOCK" -- $Q -frobnicate
 expect 1 "no uffd-mgrd answers" "$BUILD/uffd-qemu" --no-start --socket "$T/none.sock" -- $Q
 expect 1 "no uffd-mgrd answers" "$BUILD/uffdctl" --socket "$T/none.sock" stats

@@ -3,7 +3,10 @@
  * Table-driven, every row its own cmocka test named after the row:
  *  - accepted command lines, each with the exact argv it must become, the guest RAM size,
  *    the VM name, the QMP socket in use and which of RAM backend, -qmp and balloon it added;
- *  - refused command lines, each with the exact one-line error it must give;
+ *  - refused command lines, each with the exact one-line error it must give: among them
+ *    every spelling of an O_DIRECT disk (-drive cache=, cache.direct=, aio=native, a child
+ *    node's file.cache.direct=, json: file names, -blockdev keyval and JSON, -set drive.)
+ *    and the devices that write guest RAM behind the page tables;
  *  - sizes in QEMU's syntax, with their values or the error.
  * Then the build step alone: a comma in the QMP path, no QMP path, a path too long for a
  * unix socket, building twice, and freeing a zeroed or NULL struct. */
@@ -315,6 +318,82 @@ static const struct good_case good_cases[] = {
      NULL,
      QPATH,
      ADD_ALL},
+    /* Disks: QEMU's default is cache=writeback (no O_DIRECT), for -drive and the shorthands. */
+    {"drive_default_cache",
+     {"-drive", "file=vm.qcow2,if=virtio"},
+     {"-drive", "file=vm.qcow2,if=virtio", RAM("128M"), QMP, BALLOON},
+     128 * M,
+     NULL,
+     QPATH,
+     ADD_ALL},
+    {"disk_shorthands_default_cache",
+     {"-hda", "a.img", "-cdrom", "b.iso", "-fda", "c.img", "d.img"},
+     {"-hda", "a.img", "-cdrom", "b.iso", "-fda", "c.img", "d.img", RAM("128M"), QMP, BALLOON},
+     128 * M,
+     NULL,
+     QPATH,
+     ADD_ALL},
+    {"drive_buffered_modes",
+     {"-drive", "file=a.img,cache=writethrough,aio=io_uring", "-drive",
+      "file=b.img,cache=unsafe,aio=threads,cache.direct=off"},
+     {"-drive", "file=a.img,cache=writethrough,aio=io_uring", "-drive",
+      "file=b.img,cache=unsafe,aio=threads,cache.direct=off", RAM("128M"), QMP, BALLOON},
+     128 * M,
+     NULL,
+     QPATH,
+     ADD_ALL},
+    /* QEMU: an explicit cache.direct= beats the cache= shorthand (checked with query-block). */
+    {"drive_cache_none_but_direct_off",
+     {"-drive", "file=a.img,cache=none,cache.direct=off"},
+     {"-drive", "file=a.img,cache=none,cache.direct=off", RAM("128M"), QMP, BALLOON},
+     128 * M,
+     NULL,
+     QPATH,
+     ADD_ALL},
+    {"blockdev_io_uring",
+     {"-blockdev", "driver=file,node-name=f0,filename=a.img,aio=io_uring"},
+     {"-blockdev", "driver=file,node-name=f0,filename=a.img,aio=io_uring", RAM("128M"), QMP,
+      BALLOON},
+     128 * M,
+     NULL,
+     QPATH,
+     ADD_ALL},
+    {"blockdev_json_buffered",
+     {"-blockdev", "{\"driver\":\"qcow2\",\"node-name\":\"d0\",\"file\":{\"driver\":\"file\","
+		   "\"filename\":\"a.qcow2\",\"aio\":\"io_uring\",\"cache\":{\"direct\":false}}}"},
+     {"-blockdev",
+      "{\"driver\":\"qcow2\",\"node-name\":\"d0\",\"file\":{\"driver\":\"file\","
+      "\"filename\":\"a.qcow2\",\"aio\":\"io_uring\",\"cache\":{\"direct\":false}}}",
+      RAM("128M"), QMP, BALLOON},
+     128 * M,
+     NULL,
+     QPATH,
+     ADD_ALL},
+    {"set_drive_writeback",
+     {"-drive", "file=a.img,id=d0", "-set", "drive.d0.cache=writeback"},
+     {"-drive", "file=a.img,id=d0", "-set", "drive.d0.cache=writeback", RAM("128M"), QMP, BALLOON},
+     128 * M,
+     NULL,
+     QPATH,
+     ADD_ALL},
+    /* Emulated in QEMU: it reads and writes guest RAM through its own (registered) mapping. */
+    {"emulated_nvme_and_scsi_hd",
+     {"-drive", "file=a.img,if=none,id=d0", "-device", "nvme,serial=s1,drive=d0", "-drive",
+      "file=b.img,if=none,id=d1", "-device", "scsi-hd,drive=d1"},
+     {"-drive", "file=a.img,if=none,id=d0", "-device", "nvme,serial=s1,drive=d0", "-drive",
+      "file=b.img,if=none,id=d1", "-device", "scsi-hd,drive=d1", RAM("128M"), QMP, BALLOON},
+     128 * M,
+     NULL,
+     QPATH,
+     ADD_ALL},
+    /* Kernel vhost copies with copy_to_user on QEMU's mm: it faults like a vCPU. */
+    {"vhost_kernel_vsock_is_fine",
+     {"-device", "vhost-vsock-pci,guest-cid=3"},
+     {"-device", "vhost-vsock-pci,guest-cid=3", RAM("128M"), QMP, BALLOON},
+     128 * M,
+     NULL,
+     QPATH,
+     ADD_ALL},
     {"overcommit_mem_lock_off",
      {"-overcommit", "mem-lock=off,cpu-pm=on"},
      {"-overcommit", "mem-lock=off,cpu-pm=on", RAM("128M"), QMP, BALLOON},
@@ -331,6 +410,17 @@ static const struct good_case good_cases[] = {
      QPATH,
      ADD_ALL},
 };
+
+/* The reasons of the disk refusals. */
+#define DIRECT_WHY                                                                                 \
+	"O_DIRECT reads land in guest RAM by DMA behind the page tables, so an eviction racing "   \
+	"one could lose the data"
+#define USE_CACHE      "; use cache=writeback (the default) or cache=writethrough"
+#define USE_DIRECT_OFF "; use cache.direct=off (the default)"
+#define USE_AIO	       "; use aio=threads (the default) or aio=io_uring"
+#define NVME_WHY                                                                                   \
+	"QEMU's userspace nvme driver maps all guest RAM for the device's DMA, behind the page "   \
+	"tables; use the host's nvme block device (/dev/nvmeXnY)"
 
 struct bad_case {
 	const char *name;
@@ -462,6 +552,83 @@ static const struct bad_case bad_cases[] = {
      {"-device", "vfio-pci,host=01:00.0"},
      "-device vfio-pci is not supported: device assignment pins guest RAM and writes it by DMA "
      "outside QEMU's registered mapping"},
+    {"vhost_scsi",
+     {"-device", "vhost-scsi-pci,wwpn=naa.5001405df3e54061"},
+     "-device vhost-scsi-pci is not supported: the kernel's vhost-scsi pins guest RAM for its "
+     "SCSI target, which writes it by DMA outside QEMU's registered mapping; use "
+     "virtio-scsi-pci with scsi-hd"},
+    {"scsi_block",
+     {"-drive", "file=/dev/sdb,if=none,id=d0,format=raw", "-device", "scsi-block,drive=d0"},
+     "-device scsi-block is not supported: its SG_IO requests pin guest RAM and the host disk "
+     "writes it by DMA outside QEMU's registered mapping; use scsi-hd"},
+    {"pvrdma",
+     {"-device", "pvrdma,ibdev=mlx5_0,netdev=eth0"},
+     "-device pvrdma is not supported: it registers guest RAM with the host's RDMA device, "
+     "which writes it by DMA outside QEMU's registered mapping"},
+    {"pci_proxy_dev",
+     {"-device", "x-pci-proxy-dev,id=lsi0,fd=4"},
+     "-device x-pci-proxy-dev is not supported: the remote device process writes guest RAM "
+     "through its own mapping, outside QEMU's registered one"},
+    /* O_DIRECT disks, in every spelling QEMU 7.2 takes. */
+    {"drive_cache_none",
+     {"-drive", "file=x.img,cache=none"},
+     "-drive file=x.img,cache=none: cache=none means O_DIRECT, and " DIRECT_WHY USE_CACHE},
+    {"drive_cache_off",
+     {"-drive", "file=x.img,if=virtio,cache=off"},
+     "-drive file=x.img,if=virtio,cache=off: cache=off means O_DIRECT, and " DIRECT_WHY USE_CACHE},
+    {"drive_cache_directsync",
+     {"-drive", "file=x.img,cache=writeback,cache=directsync"},
+     "-drive file=x.img,cache=writeback,cache=directsync: cache=directsync means O_DIRECT, "
+     "and " DIRECT_WHY USE_CACHE},
+    {"drive_cache_direct_on",
+     {"-drive", "file=x.img,cache=writeback,cache.direct=on"},
+     "-drive file=x.img,cache=writeback,cache.direct=on: cache.direct=on means O_DIRECT, "
+     "and " DIRECT_WHY USE_DIRECT_OFF},
+    {"drive_cache_direct_bare_flag",
+     {"-drive", "file=x.img,cache.direct"},
+     "-drive file=x.img,cache.direct: cache.direct=on means O_DIRECT, and " DIRECT_WHY
+	 USE_DIRECT_OFF},
+    {"drive_child_cache_direct",
+     {"-drive", "driver=raw,file.driver=file,file.filename=x.img,file.cache.direct=yes"},
+     "-drive driver=raw,file.driver=file,file.filename=x.img,file.cache.direct=yes: "
+     "file.cache.direct=yes means O_DIRECT, and " DIRECT_WHY USE_DIRECT_OFF},
+    {"drive_aio_native",
+     {"-drive", "file=x.img,aio=native"},
+     "-drive file=x.img,aio=native: aio=native needs O_DIRECT, and " DIRECT_WHY USE_AIO},
+    {"drive_json_filename",
+     {"-drive", "file=json:{\"driver\":\"raw\",,\"file\":{\"driver\":\"file\",,\"filename\":"
+		"\"x.img\",,\"cache\":{\"direct\":true}}},if=none,id=d0"},
+     "-drive file=json:{\"driver\":\"raw\",,\"file\":{\"driver\":\"file\",,\"filename\":"
+     "\"x.img\",,\"cache\":{\"direct\":true}}},if=none,id=d0: file.cache.direct=on means "
+     "O_DIRECT, and " DIRECT_WHY USE_DIRECT_OFF},
+    {"set_drive_cache_none",
+     {"-drive", "file=x.img,id=d0", "-set", "drive.d0.cache=none"},
+     "-set drive.d0.cache=none: cache=none means O_DIRECT, and " DIRECT_WHY USE_CACHE},
+    {"blockdev_cache_direct",
+     {"-blockdev", "driver=file,node-name=f0,filename=x.img,cache.direct=on"},
+     "-blockdev driver=file,node-name=f0,filename=x.img,cache.direct=on: cache.direct=on "
+     "means O_DIRECT, and " DIRECT_WHY USE_DIRECT_OFF},
+    {"blockdev_aio_native",
+     {"-blockdev", "driver=host_device,node-name=h0,filename=/dev/sdb,aio=native"},
+     "-blockdev driver=host_device,node-name=h0,filename=/dev/sdb,aio=native: aio=native "
+     "needs O_DIRECT, and " DIRECT_WHY USE_AIO},
+    {"blockdev_json_cache_direct",
+     {"-blockdev", "{\"driver\":\"file\",\"node-name\":\"f0\",\"filename\":\"x.img\","
+		   "\"cache\":{\"direct\":true}}"},
+     "-blockdev {\"driver\":\"file\",\"node-name\":\"f0\",\"filename\":\"x.img\",\"cache\":"
+     "{\"direct\":true}}: cache.direct=on means O_DIRECT, and " DIRECT_WHY USE_DIRECT_OFF},
+    {"blockdev_json_child_aio_native",
+     {"-blockdev", "{\"driver\":\"qcow2\",\"node-name\":\"q0\",\"file\":{\"driver\":\"file\","
+		   "\"filename\":\"x.qcow2\",\"aio\":\"native\"}}"},
+     "-blockdev {\"driver\":\"qcow2\",\"node-name\":\"q0\",\"file\":{\"driver\":\"file\","
+     "\"filename\":\"x.qcow2\",\"aio\":\"native\"}}: file.aio=native needs O_DIRECT, "
+     "and " DIRECT_WHY USE_AIO},
+    {"blockdev_nvme_driver",
+     {"-blockdev", "driver=nvme,node-name=n0,device=0000:01:00.0,namespace=1"},
+     "-blockdev driver=nvme,node-name=n0,device=0000:01:00.0,namespace=1: " NVME_WHY},
+    {"drive_nvme_filename",
+     {"-drive", "file=nvme://0000:01:00.0/1,if=virtio"},
+     "-drive file=nvme://0000:01:00.0/1,if=virtio: " NVME_WHY},
     {"overcommit_mem_lock",
      {"-overcommit", "mem-lock=on"},
      "-overcommit mem-lock=on is not supported: it locks all guest RAM in host memory, so no "
