@@ -43,6 +43,7 @@ struct disktier {
 	struct slotmap *slots;
 	struct inject inj[NOPS];
 	struct tally count[NOPS];
+	_Atomic uint64_t punch_errors;
 };
 
 /* One segment in flight: done bytes of it have moved. */
@@ -275,10 +276,13 @@ int64_t disktier_alloc(struct disktier *d, uint32_t want, uint32_t *got)
 
 void disktier_free(struct disktier *d, uint64_t first, uint32_t n)
 {
-	/* Punch before the slots can be reused: a punch after reuse would destroy new data.
-	 * EOPNOTSUPP (ramfs) only means the space stays allocated until the file is closed. */
-	fallocate(d->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(first * SLOT_SIZE),
-		  (off_t)n * SLOT_SIZE);
+	/* Punch before the slots can be reused: a punch after reuse would destroy new data, and
+	 * a freed slot must not keep guest memory on disk. EOPNOTSUPP (ramfs) only means the
+	 * space stays allocated until the file is closed; any other failure is counted. */
+	if (fallocate(d->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(first * SLOT_SIZE),
+		      (off_t)n * SLOT_SIZE) < 0 &&
+	    errno != EOPNOTSUPP)
+		atomic_fetch_add(&d->punch_errors, 1);
 	slotmap_free(d->slots, first, n);
 }
 
@@ -689,4 +693,5 @@ void disktier_get_counters(struct disktier *d, struct disktier_counters *out)
 	out->write_bytes = atomic_load(&d->count[OP_WRITE].bytes);
 	out->read_errors = atomic_load(&d->count[OP_READ].errors);
 	out->write_errors = atomic_load(&d->count[OP_WRITE].errors);
+	out->punch_errors = atomic_load(&d->punch_errors);
 }

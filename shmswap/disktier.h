@@ -107,6 +107,7 @@ int disktier_set_injection(struct disktier *d, const char *spec);
  * failed segments (injected or real). */
 struct disktier_counters {
 	uint64_t reads, writes, read_bytes, write_bytes, read_errors, write_errors;
+	uint64_t punch_errors; /* freed slots whose disk space could not be given back */
 };
 void disktier_get_counters(struct disktier *d, struct disktier_counters *out);
 

@@ -82,6 +82,7 @@ static struct json_object *disk_json(struct vm *vm, const struct vm_stats *s, si
 	add_u64(o, "write_bytes", c.write_bytes);
 	add_u64(o, "read_errors", c.read_errors);
 	add_u64(o, "write_errors", c.write_errors);
+	add_u64(o, "punch_errors", c.punch_errors);
 	if (vm->disk)
 		json_object_object_add(o, "path", json_object_new_string(disktier_path(vm->disk)));
 	return o;
