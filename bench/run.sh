@@ -304,7 +304,7 @@ lat_disk() {
 		--limit-mb $LAT_LIMIT --sync "$sy" >"$o" 2>"$o.err" &
 	BGCHILD=$!
 	while [ ! -e "$sy/ready" ] && kill -0 $BGCHILD 2>/dev/null; do sleep 0.05; done
-	[ -e "$sy/ready" ] && fio_on_tier "$WORK/$vm.swap"
+	[ -e "$sy/ready" ] && fio_on_tier "$(tier_file "$WORK/$vm.swap")"
 	touch "$sy/go"
 	wait $BGCHILD || failed "disk-tier faults: $(tail -n 3 "$o.err")"
 	BGCHILD=
@@ -312,6 +312,19 @@ lat_disk() {
 	meta note4 "Scene 1: of the $(kv "$o" tier_n) disk-tier samples, $(vmstat $vm faults.disk)" \
 		"were served from disk, the rest from the 1 MiB shm tier."
 	say "  disk tier p50 ${DISK50:-?} µs p99 ${DISK99:-?} µs"
+}
+
+# The daemon's descriptor of the swap file once at path (unlinked as soon as it is open), as a
+# path fio can open: /proc/PID/fd/N.
+tier_file() {
+	local fd
+	for fd in /proc/"$DAEMON"/fd/*; do
+		if [ "$(readlink "$fd")" = "$1 (deleted)" ]; then
+			echo "$fd"
+			return 0
+		fi
+	done
+	echo "$1" # not found: fio says why
 }
 
 # fio randread over the part of the disk tier's file that holds data (slots are handed out

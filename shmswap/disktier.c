@@ -37,7 +37,6 @@ struct tally {
 struct disktier {
 	int fd;
 	bool direct;
-	bool owned; /* the path is a regular file this tier truncated: unlink it on close */
 	char *path;
 	uint64_t nslots;
 	struct slotmap *slots;
@@ -133,11 +132,15 @@ static int open_file(struct disktier *d)
 		return -EACCES; /* someone else's file */
 	if (flock(d->fd, LOCK_EX | LOCK_NB) < 0)
 		return errno == EWOULDBLOCK ? -EBUSY : -errno;
-	d->owned = true;
 	if (ftruncate(d->fd, 0) < 0) /* stale contents of an earlier run mean nothing now */
 		return -errno;
 	/* A stale file keeps its mode through O_CREAT; it is about to hold guest memory. */
-	return fchmod(d->fd, 0600) < 0 ? -errno : 0;
+	if (fchmod(d->fd, 0600) < 0)
+		return -errno;
+	/* Nameless from now on: the file lives as long as a descriptor of it does (ours, the
+	 * shim's in QEMU), so no crash of anybody leaves guest memory in a named file, and the
+	 * path is free for the next VM that names it. */
+	return unlink(d->path) < 0 ? -errno : 0;
 }
 
 /* A tier of nslots free slots at path, with no file yet, once io_uring is known to work here.
@@ -245,12 +248,6 @@ void disktier_settle(struct disktier *d)
 	slotmap_each_free(d->slots, punch_free, d);
 }
 
-void disktier_own(struct disktier *d)
-{
-	if (d)
-		d->owned = true;
-}
-
 int disktier_fd(const struct disktier *d)
 {
 	return d->fd;
@@ -262,8 +259,6 @@ void disktier_close(struct disktier *d)
 		return;
 	if (d->fd >= 0)
 		close(d->fd);
-	if (d->owned)
-		unlink(d->path);
 	slotmap_destroy(d->slots);
 	free(d->path);
 	free(d);

@@ -20,8 +20,10 @@ struct disktier_seg {
 	uint32_t npages;
 }; /* npages at slot <-> buf */
 
-/* Creates (O_CREAT|O_TRUNC, 0600) the swap file at path, sized (sparse, ftruncate) for
- * bytes/4096 slots, opened O_DIRECT; where the file system refuses O_DIRECT (EINVAL: ramfs,
+/* Creates (0600) the swap file at path, unlinks it at once (it lives as long as a descriptor
+ * of it: no crash leaves guest memory in a named file), sized (sparse) for bytes/4096 slots,
+ * opened O_DIRECT. A path that is a symbolic link, has other names or belongs to another uid
+ * is refused (-ELOOP, -EMLINK, -EACCES), never truncated; where the file system refuses O_DIRECT (EINVAL: ramfs,
  * tmpfs before Linux 6.6) it falls back to buffered I/O and disktier_direct() says so. Also
  * checks that this process may use io_uring. Returns 0 or -errno (-EINVAL when bytes holds no
  * slot) with err holding one line naming the path. */
@@ -31,8 +33,7 @@ int disktier_open(const char *path, uint64_t bytes, struct disktier **out, char 
 /* Takes over a swap file a shim handed back after a daemon restart: fd (taken over on success)
  * is the file the tier at path had open (O_DIRECT or not, and its lock, as they were), sized
  * for nslots slots; every slot starts free, to be claimed by the page entries that own one
- * (disktier_claim) before disktier_settle. Closing it does not remove the file until
- * disktier_own. Returns 0 or -errno with err holding one line. */
+ * (disktier_claim) before disktier_settle. Returns 0 or -errno with err holding one line. */
 int disktier_adopt(int fd, const char *path, uint64_t nslots, struct disktier **out, char *err,
 		   size_t errlen);
 
@@ -42,13 +43,10 @@ int disktier_claim(struct disktier *d, uint64_t slot);
 /* After the claims: gives back the disk space of every slot nobody owns. Cannot fail. */
 void disktier_settle(struct disktier *d);
 
-/* From now on, disktier_close removes the file (the adoption went through). Accepts NULL. */
-void disktier_own(struct disktier *d);
-
 /* The swap file's descriptor, for the shim to keep across daemon restarts. */
 int disktier_fd(const struct disktier *d);
 
-/* Closes and unlinks the swap file (its contents are only meaningful to this daemon run).
+/* Closes the tier's descriptor of the swap file (nameless: it is gone with the last one).
  * Accepts NULL. */
 void disktier_close(struct disktier *d);
 

@@ -194,7 +194,10 @@ static const struct policy_key keys[K_COUNT] = {
 		.max = POLICY_PATH_MAX - 1,
 		.offset = FIELD(disk_path, char[POLICY_PATH_MAX]),
 		.help = "Swap file of this VM's disk tier, created at start (O_DIRECT where "
-			"the file system allows it) and removed at exit; %n stands for the VM "
+			"the file system allows it) and unlinked at once: it lives as long as "
+			"the VM, and no crash leaves guest memory in a named file (df counts "
+			"it, ls does not). A symbolic link, a file with other names or another "
+			"user's file there is refused, never truncated. %n stands for the VM "
 			"name. Empty: no disk tier, the shm tier is the last one.",
 	},
 	[K_DISK_MAX] = {

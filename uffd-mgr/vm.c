@@ -517,7 +517,6 @@ int vm_adopt(const struct proto_register *req, const int *fds, int nfds,
 		vm_destroy(vm);
 		return r;
 	}
-	disktier_own(vm->disk); /* from now on the VM's end removes its swap file */
 	vm->uffd = fds[0];
 	*out = vm;
 	return 0;
