@@ -726,10 +726,13 @@ void *fault_thread_main(void *arg)
 		r = wait_for_work(vm, &fq);
 		if (!r)
 			r = serve_events(vm, &fq, &served);
-		pthread_mutex_lock(&vm->lock);
-		if (vm->stale_arming_over)
-			lift_stale_arming(vm);
-		pthread_mutex_unlock(&vm->lock);
+		/* Once per adoption at most: look without the lock, which every fault takes. */
+		if (__atomic_load_n(&vm->stale_arming_over, __ATOMIC_ACQUIRE)) {
+			pthread_mutex_lock(&vm->lock);
+			if (vm->stale_arming_over)
+				lift_stale_arming(vm);
+			pthread_mutex_unlock(&vm->lock);
+		}
 		watchdog(vm, &fq);
 		if (!r && hooks_fault_exit(served))
 			r = -ECANCELED; /* tests: a fault thread that dies */

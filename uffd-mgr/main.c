@@ -541,7 +541,7 @@ static void arm_done(struct vm *vm, const struct proto_arm_done *done)
 		/* The end of an arming of the daemon before us: the fault thread lifts its
 		 * flags once it has applied the last REMOVE, which it has read by now. */
 		if (vm->stale_arming) {
-			vm->stale_arming_over = true;
+			__atomic_store_n(&vm->stale_arming_over, true, __ATOMIC_RELEASE);
 			(void)!write(vm->wake_efd, &(uint64_t){1}, sizeof(uint64_t));
 		}
 		pthread_mutex_unlock(&vm->lock);
