@@ -3,6 +3,8 @@
 #include "uffd-mgr/log.h"
 
 #include <ctype.h>
+#include <dirent.h>
+#include <linux/kcmp.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -241,6 +243,36 @@ int authz_peer(int sock, struct authz_peer *p)
 		memcpy(p->groups, groups, (size_t)p->ngroups * sizeof(gid_t));
 	}
 	return 0;
+}
+
+int authz_peer_holds(pid_t pid, int fd)
+{
+	char dir[64];
+	struct dirent *e;
+	DIR *d;
+	int r = -ESRCH;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", pid);
+	d = opendir(dir);
+	if (!d)
+		return -errno;
+	while (r && (e = readdir(d))) {
+		char *end;
+		long peer_fd = strtol(e->d_name, &end, 10);
+
+		if (*end || end == e->d_name)
+			continue;
+		long k = syscall(SYS_kcmp, pid, getpid(), KCMP_FILE, peer_fd, fd);
+
+		if (k == 0)
+			r = 0;
+		else if (k < 0 && errno != EBADF) {
+			r = -errno;
+			break;
+		}
+	}
+	closedir(d);
+	return r;
 }
 
 static bool in_group(const struct authz_peer *p, gid_t g)

@@ -73,6 +73,12 @@ void authz_socket_mode(const struct authz_conf *c, mode_t *mode, gid_t *gid);
 /* Reads the credentials of the process at the other end of sock. Returns 0 or -errno. */
 int authz_peer(int sock, struct authz_peer *p);
 
+/* Whether the peer process holds the open file our descriptor fd refers to (kcmp over its
+ * descriptors): a userfaultfd sent by a QEMU must be one that QEMU holds, not a neighbour's it
+ * was passed. Returns 0, -ESRCH when it holds no such file, or -errno when its descriptors
+ * cannot be compared (kcmp needs ptrace read access to the peer). */
+int authz_peer_holds(pid_t pid, int fd);
+
 /* Whether peer has right. Returns 0, or -EPERM with err naming the peer and what it lacks. */
 int authz_check(const struct authz_conf *c, const struct authz_peer *peer, enum authz_right r,
 		char *err, size_t errlen);

@@ -379,6 +379,14 @@ static int accept_registration(struct daemon *d, struct client *c, struct proto_
 	r = check_peer(d, c, req, &peer, err, errlen);
 	if (r)
 		return r;
+	/* The userfaultfd must be one the registering QEMU holds itself: with a neighbour's,
+	 * our faults and evictions would land in the neighbour's address space. (A daemon that
+	 * may not compare a peer's descriptors relies on vm_create's probe alone.) */
+	r = authz_peer_holds(peer.pid, fds[0]);
+	if (r == -ESRCH) {
+		snprintf(err, errlen, "the userfaultfd sent is not one pid %d holds", peer.pid);
+		return -EPERM;
+	}
 	req->vm_name[sizeof(req->vm_name) - 1] = 0;
 	req->policy_path[sizeof(req->policy_path) - 1] = 0;
 	if (!valid_name(req->vm_name)) {

@@ -10,7 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/userfaultfd.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -139,6 +142,47 @@ static int check_region(const struct proto_register *req, int uffd, int memfd, c
 		snprintf(err, errlen, "guest memfd is %lld bytes, smaller than the region",
 			 (long long)sb.st_size);
 		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Proves that the userfaultfd serves an address space where host_addr maps this memfd: a
+ * page with a random tag is placed through the uffd into the first hole of the region, read
+ * back through the memfd, and punched out again (a hole is what it was: a never-touched page).
+ * A uffd of another address space places it elsewhere or fails. A region with no hole (QEMU's
+ * prealloc=on) cannot be probed without changing the guest's bytes, and is taken on the
+ * peer check alone. Only for a new VM: a running guest's holes are pages in the tiers. */
+static int probe_uffd(const struct proto_register *req, int uffd, int memfd, char *err,
+		      size_t errlen)
+{
+	static char page[PAGE_SIZE_4K] __attribute__((aligned(PAGE_SIZE_4K)));
+	off_t base = (off_t)req->memfd_offset, hole = lseek(memfd, base, SEEK_HOLE);
+	uint64_t tag[2], seen[2] = {0, 0};
+	struct uffdio_copy c;
+	int r, tries = 0;
+
+	if (hole < 0 || hole >= base + (off_t)req->length)
+		return 0;
+	if (getrandom(tag, sizeof(tag), 0) != sizeof(tag))
+		return -EIO;
+	memcpy(page, tag, sizeof(tag));
+	do { /* EAGAIN: an event of QEMU's (a mapping change) is pending; it passes */
+		c = (struct uffdio_copy){.dst = req->host_addr + (uint64_t)(hole - base),
+					 .src = (uint64_t)(uintptr_t)page,
+					 .len = PAGE_SIZE_4K};
+		r = ioctl(uffd, UFFDIO_COPY, &c) < 0 ? -errno : 0;
+	} while (r == -EAGAIN && ++tries < 200 && !usleep(1000));
+	if (!r && pread(memfd, seen, sizeof(seen), hole) != sizeof(seen))
+		r = -EIO;
+	if (!r)
+		fallocate(memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, hole, PAGE_SIZE_4K);
+	if (r || memcmp(seen, tag, sizeof(tag))) {
+		snprintf(err, errlen,
+			 "the userfaultfd does not serve this guest memory at %#llx (%s): it belongs "
+			 "to another address space, or the region is not registered",
+			 (unsigned long long)c.dst, r ? strerror(-r) : "a page placed there is not "
+								       "in the memfd");
+		return -EPERM;
 	}
 	return 0;
 }
@@ -307,6 +351,8 @@ int vm_create(const struct proto_register *req, int uffd, int memfd, const struc
 	struct vm *vm;
 	int r = check_region(req, uffd, memfd, err, errlen);
 
+	if (!r)
+		r = probe_uffd(req, uffd, memfd, err, errlen);
 	if (r)
 		return r;
 	vm = vm_new(req, pol);

@@ -68,6 +68,8 @@ expect 0 "accepted" ctl register web2 --hold 0 # root: any name, any policy
 
 # What QEMU sends.
 expect 1 "refused.*the first descriptor is not a userfaultfd" ctl not-uffd db --uid $A --gid $A
+expect 1 "refused.*userfaultfd does not serve this guest memory.*another address space" \
+	ctl foreign-uffd db --uid $A --gid $A
 expect 1 "refused.*not sealed against shrinking" ctl register db --unsealed --uid $A --gid $A
 expect 1 "refused.*state's tiers \([0-9]+ shm, 0 disk slots\) exceed the policy's" \
 	ctl big-state ghost

@@ -17,6 +17,9 @@
  *                registered with a real userfaultfd), made as root and then sent as the
  *                --uid/--gid/--groups given; --hold keeps the VM that long after the reply;
  *   not-uffd     the same registration with a memfd in the uffd slot;
+ *   foreign-uffd the same registration with a userfaultfd of another process: a child that
+ *                maps a memfd of its own at the same address, registers it and passes its
+ *                uffd over (the daemon must see that it serves another address space);
  *   silent       connects and sends nothing: the daemon must drop it (prints when);
  *   stall-watch  asks for a stats stream every 100 ms and never reads it, for --hold s.
  * Options: --uid U --gid G --groups G1,G2 (drop to them before connecting), --policy PATH,
@@ -233,6 +236,53 @@ static void make_guest(struct proto_register *req, const struct opts *o, int fds
 	req->flags = 0;
 }
 
+/* A userfaultfd made by a child with an address space of its own: at the guest's address
+ * the child maps a memfd of its own, registers it and passes the uffd back; it then waits
+ * for its parent to go. */
+static int foreign_uffd(uint64_t host_addr)
+{
+	int sv[2], uffd;
+	char c = 0;
+	struct iovec iov = {.iov_base = &c, .iov_len = 1};
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} u;
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			   .msg_controllen = sizeof(u.buf)};
+
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		exit(1);
+	if (fork() == 0) {
+		int own = memfd_create("neighbour", MFD_CLOEXEC);
+		void *mem;
+
+		close(sv[0]);
+		if (own < 0 || ftruncate(own, GUEST_BYTES) < 0)
+			_exit(1);
+		mem = mmap((void *)(uintptr_t)host_addr, GUEST_BYTES, PROT_READ | PROT_WRITE,
+			   MAP_SHARED | MAP_FIXED, own, 0);
+		uffd = real_uffd();
+		if (mem == MAP_FAILED || uffd_register(uffd, host_addr, GUEST_BYTES))
+			_exit(1);
+		u.h.cmsg_level = SOL_SOCKET;
+		u.h.cmsg_type = SCM_RIGHTS;
+		u.h.cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(&u.h), &uffd, sizeof(int));
+		if (sendmsg(sv[1], &m, 0) != 1)
+			_exit(1);
+		(void)!read(sv[1], &c, 1); /* until the parent exits */
+		_exit(0);
+	}
+	close(sv[1]);
+	if (recvmsg(sv[0], &m, 0) != 1 || !CMSG_FIRSTHDR(&m)) {
+		fprintf(stderr, "ctlclient: the child made no userfaultfd\n");
+		exit(1);
+	}
+	memcpy(&uffd, CMSG_DATA(CMSG_FIRSTHDR(&m)), sizeof(int));
+	return uffd;
+}
+
 static void sleep_s(double s)
 {
 	struct timespec t = {.tv_sec = (time_t)s, .tv_nsec = (long)((s - (time_t)s) * 1e9)};
@@ -275,7 +325,7 @@ static int run_stall_watch(int sock, double hold_s)
 int main(int argc, char **argv)
 {
 	static const char *const modes[] = {"dup-resume", "bad-version", "truncated", "big-state",
-					    "register", "not-uffd", "silent", "stall-watch"};
+					    "register", "not-uffd", "foreign-uffd", "silent", "stall-watch"};
 	static struct proto_register req;
 	struct proto_reply rep;
 	struct opts o;
@@ -287,7 +337,7 @@ int main(int argc, char **argv)
 		known |= !strcmp(mode, modes[i]);
 	if (!known || parse_opts(argc, argv, &o)) {
 		fprintf(stderr, "usage: ctlclient SOCKET dup-resume|bad-version|truncated|big-state|"
-				"register|not-uffd|silent|stall-watch NAME [--uid U --gid G "
+				"register|not-uffd|foreign-uffd|silent|stall-watch NAME [--uid U --gid G "
 				"--groups G,..] [--policy P] [--qmp P] [--unsealed] [--hold S]\n");
 		return 2;
 	}
@@ -299,10 +349,13 @@ int main(int argc, char **argv)
 	snprintf(req.block_name, sizeof(req.block_name), "memory-backend-memfd");
 	snprintf(req.policy_path, sizeof(req.policy_path), "%s", o.policy);
 	snprintf(req.qmp_path, sizeof(req.qmp_path), "%s", o.qmp);
-	if (!strcmp(mode, "register") || !strcmp(mode, "not-uffd")) {
+	if (!strcmp(mode, "register") || !strcmp(mode, "not-uffd") ||
+	    !strcmp(mode, "foreign-uffd")) {
 		make_guest(&req, &o, fds);
 		if (!strcmp(mode, "not-uffd"))
 			fds[0] = dup(fds[1]);
+		if (!strcmp(mode, "foreign-uffd"))
+			fds[0] = foreign_uffd(req.host_addr);
 		nfds = 2;
 	} else if (!strcmp(mode, "dup-resume")) {
 		fds[0] = make_memfd("not-a-uffd", GUEST_BYTES);

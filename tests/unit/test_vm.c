@@ -1348,6 +1348,7 @@ static void test_create_checks_and_ownership(void **state)
 	char err[256];
 	int uffd, mfd = memfd_create("memory-backend-memfd", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	uint64_t features;
+	void *mem;
 
 	vm_destroy(NULL);
 	assert_true(mfd >= 0);
@@ -1399,6 +1400,16 @@ static void test_create_checks_and_ownership(void **state)
 	req.memfd_offset = 4096; /* offset + length past the end */
 	assert_int_equal(vm_create(&req, uffd, mfd, &pol, &vm, err, sizeof(err)), -EINVAL);
 	req.memfd_offset = 0;
+	/* A uffd that serves nothing at the region's address: the daemon's probe page cannot
+	 * be placed, and nothing of the memfd changed. */
+	assert_int_equal(vm_create(&req, uffd, mfd, &pol, &vm, err, sizeof(err)), -EPERM);
+	print_message("unregistered: %s\n", err);
+	assert_non_null(strstr(err, "does not serve this guest memory"));
+	assert_int_equal(lseek(mfd, 0, SEEK_DATA), -1);
+	mem = mmap(NULL, 1 * MIB, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	assert_true(mem != MAP_FAILED);
+	assert_int_equal(uffd_register(uffd, (uint64_t)(uintptr_t)mem, 1 * MIB), 0);
+	req.host_addr = (uint64_t)(uintptr_t)mem;
 	req.pid = 0x3ffffff0; /* no such process */
 	err[0] = 0;
 	assert_true(vm_create(&req, uffd, mfd, &pol, &vm, err, sizeof(err)) < 0);
@@ -1414,11 +1425,13 @@ static void test_create_checks_and_ownership(void **state)
 	assert_int_equal(vm_create(&req, uffd, mfd, &pol, &vm, err, sizeof(err)), 0);
 	assert_non_null(vm);
 	assert_string_equal(vm->name, "bad");
+	assert_int_equal(lseek(mfd, 0, SEEK_DATA), -1); /* the probe page is punched again */
 	assert_int_equal(pagemap_npages(vm->pm), 256);
 	assert_int_equal(shmpool_slots(vm->shm), pol.shm_max / PG);
 	vm_destroy(vm);
 	assert_int_equal(fcntl(uffd, F_GETFD), -1);
 	assert_int_equal(fcntl(mfd, F_GETFD), -1);
+	munmap(mem, 1 * MIB);
 }
 
 int main(void)
