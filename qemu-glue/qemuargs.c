@@ -230,6 +230,9 @@ struct scan {
 	const char *machine_ram; /* -machine memory-backend= */
 	const char *name;
 	bool balloon;
+	const char *balloon_id;
+	int word;	     /* index of the argument being scanned */
+	struct qemuargs *qa; /* where rewrites of the user's words go */
 };
 
 static int fail(struct scan *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -605,6 +608,47 @@ static int check_memfd(struct scan *s, struct kvlist *l, struct memobj *o)
 	return 0;
 }
 
+/* libvirt gives a domain without <memoryBacking> a private memory-backend-ram, which the
+ * daemon cannot map: it becomes a shared memfd backend of the same id, size and other
+ * properties (the guest sees the same RAM). The word is replaced at build time. */
+static int ram_to_memfd(struct scan *s, const char *arg, struct kvlist *l, struct memobj *o)
+{
+	struct qemuargs_rewrite *rw;
+	char *word = NULL;
+
+	if (kv_get(l, "share"))
+		return fail(s, "-object memory-backend-ram,id=%s: share= is not supported: "
+			       "uffd-qemu makes it a shared memfd backend",
+			       o->id ? o->id : "");
+	if (arg[0] == '{') {
+		struct json_object *j = json_tokener_parse(arg);
+
+		if (!j)
+			return -ENOMEM;
+		json_object_object_add(j, "qom-type", json_object_new_string("memory-backend-memfd"));
+		json_object_object_add(j, "share", json_object_new_boolean(1));
+		word = strdup(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
+		json_object_put(j);
+	} else {
+		const char *t = strstr(arg, "memory-backend-ram");
+
+		if (asprintf(&word, "%.*smemory-backend-memfd%s,share=on", (int)(t - arg), arg,
+			     t + strlen("memory-backend-ram")) < 0)
+			word = NULL;
+	}
+	rw = word ? grow(&s->qa->rewrites, &s->qa->nrewrites, sizeof(*rw)) : NULL;
+	if (!rw) {
+		free(word);
+		return -ENOMEM;
+	}
+	*rw = (struct qemuargs_rewrite){.word = s->word, .text = word};
+	s->qa->ram_converted = true;
+	o->type = "memory-backend-memfd";
+	o->share = 1;
+	o->size = kv_get(l, "size");
+	return check_memfd(s, l, o);
+}
+
 static int on_object(struct scan *s, const char *arg)
 {
 	int ret;
@@ -622,9 +666,7 @@ static int on_object(struct scan *s, const char *arg)
 		return fail(s, "-object memory-backend-file is not supported: guest RAM must be a "
 			       "shared memfd, not a file (use memory-backend-memfd,share=on)");
 	if (same(o->type, "memory-backend-ram"))
-		return fail(s, "-object memory-backend-ram is not supported: it is private "
-			       "anonymous RAM that uffd-mgrd cannot map (use "
-			       "memory-backend-memfd,share=on)");
+		return ram_to_memfd(s, arg, l, o);
 	if (same(o->type, "memory-backend-memfd"))
 		return check_memfd(s, l, o);
 	return 0;
@@ -682,8 +724,10 @@ static int on_device(struct scan *s, const char *arg)
 	for (size_t i = 0; i < sizeof(refused_devs) / sizeof(refused_devs[0]); i++)
 		if (prefixed(drv, refused_devs[i].prefix))
 			return fail(s, "-device %s is not supported: %s", drv, refused_devs[i].why);
-	if (prefixed(drv, "virtio-balloon"))
+	if (prefixed(drv, "virtio-balloon")) {
 		s->balloon = true;
+		s->balloon_id = kv_get(l, "id");
+	}
 	return 0;
 }
 
@@ -961,8 +1005,10 @@ static int scan_words(struct scan *s, int argc, char *const argv[])
 			ret = on_option(s, o, NULL);
 		else if (i + 1 >= argc)
 			return fail(s, "QEMU option '%s' needs an argument", argv[i]);
-		else
-			ret = on_option(s, o, argv[++i]);
+		else {
+			s->word = ++i;
+			ret = on_option(s, o, argv[i]);
+		}
 		if (ret)
 			return ret;
 	}
@@ -1110,6 +1156,8 @@ static int resolve(struct scan *s, struct qemuargs *qa)
 	if (ret)
 		return ret;
 	qa->balloon_added = !s->balloon && machine_has_pci(s->machine_type);
+	if (s->balloon_id && !(qa->balloon_id = strdup(s->balloon_id)))
+		return -ENOMEM;
 	if (s->name) {
 		qa->name = strdup(s->name);
 		if (!qa->name)
@@ -1131,7 +1179,7 @@ static void scan_free(struct scan *s)
 
 int qemuargs_parse(struct qemuargs *qa, int argc, char *const argv[], char *err, size_t errlen)
 {
-	struct scan s = {.err = err, .errlen = errlen};
+	struct scan s = {.err = err, .errlen = errlen, .qa = qa};
 	int ret;
 
 	memset(qa, 0, sizeof(*qa));
@@ -1261,8 +1309,14 @@ int qemuargs_build(struct qemuargs *qa, const char *qmp_path)
 		return -EINVAL;
 	if (qmp_path && strlen(qmp_path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
 		return -ENAMETOOLONG;
-	for (int i = 0; i < qa->in_argc && !ret; i++)
-		ret = push(qa, strdup(qa->in_argv[i]));
+	for (int i = 0; i < qa->in_argc && !ret; i++) {
+		const char *word = qa->in_argv[i];
+
+		for (int k = 0; k < qa->nrewrites; k++)
+			if (qa->rewrites[k].word == i)
+				word = qa->rewrites[k].text;
+		ret = push(qa, strdup(word));
+	}
 	if (!ret)
 		ret = push_additions(qa, qmp_path);
 	if (!ret && !qa->argv) {
@@ -1281,5 +1335,9 @@ void qemuargs_free(struct qemuargs *qa)
 	free(qa->argv);
 	free(qa->name);
 	free(qa->qmp_path);
+	free(qa->balloon_id);
+	for (int k = 0; k < qa->nrewrites; k++)
+		free(qa->rewrites[k].text);
+	free(qa->rewrites);
 	memset(qa, 0, sizeof(*qa));
 }

@@ -10,6 +10,8 @@
  *   -machine memory-backend=uffd-ram        (QEMU merges repeated -machine options)
  *   -qmp unix:PATH,server=on,wait=off       (when no usable QMP unix socket is given)
  *   -device virtio-balloon-pci,id=uffd-balloon   (when there is no virtio-balloon)
+ * except that a -object memory-backend-ram (libvirt's default guest RAM) is rewritten in
+ * place into a shared memory-backend-memfd of the same id and properties.
  *
  * Two steps because the QMP path depends on the VM name, which the caller may take from the
  * parsed -name. */
@@ -30,11 +32,18 @@ struct qemuargs {
 	char *qmp_path;	    /* the user's QMP unix server socket, or NULL (then built) */
 	bool ram_added;	    /* the memfd backend is added (the user had none) */
 	bool balloon_added; /* a virtio-balloon device is added */
+	char *balloon_id;   /* the user's virtio-balloon's id (libvirt's balloon0), or NULL */
+	bool ram_converted; /* a memory-backend-ram became a shared memfd backend */
 	/* Filled by qemuargs_build(). */
 	bool qmp_added; /* -qmp was added; qmp_path is then the path given to build */
 	int argc;	/* words in argv, without the final NULL */
 	char **argv;	/* the arguments to pass after the QEMU binary name, NULL-terminated */
 	/* Private. */
+	struct qemuargs_rewrite {
+		int word;   /* index in the user's arguments */
+		char *text; /* what replaces it */
+	} *rewrites;
+	int nrewrites;
 	int in_argc;
 	char *const *in_argv;
 };

@@ -611,6 +611,46 @@ static struct json_object *qom_args(const char *path, const char *property,
 	return a;
 }
 
+int qmp_find_balloon(struct qmp *q, char *path, size_t pathlen, char *err, size_t errlen)
+{
+	static const char *const parents[] = {"/machine/peripheral", "/machine/peripheral-anon"};
+	int r = -ENOENT;
+
+	for (size_t i = 0; i < sizeof(parents) / sizeof(parents[0]) && r == -ENOENT; i++) {
+		struct json_object *args = json_object_new_object(), *res = NULL;
+		size_t n;
+
+		if (!args || json_object_object_add(args, "path",
+						    json_object_new_string(parents[i]))) {
+			json_object_put(args);
+			err_set(err, errlen, "qom-list: out of memory");
+			return -ENOMEM;
+		}
+		r = qmp_execute(q, "qom-list", args, &res, q->timeout_ms, err, errlen);
+		json_object_put(args);
+		if (r)
+			return r;
+		r = -ENOENT;
+		n = json_object_is_type(res, json_type_array) ? json_object_array_length(res) : 0;
+		for (size_t k = 0; k < n && r == -ENOENT; k++) {
+			struct json_object *e = json_object_array_get_idx(res, k), *name, *type;
+
+			if (json_object_object_get_ex(e, "name", &name) &&
+			    json_object_object_get_ex(e, "type", &type) &&
+			    !strncmp(json_object_get_string(type), "child<virtio-balloon",
+				     strlen("child<virtio-balloon")))
+				r = snprintf(path, pathlen, "%s/%s", parents[i],
+					     json_object_get_string(name)) < (int)pathlen
+					? 0
+					: -ENAMETOOLONG;
+		}
+		json_object_put(res);
+	}
+	if (r == -ENOENT)
+		err_set(err, errlen, "the guest has no virtio-balloon device");
+	return r;
+}
+
 int qmp_balloon_set(struct qmp *q, uint64_t target_bytes, char *err, size_t errlen)
 {
 	struct json_object *args;

@@ -82,6 +82,11 @@ int qmp_balloon_set(struct qmp *q, uint64_t target_bytes, char *err, size_t errl
  * "actual"). Returns 0, -EPROTO when the answer has no "actual", or as qmp_execute(). */
 int qmp_balloon_actual(struct qmp *q, uint64_t *actual_bytes, char *err, size_t errlen);
 
+/* Finds the guest's virtio-balloon, whatever its id (uffd-qemu's uffd-balloon, libvirt's
+ * balloon0, or none: /machine/peripheral-anon), and writes its QOM path into path. Returns 0,
+ * -ENOENT when the guest has none, -ENAMETOOLONG, or as qmp_execute(). */
+int qmp_find_balloon(struct qmp *q, char *path, size_t pathlen, char *err, size_t errlen);
+
 /* Has the balloon device at balloon_qom_path (e.g. "/machine/peripheral/uffd-balloon") ask
  * the guest for memory statistics every interval_s seconds; 0 stops it. Returns 0, -EINVAL
  * for a negative interval, or as qmp_execute(). */

@@ -495,11 +495,37 @@ static void fill_request(struct proto_register *req, void *addr, size_t len, off
 	snprintf(req->qmp_path, sizeof(req->qmp_path), "%s", qmp ? qmp : "");
 }
 
+/* QEMU's own userfaultfd: made here when this process may (root, or a device it can open),
+ * else from the /dev/userfaultfd the daemon opens for it (libvirt's QEMU runs unprivileged
+ * with a /dev and device cgroup of its own). */
+static void open_uffd(uint64_t *features)
+{
+	struct proto_hdr ask;
+	struct proto_reply rep = {.message = ""};
+	char err[256], why[256];
+	int dev[3], ndev = 0, r = uffd_open(&shim.uffd, features, err, sizeof(err));
+
+	if (!r)
+		return;
+	proto_hdr_init(&ask, PROTO_UFFD_DEV, sizeof(ask));
+	r = proto_send(shim.sock, &ask, sizeof(ask), NULL, 0);
+	if (!r)
+		r = read_reply(shim.sock, 10000, &rep, dev, &ndev);
+	if (r || ndev != 1) {
+		close_all(dev, r ? 0 : ndev);
+		die("%s; uffd-mgrd did not give one either: %s", err,
+		    rep.message[0] ? rep.message : strerror(r ? -r : EPROTO));
+	}
+	r = uffd_open_dev(dev[0], &shim.uffd, features, why, sizeof(why));
+	close(dev[0]);
+	if (r)
+		die("cannot make a userfaultfd from uffd-mgrd's /dev/userfaultfd: %s", why);
+}
+
 static void register_region(void *addr, size_t len, int memfd, off_t off, const char *sock_path)
 {
 	struct proto_register req;
 	struct proto_reply rep;
-	char err[256];
 	uint64_t features;
 	pthread_t tid;
 	int fds[2], r;
@@ -508,16 +534,14 @@ static void register_region(void *addr, size_t len, int memfd, off_t off, const 
 		die("a second guest-RAM memfd mapping (%zu MiB at %p): only one memory backend "
 		    "per VM is supported",
 		    len >> 20, addr);
-	r = uffd_open(&shim.uffd, &features, err, sizeof(err));
-	if (r)
-		die("%s", err);
+	shim.sock = proto_connect(sock_path);
+	if (shim.sock < 0)
+		die("no uffd-mgrd answers at %s: %s", sock_path, strerror(-shim.sock));
+	open_uffd(&features);
 	r = uffd_register(shim.uffd, (uint64_t)(uintptr_t)addr, len);
 	if (r)
 		die("cannot register guest RAM with userfaultfd: %s%s", strerror(-r),
 		    r == -EBUSY ? " (already registered by another userfaultfd)" : "");
-	shim.sock = proto_connect(sock_path);
-	if (shim.sock < 0)
-		die("no uffd-mgrd answers at %s: %s", sock_path, strerror(-shim.sock));
 	fill_request(&req, addr, len, off, features);
 	fds[0] = shim.uffd;
 	fds[1] = memfd;

@@ -46,6 +46,7 @@ struct launch {
 	const char *daemon_opt;
 	bool no_start;
 	bool dry_run;
+	bool emulator; /* called as uffd-qemu-system-ARCH: libvirt's <emulator> */
 	int qemu_argc; /* QEMU binary and its arguments */
 	char **qemu_argv;
 	/* Derived. */
@@ -56,6 +57,8 @@ struct launch {
 	char socket[SUN_PATH_MAX];
 	char sockdir[SUN_PATH_MAX];
 	char qmp[SUN_PATH_MAX];
+	char qmp_dir[SUN_PATH_MAX]; /* where the QMP socket goes, when not the socket's dir */
+	char policy_found[PATH_MAX];
 	char selfdir[PATH_MAX];
 	char shim[PATH_MAX + 32]; /* selfdir + a file name */
 	char policy_abs[PATH_MAX];
@@ -361,7 +364,7 @@ static int pick_socket(struct launch *l)
 
 static int build_args(struct launch *l)
 {
-	const char *dir = strcmp(l->sockdir, "/") ? l->sockdir : "";
+	const char *dir = l->qmp_dir[0] ? l->qmp_dir : strcmp(l->sockdir, "/") ? l->sockdir : "";
 	int n = snprintf(l->qmp, sizeof(l->qmp), "%s/%s.qmp", dir, l->name);
 	int ret = n < 0 || (size_t)n >= sizeof(l->qmp) ? -ENAMETOOLONG : 0;
 
@@ -729,11 +732,122 @@ static int exec_qemu(const struct launch *l)
 	return errno == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC;
 }
 
+/* ---- As libvirt's emulator ----
+ *
+ * Installed as a link uffd-qemu-system-ARCH -> uffd-qemu, named in a domain's <emulator>:
+ * every argument is QEMU's, the QEMU run is qemu-system-ARCH on PATH, the daemon is the
+ * system's (libvirt's QEMU is unprivileged and sandboxed: it cannot start one), the policy is
+ * the operator's /etc/uffd-mgr/vms/NAME.conf by the domain's name, and the QMP socket goes
+ * into libvirt's own directory for the domain, the one QEMU may write. */
+
+#define EMULATOR_PREFIX "uffd-qemu-system-"
+#define EMULATOR_POLICY_DIR "/etc/uffd-mgr/vms"
+
+/* libvirt's capability probes (-machine none, -daemonize) and QEMU's help and version
+ * queries run no guest: they go to QEMU as they are, with no daemon and no shim. */
+static bool is_probe(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *w = argv[i], *next = i + 1 < argc ? argv[i + 1] : "";
+
+		if (w[0] == '-' && w[1] == '-')
+			w++;
+		if (!strcmp(w, "-daemonize") || !strcmp(w, "-version") || !strcmp(w, "-help") ||
+		    !strcmp(w, "-h"))
+			return true;
+		if ((!strcmp(w, "-machine") || !strcmp(w, "-M")) &&
+		    (!strncmp(next, "none", 4) || strstr(next, "type=none")) &&
+		    (next[4] == 0 || next[4] == ',' || strstr(next, "type=none")))
+			return true;
+		if (w[0] == '-' && (!strcmp(next, "help") || !strcmp(next, "?")))
+			return true;
+	}
+	return false;
+}
+
+/* Runs QEMU as it was asked, unmanaged. Returns only on failure, with an exit status. */
+static int exec_probe(char **argv)
+{
+	char path[PATH_MAX];
+	int r = find_exec(argv[0], path, sizeof(path));
+
+	fflush(NULL);
+	if (!r)
+		execv(path, argv);
+	fprintf(stderr, "uffd-qemu: cannot run '%s': %s\n", argv[0], strerror(r ? -r : errno));
+	return r == -ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC;
+}
+
+/* The domain's name from -name (guest=NAME,... or NAME,...), or "" */
+static void emulator_name(int argc, char **argv, char *out, size_t len)
+{
+	out[0] = 0;
+	for (int i = 1; i + 1 < argc; i++) {
+		const char *v = argv[i + 1];
+
+		if (strcmp(argv[i], "-name"))
+			continue;
+		if (!strncmp(v, "guest=", 6))
+			v += 6;
+		snprintf(out, len, "%.*s", (int)strcspn(v, ","), v);
+	}
+}
+
+/* libvirt's directory for the domain (/var/lib/libvirt/qemu/domain-N-NAME), which its QEMU
+ * may write: the directory of the master key secret libvirt passes every QEMU. */
+static void emulator_qmp_dir(int argc, char **argv, char *out, size_t len)
+{
+	for (int i = 1; i + 1 < argc; i++) {
+		const char *file = strstr(argv[i + 1], "master-key.aes");
+		const char *start = strstr(argv[i + 1], "\"file\":\"");
+
+		if (strcmp(argv[i], "-object") || !file)
+			continue;
+		start = start ? start + strlen("\"file\":\"") : strstr(argv[i + 1], "file=");
+		if (start && start[0] == 'f')
+			start += strlen("file=");
+		if (start && file > start + 1 && file[-1] == '/')
+			snprintf(out, len, "%.*s", (int)(file - 1 - start), start);
+	}
+}
+
+/* Turns a call as uffd-qemu-system-ARCH into uffd-qemu's launch of qemu-system-ARCH.
+ * Returns 1 when it is not such a call, 0 when set up, or an exit status. */
+static int emulator_setup(struct launch *l, int argc, char **argv)
+{
+	const char *base = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+	static char qemu[64];
+	char name[NAME_MAX_LEN + 2];
+
+	if (strncmp(base, EMULATOR_PREFIX, strlen(EMULATOR_PREFIX)))
+		return 1;
+	snprintf(qemu, sizeof(qemu), "qemu-system-%s", base + strlen(EMULATOR_PREFIX));
+	argv[0] = qemu;
+	if (is_probe(argc, argv))
+		return exec_probe(argv);
+	l->emulator = true;
+	l->no_start = true;
+	l->qemu_argc = argc;
+	l->qemu_argv = argv;
+	emulator_name(argc, argv, name, sizeof(name));
+	snprintf(l->policy_found, sizeof(l->policy_found), "%s/%s.conf", EMULATOR_POLICY_DIR,
+		 name);
+	if (name[0] && !strchr(name, '/') && access(l->policy_found, R_OK) == 0)
+		l->policy_path = l->policy_found;
+	emulator_qmp_dir(argc, argv, l->qmp_dir, sizeof(l->qmp_dir));
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct launch l = {0};
-	int ret = parse_cli(&l, argc, argv);
+	int ret = emulator_setup(&l, argc, argv);
 
+	if (ret == 1) {
+		ret = parse_cli(&l, argc, argv);
+		if (!ret && !l.dry_run && is_probe(l.qemu_argc, l.qemu_argv))
+			ret = exec_probe(l.qemu_argv);
+	}
 	if (ret)
 		goto out;
 	if ((ret = load_policy(&l)) || (ret = rewrite_args(&l)) || (ret = pick_name(&l)) ||

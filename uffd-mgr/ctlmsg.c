@@ -71,6 +71,10 @@ enum ctlmsg_action ctlmsg_check(bool shim, void *msg, size_t len, int nfds, char
 		if (len == sizeof(*h))
 			return CTL_UPGRADE;
 		break;
+	case PROTO_UFFD_DEV:
+		if (len == sizeof(*h))
+			return CTL_UFFD_DEV;
+		break;
 	default:
 		err_set(why, whylen, "unexpected control message type %u", h->type);
 		return CTL_DROP;

@@ -25,6 +25,7 @@ enum ctlmsg_action {
 	CTL_WATCH,    /* struct proto_stats_req: a snapshot every interval_ms */
 	CTL_UPGRADE,
 	CTL_ARM_DONE, /* struct proto_arm_done, from a registered shim */
+	CTL_UFFD_DEV, /* a /dev/userfaultfd descriptor, before registering */
 };
 
 /* Decides what msg (len bytes as received, nfds descriptors with it) asks; shim says the

@@ -656,6 +656,27 @@ static void handle_upgrade(struct daemon *d, int fd)
 	upgrade(d, err, sizeof(err));
 }
 
+/* Gives a QEMU that may register an open /dev/userfaultfd: the device's access checks (file
+ * mode, libvirt's device cgroup and private /dev) happen at open, which we do for it; the
+ * uffd it then makes with USERFAULTFD_IOC_NEW serves its own address space only. The
+ * connection stays open for the registration. Returns 0, or -1 to drop the client. */
+static int handle_uffd_dev(struct daemon *d, int sock)
+{
+	int dev, r = refuse_unless(d, sock, AUTHZ_REGISTER, "a userfaultfd");
+
+	if (r)
+		return -1;
+	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dev < 0) {
+		proto_reply(sock, -errno, "uffd-mgrd cannot open /dev/userfaultfd: %s",
+			    strerror(errno));
+		return -1;
+	}
+	r = proto_reply_fds(sock, 0, 0, &dev, 1, "a /dev/userfaultfd descriptor");
+	close(dev);
+	return r ? -1 : 0;
+}
+
 /* Handles one message from a client (what it may ask: ctlmsg_check). Returns 0, or -1 when
  * the client should be dropped. */
 static int handle_client(struct daemon *d, int idx)
@@ -692,6 +713,8 @@ static int handle_client(struct daemon *d, int idx)
 	case CTL_UPGRADE:
 		handle_upgrade(d, c->fd);
 		return -1;
+	case CTL_UFFD_DEV:
+		return handle_uffd_dev(d, c->fd);
 	case CTL_STATS:
 	case CTL_WATCH: {
 		int r = refuse_unless(d, c->fd, AUTHZ_STATS, "stats");

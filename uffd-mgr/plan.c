@@ -14,7 +14,6 @@
 #define SAMPLE_NS      1000000000ull
 #define QMP_TIMEOUT_MS 300
 #define QMP_RETRY_NS   (10 * 1000000000ull)
-#define BALLOON_QOM    "/machine/peripheral/uffd-balloon"
 #define BALLOON_STEP   (8ull << 20) /* smaller moves of the target are not worth a QMP call */
 #define WARMUP_EPOCHS  10	    /* a full 10 s working-set window */
 #define HORIZON	       3	    /* intervals the plan looks ahead */
@@ -89,7 +88,11 @@ static struct qmp *vm_qmp(struct vm *vm, uint64_t now)
 		pl->qmp_warned = true;
 		return NULL;
 	}
-	pl->stats_on = qmp_guest_stats_enable(pl->qmp, BALLOON_QOM, 1, err, sizeof(err)) == 0;
+	/* The balloon that is there, whatever its id (libvirt's is balloon0). */
+	pl->stats_on =
+	    qmp_find_balloon(pl->qmp, pl->balloon_qom, sizeof(pl->balloon_qom), err, sizeof(err)) ==
+		0 &&
+	    qmp_guest_stats_enable(pl->qmp, pl->balloon_qom, 1, err, sizeof(err)) == 0;
 	if (!pl->stats_on)
 		log_warn(vm->name, "plan: no guest statistics from the balloon: %s", err);
 	log_info(vm->name, "plan: QMP connected at %s", pl->qmp_path);
@@ -109,7 +112,7 @@ static void guest_sample(struct vm *vm, struct qmp *q, double dt, struct pred_sa
 		pl->ps.balloon_actual = actual;
 		pthread_mutex_unlock(&vm->lock);
 	}
-	if (!pl->stats_on || qmp_guest_stats(q, BALLOON_QOM, &gs, err, sizeof(err)) || !gs.valid)
+	if (!pl->stats_on || qmp_guest_stats(q, pl->balloon_qom, &gs, err, sizeof(err)) || !gs.valid)
 		return;
 	if (gs.total != QMP_STAT_NONE && gs.available != QMP_STAT_NONE) {
 		/* With deflate-on-oom the guest counts the balloon's pages as used: they are

@@ -37,6 +37,12 @@ enum proto_type {
 	PROTO_STATS_PART = 10, /* daemon -> uffdctl: a piece of a snapshot too large for one
 				* message; the pieces and the PROTO_STATS_JSON that ends them
 				* make up the text (ctlmsg.h) */
+	PROTO_UFFD_DEV = 11,   /* shim -> daemon, before PROTO_REGISTER on the same connection:
+				* a descriptor of /dev/userfaultfd, answered by PROTO_REPLY
+				* carrying it. For a QEMU that may not open the device itself
+				* (libvirt's: its own /dev and device cgroup, an unprivileged
+				* uid); the uffd it makes from it is still its own address
+				* space's. Needs the register right. */
 };
 
 struct proto_hdr {

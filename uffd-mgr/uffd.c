@@ -30,25 +30,28 @@ static const struct {
 
 /* /dev/userfaultfd works for root even when vm.unprivileged_userfaultfd is 0 and needs no
  * UFFD_USER_MODE_ONLY; the syscall is the fallback on kernels without the device. */
-static int uffd_new(void)
+/* A new userfaultfd from devfd (an open /dev/userfaultfd), or when devfd is -1 from the
+ * device if we may open it, else from the system call. */
+static int uffd_new(int devfd)
 {
-	int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC), fd;
+	int dev = devfd >= 0 ? devfd : open("/dev/userfaultfd", O_RDWR | O_CLOEXEC), fd;
 
 	if (dev >= 0) {
 		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-		close(dev);
-		if (fd >= 0)
-			return fd;
+		if (dev != devfd)
+			close(dev);
+		if (fd >= 0 || devfd >= 0)
+			return fd < 0 ? -errno : fd;
 	}
 	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 	return fd < 0 ? -errno : fd;
 }
 
 /* What the kernel offers: UFFDIO_API with no features asked answers with all of them. */
-static uint64_t uffd_available(void)
+static uint64_t uffd_available(int devfd)
 {
 	struct uffdio_api probe = {.api = UFFD_API};
-	int pfd = uffd_new();
+	int pfd = uffd_new(devfd);
 	uint64_t have = 0;
 
 	if (pfd >= 0 && ioctl(pfd, UFFDIO_API, &probe) == 0)
@@ -60,10 +63,15 @@ static uint64_t uffd_available(void)
 
 int uffd_open(int *out, uint64_t *features, char *err, size_t errlen)
 {
-	uint64_t have = uffd_available();
+	return uffd_open_dev(-1, out, features, err, errlen);
+}
+
+int uffd_open_dev(int devfd, int *out, uint64_t *features, char *err, size_t errlen)
+{
+	uint64_t have = uffd_available(devfd);
 	struct uffdio_api api = {
 	    .api = UFFD_API, .features = UFFD_NEEDED_FEATURES | (have & UFFD_OPTIONAL_FEATURES)};
-	int fd = uffd_new();
+	int fd = uffd_new(devfd);
 
 	if (fd < 0) {
 		snprintf(err, errlen,

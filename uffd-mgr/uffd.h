@@ -25,6 +25,10 @@
  * the missing piece in one line. */
 int uffd_open(int *uffd, uint64_t *features, char *err, size_t errlen);
 
+/* The same with a userfaultfd made from devfd, an open /dev/userfaultfd (one uffd-mgrd
+ * passed: PROTO_UFFD_DEV), for a process that may not open the device itself. */
+int uffd_open_dev(int devfd, int *uffd, uint64_t *features, char *err, size_t errlen);
+
 /* Registers [addr, addr+len) for MISSING and WP faults. */
 int uffd_register(int uffd, uint64_t addr, uint64_t len);
 int uffd_unregister(int uffd, uint64_t addr, uint64_t len);

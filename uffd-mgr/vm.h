@@ -42,6 +42,7 @@ struct vm_plan {
 	bool pred_ready;
 	struct qmp *qmp;
 	char qmp_path[108];
+	char balloon_qom[128]; /* the guest's virtio-balloon (qmp_find_balloon), "" before QMP */
 	uint64_t qmp_retry_ns;
 	bool qmp_warned, stats_on;
 	uint64_t last_ns, last_tier_pages, last_swap_in, last_majflt;

@@ -1,0 +1,147 @@
+# libvirt runs a domain through uffd-mgr, as an operator would set it up: Debian's libvirt
+# (installed here if missing), libvirtd and virtlogd started by this test (and stopped after, if
+# it started them), the programs installed into a scratch prefix, a domain whose <emulator> is
+# the installed uffd-qemu-system-x86_64, with libvirt's defaults otherwise: no <memoryBacking>
+# (memory-backend-ram), libvirt's balloon (balloon0), QEMU as libvirt-qemu in its own mount
+# namespace and device cgroup. The daemon serves the default socket and lets the libvirt-qemu
+# group register; the VM's policy is the operator's file by its name, with resident_max 64M.
+# The guest runs memstress over 256 MiB and must pass; the daemon must show evictions and the
+# guest's statistics from the balloon; virsh dommemstat must answer; virsh destroy ends it.
+. "$(dirname "$0")/lib.bash"
+
+DOM=uffd-lvtest-$$
+SOCK=/run/uffd-mgr/uffd-mgr.sock
+STARTED_LIBVIRTD= STARTED_VIRTLOGD=
+VIRSH="virsh -q -c qemu:///system"
+
+lv_cleanup() {
+	local rc=$?
+	set +e
+	$VIRSH destroy "$DOM" >/dev/null 2>&1
+	$VIRSH undefine "$DOM" >/dev/null 2>&1
+	[ -n "$STARTED_LIBVIRTD" ] && kill "$STARTED_LIBVIRTD" 2>/dev/null
+	[ -n "$STARTED_VIRTLOGD" ] && kill "$STARTED_VIRTLOGD" 2>/dev/null
+	if [ $rc -ne 0 ]; then
+		echo "--- libvirt's QEMU log ---"
+		tail -n 20 "/var/log/libvirt/qemu/$DOM.log" 2>/dev/null
+		echo "--- console ---"
+		tail -n 20 "$T/console.log" 2>/dev/null
+	fi
+	rm -f "/var/log/libvirt/qemu/$DOM.log"
+	(exit $rc)
+	cleanup
+}
+trap lv_cleanup EXIT
+
+[ "$(id -u)" = 0 ] || skip "needs root (libvirtd, the default socket)"
+[ -f "$BUILD/guest/vmlinuz" ] || fail "no test guest: run 'make guest'"
+if ! command -v libvirtd >/dev/null || ! command -v virsh >/dev/null; then
+	echo "installing Debian's libvirt"
+	flock /tmp/apt.lock apt-get install -y -qq --no-install-recommends \
+		libvirt-daemon-system libvirt-clients >/dev/null 2>&1 ||
+		fail "cannot install libvirt-daemon-system and libvirt-clients"
+fi
+id libvirt-qemu >/dev/null 2>&1 || fail "no libvirt-qemu user after installing libvirt"
+if [ -S /run/uffd-mgr/uffd-mgr.sock ] && "$BUILD/uffdctl" --socket "$SOCK" stats >/dev/null 2>&1; then
+	skip "a uffd-mgrd already serves $SOCK; this test runs its own there"
+fi
+
+# libvirt's daemons, unless they run already (then they are the operator's and stay).
+pgrep -x virtlogd >/dev/null || { virtlogd -d && STARTED_VIRTLOGD=$(pgrep -nx virtlogd); }
+if ! pgrep -x libvirtd >/dev/null; then
+	libvirtd -d
+	STARTED_LIBVIRTD=$(pgrep -nx libvirtd)
+fi
+for _ in $(seq 100); do
+	$VIRSH version >/dev/null 2>&1 && break
+	sleep 0.1
+done
+$VIRSH version >/dev/null 2>&1 || fail "libvirtd does not answer"
+
+# The programs, installed where libvirt-qemu can read them.
+P=$T/prefix
+mkdir -p "$P/bin"
+cp "$BUILD/uffd-qemu" "$BUILD/libuffd-shim.so" "$P/bin/"
+ln -s uffd-qemu "$P/bin/uffd-qemu-system-x86_64"
+mkdir -p "$T/img" "$T/vms"
+cp "$BUILD/guest/vmlinuz" "$BUILD/guest/initramfs.cpio.gz" "$T/img/"
+chmod 755 "$T" "$P" "$P/bin" "$T/img"
+chmod 644 "$T/img/"*
+: >"$T/console.log"
+chmod 666 "$T/console.log"
+
+# The operator's policy for the domain, in the daemon's trusted directory.
+cat >"$T/vms/$DOM.conf" <<'CONF'
+[memory]
+resident_max = 64M
+[shm]
+max = 512M
+CONF
+mkdir -p /run/uffd-mgr
+"$BUILD/uffd-mgrd" --socket "$SOCK" --log "$T/daemon.log" --allow-group libvirt-qemu \
+	--policy-dir "$T/vms" &
+DAEMON_PID=$!
+for _ in $(seq 100); do
+	[ -S "$SOCK" ] && break
+	sleep 0.05
+done
+[ -S "$SOCK" ] || fail "daemon did not start"
+
+cat >"$T/dom.xml" <<XML
+<domain type='qemu'>
+  <name>$DOM</name>
+  <memory unit='MiB'>512</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>$T/img/vmlinuz</kernel>
+    <initrd>$T/img/initramfs.cpio.gz</initrd>
+    <cmdline>console=ttyS0 panic=-1 loglevel=4 memstress.mb=256 memstress.phases=grow,verify,hold:5,shrink:64,verify,regrow,verify</cmdline>
+  </os>
+  <on_poweroff>destroy</on_poweroff>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>$P/bin/uffd-qemu-system-x86_64</emulator>
+    <serial type='file'><source path='$T/console.log'/><target port='0'/></serial>
+    <memballoon model='virtio'/>
+  </devices>
+</domain>
+XML
+$VIRSH define "$T/dom.xml" >/dev/null
+$VIRSH start "$DOM" || fail "virsh start failed"
+ps -o user=,pid= -C qemu-system-x86_64 | grep -q '^libvirt' ||
+	fail "QEMU does not run as libvirt-qemu"
+wait_vm "$DOM"
+echo "ok: $DOM registered with uffd-mgrd as $(ps -o user= -C qemu-system-x86_64 | head -1)"
+
+# While the guest works: the balloon's statistics reach the planner, dommemstat answers.
+for _ in $(seq 600); do
+	grep -aqE "MEMSTRESS (PASS|FAIL)" "$T/console.log" && break
+	[ "$(stat "$DOM" plan.guest_available 2>/dev/null || echo 0)" -gt 0 ] && break
+	sleep 0.5
+done
+$VIRSH dommemstat "$DOM" >"$T/memstat" || fail "virsh dommemstat failed"
+grep -q actual "$T/memstat" || fail "virsh dommemstat has no 'actual': $(cat "$T/memstat")"
+echo "ok: virsh dommemstat: $(tr '\n' ' ' <"$T/memstat")"
+
+for _ in $(seq 600); do
+	grep -aqE "MEMSTRESS (PASS|FAIL)" "$T/console.log" && break
+	sleep 0.5
+done
+grep -aE "MEMSTRESS (PASS|FAIL)" "$T/console.log" || fail "no MEMSTRESS verdict within 300 s"
+grep -aq "MEMSTRESS PASS" "$T/console.log" || fail "memstress failed in the libvirt domain"
+[ "$(stat "$DOM" evictions.pages)" -gt 16384 ] || fail "expected more than 64 MiB evicted"
+[ "$(stat "$DOM" faults.errors)" -eq 0 ] || fail "fault errors"
+[ "$(stat "$DOM" plan.guest_available)" -gt 0 ] ||
+	fail "no guest statistics from libvirt's balloon: $(grep -i balloon "$T/daemon.log" | tail -2)"
+echo "ok: $(stat "$DOM" evictions.pages) pages evicted," \
+	"guest available $(($(stat "$DOM" plan.guest_available) >> 20)) MiB by its balloon"
+"$BUILD/uffdctl" --socket "$SOCK" stats
+
+$VIRSH destroy "$DOM" >/dev/null 2>&1 || true # it may have powered off already
+for _ in $(seq 100); do
+	[ "$(stat "$DOM" state 2>/dev/null)" = running ] || break
+	sleep 0.1
+done
+[ "$(stat "$DOM" state 2>/dev/null || echo gone)" != running ] || fail "the VM still runs after destroy"
+echo "PASS: libvirt domain $DOM ran under uffd-mgr as libvirt-qemu"
