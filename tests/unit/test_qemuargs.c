@@ -54,6 +54,21 @@ struct good_case {
 
 static const struct good_case good_cases[] = {
     {"empty", {NULL}, {RAM("128M"), QMP, BALLOON}, 128 * M, NULL, QPATH, ADD_ALL},
+    /* libvirt's default guest RAM: rewritten in place into a shared memfd backend. */
+    {"backend_ram_keyval",
+     {"-object", "memory-backend-ram,id=pc.ram,size=256M", "-machine", "memory-backend=pc.ram"},
+     {"-object", "memory-backend-memfd,id=pc.ram,size=256M,share=on", "-machine",
+      "memory-backend=pc.ram", QMP, BALLOON},
+     256 * M, NULL, QPATH, ADD_QMP | ADD_BALLOON},
+    {"backend_ram_json_libvirt",
+     {"-machine", "pc-i440fx-7.2,usb=off,memory-backend=pc.ram", "-m", "256", "-object",
+      "{\"qom-type\":\"memory-backend-ram\",\"id\":\"pc.ram\",\"size\":268435456}", "-device",
+      "{\"driver\":\"virtio-balloon-pci\",\"id\":\"balloon0\",\"bus\":\"pci.0\"}"},
+     {"-machine", "pc-i440fx-7.2,usb=off,memory-backend=pc.ram", "-m", "256", "-object",
+      "{\"qom-type\":\"memory-backend-memfd\",\"id\":\"pc.ram\",\"size\":268435456,\"share\":true}",
+      "-device", "{\"driver\":\"virtio-balloon-pci\",\"id\":\"balloon0\",\"bus\":\"pci.0\"}",
+      QMP},
+     256 * M, NULL, QPATH, ADD_QMP},
     {"m_megabytes",
      {"-m", "512"},
      {"-m", "512", RAM("512M"), QMP, BALLOON},
@@ -461,14 +476,10 @@ static const struct bad_case bad_cases[] = {
      {"-object", "memory-backend-file,id=m,size=1G,mem-path=/dev/shm/x,share=on"},
      "-object memory-backend-file is not supported: guest RAM must be a shared memfd, not a "
      "file (use memory-backend-memfd,share=on)"},
-    {"backend_ram",
-     {"-object", "memory-backend-ram,id=m,size=1G", "-machine", "memory-backend=m"},
-     "-object memory-backend-ram is not supported: it is private anonymous RAM that uffd-mgrd "
-     "cannot map (use memory-backend-memfd,share=on)"},
-    {"backend_ram_json",
-     {"-object", "{\"qom-type\":\"memory-backend-ram\",\"id\":\"m\",\"size\":1024}"},
-     "-object memory-backend-ram is not supported: it is private anonymous RAM that uffd-mgrd "
-     "cannot map (use memory-backend-memfd,share=on)"},
+    {"backend_ram_share",
+     {"-object", "memory-backend-ram,id=m,size=1G,share=on", "-machine", "memory-backend=m"},
+     "-object memory-backend-ram,id=m: share= is not supported: uffd-qemu makes it a shared "
+     "memfd backend"},
     {"memfd_hugetlb",
      {"-object", "memory-backend-memfd,id=m,size=1G,share=on,hugetlb=on", "-machine",
       "memory-backend=m"},
