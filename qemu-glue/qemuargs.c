@@ -231,7 +231,11 @@ struct scan {
 	const char *name;
 	bool balloon;
 	const char *balloon_id;
+	const char **numa_memdevs; /* -numa node,memdev= ids */
+	int nnuma;
 	int word;	     /* index of the argument being scanned */
+	const struct qemuargs_known *known; /* the installed QEMU's options, or NULL */
+	struct qopt learned;		    /* what lookup_opt found in known */
 	struct qemuargs *qa; /* where rewrites of the user's words go */
 };
 
@@ -259,7 +263,9 @@ static void *grow(void *arr, int *n, size_t sz)
 	return p + (size_t)(*n)++ * sz;
 }
 
-static const struct qopt *lookup_opt(const char *word)
+/* An option of ours (checked, maybe rewritten), else one the installed QEMU lists in its
+ * -help (passed as it is: a QEMU newer than 7.2 has options we have never seen), else NULL. */
+static const struct qopt *lookup_opt(struct scan *s, const char *word)
 {
 	const char *name = word + 1;
 
@@ -268,7 +274,48 @@ static const struct qopt *lookup_opt(const char *word)
 	for (size_t i = 0; i < sizeof(qemu_opts) / sizeof(qemu_opts[0]); i++)
 		if (!strcmp(qemu_opts[i].name, name))
 			return &qemu_opts[i];
+	for (int i = 0; s->known && i < s->known->n; i++)
+		if (!strcmp(s->known->opt[i].name, name)) {
+			s->learned = (struct qopt){s->known->opt[i].name, s->known->opt[i].arg,
+						   O_OTHER};
+			return &s->learned;
+		}
 	return NULL;
+}
+
+int qemuargs_learn(const char *help, struct qemuargs_known *k)
+{
+	memset(k, 0, sizeof(*k));
+	for (const char *line = help; line && *line; line = strchr(line, '\n'), line += !!line) {
+		size_t len = strcspn(line, " \n");
+		/* "-opt arg   what": one space before an argument; "-opt     what": none. */
+		bool arg = line[len] == ' ' && line[len + 1] != ' ' && line[len + 1] != '\n' &&
+			   line[len + 1] && strncmp(line + len, " or ", 4);
+
+		if (line[0] != '-' || len < 2)
+			continue;
+		for (const char *n = line; n < line + len;) { /* "-fda/-fdb" */
+			size_t nl = strcspn(n, "/ \n");
+			struct qemuargs_known_opt *o;
+
+			if (n[0] == '-' && nl > 1 && nl < sizeof(o->name) &&
+			    (o = grow(&k->opt, &k->n, sizeof(*o)))) {
+				snprintf(o->name, sizeof(o->name), "%.*s", (int)(nl - 1), n + 1);
+				o->arg = arg;
+			} else if (n[0] == '-' && nl > 1 && nl < sizeof(o->name)) {
+				qemuargs_known_free(k);
+				return -ENOMEM;
+			}
+			n += nl + (n[nl] == '/');
+		}
+	}
+	return k->n ? 0 : -ENOENT;
+}
+
+void qemuargs_known_free(struct qemuargs_known *k)
+{
+	free(k->opt);
+	memset(k, 0, sizeof(*k));
 }
 
 /* ---- Option arguments: QemuOpts/keyval text or JSON, into a kvlist ---- */
@@ -679,11 +726,13 @@ static int on_numa(struct scan *s, const char *arg)
 
 	if (!l)
 		return ret;
-	if (same(kv_get(l, "type"), "node") && kv_get(l, "memdev"))
-		return fail(s,
-			    "-numa %s: per-node memory (memdev=) is not supported: guest RAM "
-			    "must be the machine's single memfd backend",
-			    arg);
+	if (same(kv_get(l, "type"), "node") && kv_get(l, "memdev")) {
+		const char **m = grow(&s->numa_memdevs, &s->nnuma, sizeof(*m));
+
+		if (!m)
+			return -ENOMEM;
+		*m = kv_get(l, "memdev");
+	}
 	return 0;
 }
 
@@ -998,9 +1047,10 @@ static int scan_words(struct scan *s, int argc, char *const argv[])
 
 		if (argv[i][0] != '-')
 			continue; /* a disk image, as QEMU reads a bare word */
-		o = lookup_opt(argv[i]);
+		o = lookup_opt(s, argv[i]);
 		if (!o)
-			return fail(s, "unknown QEMU option '%s'", argv[i]);
+			return fail(s, "unknown QEMU option '%s'%s", argv[i],
+				    s->known ? " (the installed QEMU's -help does not list it)" : "");
 		if (!o->arg)
 			ret = on_option(s, o, NULL);
 		else if (i + 1 >= argc)
@@ -1047,27 +1097,85 @@ static int mem_bytes(struct scan *s, uint64_t *bytes)
 	return 0;
 }
 
-static int check_user_ram(struct scan *s, struct qemuargs *qa, uint64_t m)
+/* A backend of guest RAM that the user named (opt says where: "-machine memory-backend" or
+ * "-numa node,memdev"): a shared memfd backend with a size. */
+static int check_backend(struct scan *s, const char *opt, const char *id, uint64_t *size)
 {
-	const char *id = s->machine_ram;
 	const struct memobj *o = find_obj(s, id);
-	uint64_t size;
 
 	if (!o)
-		return fail(s, "-machine memory-backend=%s: there is no -object with id=%s", id,
-			    id);
+		return fail(s, "%s=%s: there is no -object with id=%s", opt, id, id);
 	if (!same(o->type, "memory-backend-memfd"))
 		return fail(s,
-			    "-machine memory-backend=%s: '%s' is a %s; guest RAM must be a "
+			    "%s=%s: '%s' is a %s; guest RAM must be a "
 			    "memory-backend-memfd with share=on",
-			    id, id, o->type ? o->type : "(no type)");
+			    opt, id, id, o->type ? o->type : "(no type)");
 	if (o->share == 0)
 		return fail(s,
 			    "-object memory-backend-memfd,id=%s has share=off: uffd-mgr needs "
 			    "share=on, so that uffd-mgrd maps the same memory as QEMU",
 			    id);
-	if (!o->size || qemuargs_parse_size(o->size, 1, &size) || !size)
+	if (!o->size || qemuargs_parse_size(o->size, 1, size) || !*size)
 		return fail(s, "-object memory-backend-memfd,id=%s: needs a valid size=", id);
+	return 0;
+}
+
+/* A NUMA guest: each node's memdev is a backend of its own, registered on its own by the
+ * shim, which learns them (in the order QEMU creates them: the -object order) from
+ * qa->backends. -m must be their sum. */
+static int check_numa_ram(struct scan *s, struct qemuargs *qa, uint64_t m)
+{
+	uint64_t total = 0;
+	char *list = NULL;
+
+	for (int i = 0; i < s->nobjs; i++) {
+		bool used = false;
+		uint64_t size;
+		char *more;
+		int ret;
+
+		for (int k = 0; k < s->nnuma; k++)
+			used |= same(s->numa_memdevs[k], s->objs[i].id);
+		if (!used)
+			continue;
+		ret = check_backend(s, "-numa node,memdev", s->objs[i].id, &size);
+		if (ret) {
+			free(list);
+			return ret;
+		}
+		total += size;
+		if (asprintf(&more, "%s%s%s:%llu", list ? list : "", list ? "," : "",
+			     s->objs[i].id, (unsigned long long)size) < 0)
+			more = NULL;
+		free(list);
+		if (!(list = more))
+			return -ENOMEM;
+	}
+	for (int k = 0; k < s->nnuma; k++)
+		if (!find_obj(s, s->numa_memdevs[k])) {
+			free(list);
+			return fail(s, "-numa node,memdev=%s: there is no -object with id=%s",
+				    s->numa_memdevs[k], s->numa_memdevs[k]);
+		}
+	if (m && m != total) {
+		free(list);
+		return fail(s, "-m %s does not match the %llu MiB of the NUMA nodes' memdevs",
+			    s->mem_size, (unsigned long long)(total >> 20));
+	}
+	qa->ram_bytes = total;
+	qa->backends = list;
+	return 0;
+}
+
+static int check_user_ram(struct scan *s, struct qemuargs *qa, uint64_t m)
+{
+	const char *id = s->machine_ram;
+	const struct memobj *o = find_obj(s, id);
+	uint64_t size;
+	int ret = check_backend(s, "-machine memory-backend", id, &size);
+
+	if (ret)
+		return ret;
 	if (m && m != size)
 		return fail(s, "-m %s does not match size=%s of memory backend '%s'", s->mem_size,
 			    o->size, id);
@@ -1082,6 +1190,11 @@ static int resolve_ram(struct scan *s, struct qemuargs *qa)
 
 	if (ret)
 		return ret;
+	if (s->nnuma && s->machine_ram)
+		return fail(s, "-numa node,memdev= with -machine memory-backend=: give one or "
+			       "the other");
+	if (s->nnuma)
+		return check_numa_ram(s, qa, m);
 	if (s->machine_ram)
 		return check_user_ram(s, qa, m);
 	if (find_obj(s, QEMUARGS_RAM_ID))
@@ -1175,11 +1288,18 @@ static void scan_free(struct scan *s)
 	free(s->chrs);
 	free(s->qmps);
 	free(s->mons);
+	free(s->numa_memdevs);
 }
 
 int qemuargs_parse(struct qemuargs *qa, int argc, char *const argv[], char *err, size_t errlen)
 {
-	struct scan s = {.err = err, .errlen = errlen, .qa = qa};
+	return qemuargs_parse_known(qa, NULL, argc, argv, err, errlen);
+}
+
+int qemuargs_parse_known(struct qemuargs *qa, const struct qemuargs_known *known, int argc,
+			 char *const argv[], char *err, size_t errlen)
+{
+	struct scan s = {.err = err, .errlen = errlen, .qa = qa, .known = known};
 	int ret;
 
 	memset(qa, 0, sizeof(*qa));
@@ -1336,6 +1456,7 @@ void qemuargs_free(struct qemuargs *qa)
 	free(qa->name);
 	free(qa->qmp_path);
 	free(qa->balloon_id);
+	free(qa->backends);
 	for (int k = 0; k < qa->nrewrites; k++)
 		free(qa->rewrites[k].text);
 	free(qa->rewrites);

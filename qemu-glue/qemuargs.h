@@ -34,6 +34,8 @@ struct qemuargs {
 	bool balloon_added; /* a virtio-balloon device is added */
 	char *balloon_id;   /* the user's virtio-balloon's id (libvirt's balloon0), or NULL */
 	bool ram_converted; /* a memory-backend-ram became a shared memfd backend */
+	char *backends;	    /* a NUMA guest's RAM backends, "id:bytes,..." in the order QEMU
+			     * creates them (for the shim: UFFD_MGR_BACKENDS); NULL: one */
 	/* Filled by qemuargs_build(). */
 	bool qmp_added; /* -qmp was added; qmp_path is then the path given to build */
 	int argc;	/* words in argv, without the final NULL */
@@ -53,6 +55,25 @@ struct qemuargs {
  * qemuargs_build(), which copies it. Returns 0; -EINVAL for a command line that is malformed
  * or cannot be supported, with one line in err naming the option and the reason; -ENOMEM. */
 int qemuargs_parse(struct qemuargs *qa, int argc, char *const argv[], char *err, size_t errlen);
+
+/* The options an installed QEMU lists in its -help: the names uffd-qemu does not know
+ * itself are passed through as they are (QEMU version independence). */
+struct qemuargs_known {
+	struct qemuargs_known_opt {
+		char name[32]; /* without the dash */
+		bool arg;      /* takes an argument */
+	} *opt;
+	int n;
+};
+
+/* Learns them from the text of `qemu-system-ARCH -help`. Returns 0, -ENOENT when the text
+ * lists no option, or -ENOMEM. Free with qemuargs_known_free(). */
+int qemuargs_learn(const char *help, struct qemuargs_known *k);
+void qemuargs_known_free(struct qemuargs_known *k);
+
+/* qemuargs_parse, where an option not of QEMU 7.2 is accepted when known lists it. */
+int qemuargs_parse_known(struct qemuargs *qa, const struct qemuargs_known *known, int argc,
+			 char *const argv[], char *err, size_t errlen);
 
 /* Builds qa->argv from a parsed *qa. qmp_path is the unix socket for the -qmp to add when
  * the user gave no usable one (NULL: add none). Returns 0, -ENAMETOOLONG if qmp_path does

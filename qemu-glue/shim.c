@@ -32,6 +32,8 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,10 +54,10 @@
 #define RESTART_AFTER_MS 500  /* no daemon this long: start one (embedded mode) */
 #define RESUME_WAIT_MS	 60000 /* adoption of a large guest walks its whole state */
 
-/* The shim's own state, one per QEMU process: the region registered, the connection that
- * keeps it registered, and what a resume needs. Mutable global state is unavoidable in an
- * LD_PRELOAD shim. */
-static struct {
+/* One guest-RAM memfd mapping registered with the daemon (QEMU has one per memory backend:
+ * several in a NUMA guest), the connection that keeps it registered, and what a resume
+ * needs. Each has its own userfaultfd and connection, so each is resumed on its own. */
+struct region {
 	pthread_mutex_t lock;
 	int uffd;
 	int sock;
@@ -67,8 +69,17 @@ static struct {
 	int keep[3];		   /* the daemon's reply: state, shm tier[, swap file] */
 	int nkeep;
 	int resumed_arming; /* the last resume said an arming was running */
-} shim = {.lock = PTHREAD_MUTEX_INITIALIZER, .uffd = -1, .sock = -1, .memfd = -1,
-	   .keep = {-1, -1, -1}};
+};
+
+#define REGIONS_MAX 16
+
+/* The shim's own state, one per QEMU process. Mutable global state is unavoidable in an
+ * LD_PRELOAD shim. A region, once published (n), is never moved or freed. */
+static struct {
+	pthread_mutex_t lock; /* registrations */
+	struct region rg[REGIONS_MAX];
+	int n;
+} shim = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
@@ -105,18 +116,18 @@ static int is_guest_ram(int fd)
 }
 
 /* The daemon has brought every page back: unregister, so QEMU's faults go to the kernel. */
-static int release_region(void)
+static int release_region(struct region *rg)
 {
 	int r;
 
-	pthread_mutex_lock(&shim.lock);
-	r = uffd_unregister(shim.uffd, shim.addr, shim.len);
+	pthread_mutex_lock(&rg->lock);
+	r = uffd_unregister(rg->uffd, rg->addr, rg->len);
 	/* The unregister wakes the threads blocked in a fault; a wake of our own as well, since
 	 * one thread was once seen still blocked after a release (kernel 6.18). */
 	if (!r)
-		uffd_wake(shim.uffd, shim.addr, shim.len);
-	pthread_mutex_unlock(&shim.lock);
-	proto_reply(shim.sock, r, "%s", r ? strerror(-r) : "released");
+		uffd_wake(rg->uffd, rg->addr, rg->len);
+	pthread_mutex_unlock(&rg->lock);
+	proto_reply(rg->sock, r, "%s", r ? strerror(-r) : "released");
 	if (!r)
 		fprintf(stderr, "uffd-qemu: uffd-mgrd stopped and handed guest RAM back; QEMU runs "
 				"on unmanaged\n");
@@ -128,26 +139,33 @@ static int release_region(void)
  * a REMOVE that the daemon reads before the madvise returns; the daemon has flagged the pages so it
  * knows they are not discarded. Holds the lock so that a hole punch of QEMU's (announce_punch) does
  * not interleave. */
+struct arm_job {
+	struct region *rg;
+	struct proto_arm a; /* with its ranges after it */
+};
+
 static void *arm_thread(void *arg)
 {
-	struct proto_arm *a = arg;
+	struct arm_job *job = arg;
+	struct region *rg = job->rg;
+	struct proto_arm *a = &job->a;
 	struct proto_arm_done done = {0};
-	uint64_t npages = shim.len / 4096;
+	uint64_t npages = rg->len / 4096;
 
 	proto_hdr_init(&done.hdr, PROTO_ARM_DONE, sizeof(done));
 	done.seq = a->seq;
-	pthread_mutex_lock(&shim.lock);
+	pthread_mutex_lock(&rg->lock);
 	for (uint32_t i = 0; i < a->nranges; i++) {
 		const struct proto_range *r = &a->range[i];
 
 		/* Each madvise waits for a daemon to read its REMOVE, and until it returns every
 		 * uffd ioctl fails with EAGAIN: an arming of thousands of ranges would hold up the
 		 * faults of the daemon that adopts the VM. Its answer is lost anyway. */
-		if (__atomic_load_n(&shim.arm_abort, __ATOMIC_ACQUIRE))
+		if (__atomic_load_n(&rg->arm_abort, __ATOMIC_ACQUIRE))
 			break;
 		if (r->first_page >= npages || r->npages > npages - r->first_page || !r->npages)
 			continue;
-		if (syscall(SYS_madvise, (void *)(uintptr_t)(shim.addr + r->first_page * 4096),
+		if (syscall(SYS_madvise, (void *)(uintptr_t)(rg->addr + r->first_page * 4096),
 			    (size_t)(r->npages * 4096), MADV_DONTNEED) < 0) {
 			if (!done.status)
 				done.status = -errno;
@@ -155,19 +173,19 @@ static void *arm_thread(void *arg)
 		}
 		done.pages += r->npages;
 	}
-	pthread_mutex_unlock(&shim.lock);
-	free(a);
-	__atomic_store_n(&shim.arming, 0, __ATOMIC_RELEASE);
-	proto_send(shim.sock, &done, sizeof(done), NULL, 0);
+	pthread_mutex_unlock(&rg->lock);
+	free(job);
+	__atomic_store_n(&rg->arming, 0, __ATOMIC_RELEASE);
+	proto_send(rg->sock, &done, sizeof(done), NULL, 0);
 	return NULL;
 }
 
 /* Arms on a thread of its own: each madvise waits for the daemon to read its REMOVE, and the
  * watcher must stay free to notice a daemon that has gone. One arming at a time. */
-static void arm_ranges(const struct proto_arm *a, size_t len)
+static void arm_ranges(struct region *rg, const struct proto_arm *a, size_t len)
 {
 	struct proto_arm_done done = {0};
-	struct proto_arm *copy;
+	struct arm_job *copy;
 	pthread_t tid;
 
 	proto_hdr_init(&done.hdr, PROTO_ARM_DONE, sizeof(done));
@@ -175,13 +193,14 @@ static void arm_ranges(const struct proto_arm *a, size_t len)
 	if (len < sizeof(*a) || a->nranges > PROTO_ARM_MAX ||
 	    len != sizeof(*a) + a->nranges * sizeof(a->range[0]))
 		done.status = -EPROTO;
-	else if (__atomic_exchange_n(&shim.arming, 1, __ATOMIC_ACQ_REL))
+	else if (__atomic_exchange_n(&rg->arming, 1, __ATOMIC_ACQ_REL))
 		done.status = -EBUSY;
-	else if (!(copy = malloc(len)))
+	else if (!(copy = malloc(offsetof(struct arm_job, a) + len)))
 		done.status = -ENOMEM;
 	else {
-		__atomic_store_n(&shim.arm_abort, 0, __ATOMIC_RELEASE);
-		memcpy(copy, a, len);
+		__atomic_store_n(&rg->arm_abort, 0, __ATOMIC_RELEASE);
+		copy->rg = rg;
+		memcpy(&copy->a, a, len);
 		if (pthread_create(&tid, NULL, arm_thread, copy) == 0) {
 			pthread_detach(tid);
 			return;
@@ -190,8 +209,8 @@ static void arm_ranges(const struct proto_arm *a, size_t len)
 		done.status = -EAGAIN;
 	}
 	if (done.status != -EBUSY)
-		__atomic_store_n(&shim.arming, 0, __ATOMIC_RELEASE);
-	proto_send(shim.sock, &done, sizeof(done), NULL, 0);
+		__atomic_store_n(&rg->arming, 0, __ATOMIC_RELEASE);
+	proto_send(rg->sock, &done, sizeof(done), NULL, 0);
 }
 
 static uint64_t now_ns(void)
@@ -249,45 +268,45 @@ static int read_reply(int sock, int wait_ms, struct proto_reply *rep, int *keep,
 /* An arming of the dead daemon's that was running when we resumed may have ended before the
  * new connection took the old one's place, its answer lost: tell the new daemon it is over
  * (an answer of an unknown sequence number is how it recognises that). */
-static void announce_stale_arming_end(void)
+static void announce_stale_arming_end(struct region *rg)
 {
 	struct proto_arm_done done = {.seq = 0x5eed0000u};
 
-	if (!shim.resumed_arming || __atomic_load_n(&shim.arming, __ATOMIC_ACQUIRE))
+	if (!rg->resumed_arming || __atomic_load_n(&rg->arming, __ATOMIC_ACQUIRE))
 		return;
 	proto_hdr_init(&done.hdr, PROTO_ARM_DONE, sizeof(done));
-	proto_send(shim.sock, &done, sizeof(done), NULL, 0);
+	proto_send(rg->sock, &done, sizeof(done), NULL, 0);
 }
 
 /* Asks the daemon at sock to adopt this VM, with every descriptor it needs. Returns 0; the
  * daemon's refusal (> 0 here: its -errno negated) with why set; or -errno when no daemon
  * answered (a dying one's socket resets the connection): worth retrying at once. */
-static int resume(int sock, uint64_t paused_ns, char *why, size_t whylen)
+static int resume(struct region *rg, int sock, uint64_t paused_ns, char *why, size_t whylen)
 {
-	struct proto_register req = shim.req;
+	struct proto_register req = rg->req;
 	struct proto_reply rep;
-	int fds[2 + 3] = {shim.uffd, shim.memfd}, keep[3], nkeep = 0, r;
+	int fds[2 + 3] = {rg->uffd, rg->memfd}, keep[3], nkeep = 0, r;
 
 	req.flags |= PROTO_REG_RESUME;
-	shim.resumed_arming = __atomic_load_n(&shim.arming, __ATOMIC_ACQUIRE);
-	if (shim.resumed_arming)
+	rg->resumed_arming = __atomic_load_n(&rg->arming, __ATOMIC_ACQUIRE);
+	if (rg->resumed_arming)
 		req.flags |= PROTO_REG_ARMING;
 	req.paused_ns = paused_ns;
-	memcpy(fds + 2, shim.keep, (size_t)shim.nkeep * sizeof(int));
-	r = proto_send(sock, &req, sizeof(req), fds, 2 + shim.nkeep);
+	memcpy(fds + 2, rg->keep, (size_t)rg->nkeep * sizeof(int));
+	r = proto_send(sock, &req, sizeof(req), fds, 2 + rg->nkeep);
 	rep.message[0] = 0;
 	if (!r)
 		r = read_reply(sock, RESUME_WAIT_MS, &rep, keep, &nkeep);
-	if (!r && nkeep == shim.nkeep) {
+	if (!r && nkeep == rg->nkeep) {
 		/* The new daemon keeps the VM's state in a copy of its own: keep that one. */
-		close_all(shim.keep, shim.nkeep);
-		memcpy(shim.keep, keep, (size_t)nkeep * sizeof(int));
+		close_all(rg->keep, rg->nkeep);
+		memcpy(rg->keep, keep, (size_t)nkeep * sizeof(int));
 	} else if (!r) {
 		close_all(keep, nkeep);
 	}
 	snprintf(why, whylen, "%s", rep.message[0] ? rep.message : strerror(-r));
 	if (!r && (rep.flags & PROTO_REPLY_MINOR) &&
-	    uffd_register_mode(shim.uffd, shim.addr, shim.len, true))
+	    uffd_register_mode(rg->uffd, rg->addr, rg->len, true))
 		fprintf(stderr, "uffd-qemu: cannot register guest RAM for minor faults\n");
 	return r && rep.message[0] ? -r : r;
 }
@@ -398,26 +417,27 @@ static void restart_daemon(const char *sock_path)
 /* The daemon has gone: reconnect until one answers and adopts the VM. vCPUs that fault
  * meanwhile wait in the kernel; nothing else in QEMU waits for this, except a discard or an
  * arming, whose madvise returns once a daemon has read its REMOVE. */
-static void reconnect(void)
+static void reconnect(struct region *rg)
 {
 	const char *path = getenv("UFFD_MGR_SOCKET");
 	uint64_t lost = now_ns(), started = 0;
 	unsigned backoff = 1;
 	char why[512], said[512] = "";
 
-	__atomic_store_n(&shim.arm_abort, 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&rg->arm_abort, 1, __ATOMIC_RELEASE);
 	fprintf(stderr,
 		"uffd-qemu: uffd-mgrd went away (QEMU pid %d); guest faults wait until a daemon "
 		"answers at %s\n",
 		getpid(), path);
 	for (;;) {
 		uint64_t now = now_ns();
-		int fd = proto_connect(path), r = fd < 0 ? fd : resume(fd, now - lost, why, sizeof(why));
+		int fd = proto_connect(path),
+		    r = fd < 0 ? fd : resume(rg, fd, now - lost, why, sizeof(why));
 
 		if (r == 0) {
-			dup3(fd, shim.sock, O_CLOEXEC); /* the same number: arm_thread may send */
+			dup3(fd, rg->sock, O_CLOEXEC); /* the same number: arm_thread may send */
 			close(fd);
-			announce_stale_arming_end();
+			announce_stale_arming_end(rg);
 			fprintf(stderr, "uffd-qemu: resumed with uffd-mgrd after %.0f ms\n",
 				(now_ns() - lost) / 1e6);
 			return;
@@ -448,29 +468,33 @@ static void reconnect(void)
  * close means the daemon has gone (reconnect). */
 static void *watch_daemon(void *arg)
 {
-	static union {
+	struct region *rg = arg;
+	union watch_msg {
 		struct proto_hdr h;
 		struct proto_arm arm;
 		char raw[sizeof(struct proto_arm) + PROTO_ARM_MAX * sizeof(struct proto_range)];
-	} msg; /* only this thread uses it */
+	} *msg = malloc(sizeof(*msg)); /* one per region's watcher */
 	ssize_t n;
 
-	(void)arg;
+	if (!msg)
+		die("out of memory for the watcher of guest RAM at %#llx",
+		    (unsigned long long)rg->addr);
 	for (;;) {
-		n = proto_recv(shim.sock, &msg, sizeof(msg), NULL, NULL);
+		n = proto_recv(rg->sock, msg, sizeof(*msg), NULL, NULL);
 		if (n == -EINTR || n == -EMSGSIZE)
 			continue;
 		if (n <= 0) {
-			reconnect();
+			reconnect(rg);
 			continue;
 		}
-		if (proto_hdr_check(&msg.h, (size_t)n))
+		if (proto_hdr_check(&msg->h, (size_t)n))
 			continue;
-		if (msg.h.type == PROTO_ARM)
-			arm_ranges(&msg.arm, (size_t)n);
-		else if (msg.h.type == PROTO_RELEASE && release_region() == 0) {
-			close_all(shim.keep, shim.nkeep); /* nothing left to resume */
-			shim.nkeep = 0;
+		if (msg->h.type == PROTO_ARM)
+			arm_ranges(rg, &msg->arm, (size_t)n);
+		else if (msg->h.type == PROTO_RELEASE && release_region(rg) == 0) {
+			close_all(rg->keep, rg->nkeep); /* nothing left to resume */
+			rg->nkeep = 0;
+			free(msg);
 			return NULL;
 		}
 	}
@@ -498,73 +522,114 @@ static void fill_request(struct proto_register *req, void *addr, size_t len, off
 /* QEMU's own userfaultfd: made here when this process may (root, or a device it can open),
  * else from the /dev/userfaultfd the daemon opens for it (libvirt's QEMU runs unprivileged
  * with a /dev and device cgroup of its own). */
-static void open_uffd(uint64_t *features)
+static void open_uffd(struct region *rg, uint64_t *features)
 {
 	struct proto_hdr ask;
 	struct proto_reply rep = {.message = ""};
 	char err[256], why[256];
-	int dev[3], ndev = 0, r = uffd_open(&shim.uffd, features, err, sizeof(err));
+	int dev[3], ndev = 0, r = uffd_open(&rg->uffd, features, err, sizeof(err));
 
 	if (!r)
 		return;
 	proto_hdr_init(&ask, PROTO_UFFD_DEV, sizeof(ask));
-	r = proto_send(shim.sock, &ask, sizeof(ask), NULL, 0);
+	r = proto_send(rg->sock, &ask, sizeof(ask), NULL, 0);
 	if (!r)
-		r = read_reply(shim.sock, 10000, &rep, dev, &ndev);
+		r = read_reply(rg->sock, 10000, &rep, dev, &ndev);
 	if (r || ndev != 1) {
 		close_all(dev, r ? 0 : ndev);
 		die("%s; uffd-mgrd did not give one either: %s", err,
 		    rep.message[0] ? rep.message : strerror(r ? -r : EPROTO));
 	}
-	r = uffd_open_dev(dev[0], &shim.uffd, features, why, sizeof(why));
+	r = uffd_open_dev(dev[0], &rg->uffd, features, why, sizeof(why));
 	close(dev[0]);
 	if (r)
 		die("cannot make a userfaultfd from uffd-mgrd's /dev/userfaultfd: %s", why);
+}
+
+/* Which of the guest's RAM backends this mapping is: uffd-qemu lists them in
+ * UFFD_MGR_BACKENDS as "id:bytes,..." in the order QEMU creates them. The first one not yet
+ * registered with this size; none listed (or one): a single backend. */
+static void set_backend(struct proto_register *req, size_t len)
+{
+	const char *list = getenv("UFFD_MGR_BACKENDS");
+	uint32_t count = 0, pick = UINT32_MAX;
+	uint64_t total = 0;
+
+	for (const char *p = list; p && *p;) {
+		size_t n = strcspn(p, ","), idlen = strcspn(p, ":");
+		unsigned long long bytes = idlen < n ? strtoull(p + idlen + 1, NULL, 10) : 0;
+		bool taken = false;
+
+		for (int k = 0; k < shim.n; k++)
+			taken |= shim.rg[k].req.backend.index == count &&
+				 shim.rg[k].req.backend.count > 1;
+		if (pick == UINT32_MAX && !taken && bytes == len) {
+			pick = count;
+			snprintf(req->backend.id, sizeof(req->backend.id), "%.*s",
+				 (int)(idlen < n ? idlen : n), p);
+		}
+		total += bytes;
+		count++;
+		p += n + (p[n] == ',');
+	}
+	if (count <= 1 || pick == UINT32_MAX)
+		return;
+	req->backend.index = pick;
+	req->backend.count = count;
+	req->backend.total_bytes = total;
 }
 
 static void register_region(void *addr, size_t len, int memfd, off_t off, const char *sock_path)
 {
 	struct proto_register req;
 	struct proto_reply rep;
+	struct region *rg;
 	uint64_t features;
 	pthread_t tid;
 	int fds[2], r;
 
-	if (shim.uffd >= 0)
-		die("a second guest-RAM memfd mapping (%zu MiB at %p): only one memory backend "
-		    "per VM is supported",
-		    len >> 20, addr);
-	shim.sock = proto_connect(sock_path);
-	if (shim.sock < 0)
-		die("no uffd-mgrd answers at %s: %s", sock_path, strerror(-shim.sock));
-	open_uffd(&features);
-	r = uffd_register(shim.uffd, (uint64_t)(uintptr_t)addr, len);
+	for (int k = 0; k < shim.n; k++)
+		if (shim.rg[k].memfd == memfd)
+			die("a second mapping of guest RAM (%zu MiB at %p) is not supported", len >> 20,
+			    addr);
+	if (shim.n == REGIONS_MAX)
+		die("more than %d guest-RAM backends are not supported", REGIONS_MAX);
+	rg = &shim.rg[shim.n];
+	*rg = (struct region){.lock = PTHREAD_MUTEX_INITIALIZER, .uffd = -1, .memfd = -1,
+			      .keep = {-1, -1, -1}};
+	rg->sock = proto_connect(sock_path);
+	if (rg->sock < 0)
+		die("no uffd-mgrd answers at %s: %s", sock_path, strerror(-rg->sock));
+	open_uffd(rg, &features);
+	r = uffd_register(rg->uffd, (uint64_t)(uintptr_t)addr, len);
 	if (r)
 		die("cannot register guest RAM with userfaultfd: %s%s", strerror(-r),
 		    r == -EBUSY ? " (already registered by another userfaultfd)" : "");
 	fill_request(&req, addr, len, off, features);
-	fds[0] = shim.uffd;
+	set_backend(&req, len);
+	fds[0] = rg->uffd;
 	fds[1] = memfd;
-	r = proto_send(shim.sock, &req, sizeof(req), fds, 2);
+	r = proto_send(rg->sock, &req, sizeof(req), fds, 2);
 	if (r)
 		die("cannot send the registration to uffd-mgrd: %s", strerror(-r));
-	r = read_reply(shim.sock, -1, &rep, shim.keep, &shim.nkeep);
+	r = read_reply(rg->sock, -1, &rep, rg->keep, &rg->nkeep);
 	if (r == -EPROTO || r == -ETIMEDOUT || (r && !rep.message[0]))
 		die("uffd-mgrd gave no answer to the registration: %s", strerror(-r));
 	if (r)
 		die("uffd-mgrd refused guest RAM: %s", rep.message);
-	shim.req = req;
+	rg->req = req;
 	if ((rep.flags & PROTO_REPLY_MINOR) &&
-	    uffd_register_mode(shim.uffd, (uint64_t)(uintptr_t)addr, len, true))
+	    uffd_register_mode(rg->uffd, (uint64_t)(uintptr_t)addr, len, true))
 		fprintf(stderr, "uffd-qemu: cannot register guest RAM for minor faults; the "
 				"sampling tracker sees only missing faults\n");
-	shim.addr = req.host_addr;
-	shim.len = len;
-	shim.memfd = memfd;
-	shim.memfd_off = (uint64_t)off;
+	rg->addr = req.host_addr;
+	rg->len = len;
+	rg->memfd = memfd;
+	rg->memfd_off = (uint64_t)off;
+	__atomic_store_n(&shim.n, shim.n + 1, __ATOMIC_RELEASE); /* announce_punch sees it */
 	if (getenv("UFFD_MGR_VERBOSE"))
 		fprintf(stderr, "uffd-qemu: %s\n", rep.message);
-	if (pthread_create(&tid, NULL, watch_daemon, NULL) == 0)
+	if (pthread_create(&tid, NULL, watch_daemon, rg) == 0)
 		pthread_detach(tid);
 }
 
@@ -597,25 +662,29 @@ void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
  * The madvise returns only once the daemon has read the REMOVE it raises. */
 static void announce_punch(int fd, int mode, off_t off, off_t len)
 {
+	int n = __atomic_load_n(&shim.n, __ATOMIC_ACQUIRE);
+	struct region *rg = NULL;
 	uint64_t start, end;
 
-	if (fd < 0 || fd != shim.memfd || !(mode & FALLOC_FL_PUNCH_HOLE) || off < 0 || len <= 0 ||
-	    !is_guest_ram(fd))
+	for (int k = 0; k < n && fd >= 0; k++)
+		if (shim.rg[k].memfd == fd)
+			rg = &shim.rg[k];
+	if (!rg || !(mode & FALLOC_FL_PUNCH_HOLE) || off < 0 || len <= 0 || !is_guest_ram(fd))
 		return;
 	start = (uint64_t)off;
 	end = start + (uint64_t)len;
-	if (end <= shim.memfd_off || start >= shim.memfd_off + shim.len)
+	if (end <= rg->memfd_off || start >= rg->memfd_off + rg->len)
 		return;
-	if (start < shim.memfd_off)
-		start = shim.memfd_off;
-	if (end > shim.memfd_off + shim.len)
-		end = shim.memfd_off + shim.len;
+	if (start < rg->memfd_off)
+		start = rg->memfd_off;
+	if (end > rg->memfd_off + rg->len)
+		end = rg->memfd_off + rg->len;
 	start &= ~(uint64_t)4095;
 	end = (end + 4095) & ~(uint64_t)4095;
-	pthread_mutex_lock(&shim.lock);
-	syscall(SYS_madvise, (void *)(uintptr_t)(shim.addr + start - shim.memfd_off),
+	pthread_mutex_lock(&rg->lock);
+	syscall(SYS_madvise, (void *)(uintptr_t)(rg->addr + start - rg->memfd_off),
 		(size_t)(end - start), MADV_DONTNEED);
-	pthread_mutex_unlock(&shim.lock);
+	pthread_mutex_unlock(&rg->lock);
 }
 
 static int shim_fallocate(int fd, int mode, off_t off, off_t len)

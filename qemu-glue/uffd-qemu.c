@@ -166,10 +166,11 @@ static void help(FILE *out)
 		"REFUSED\n"
 		"    -mem-path and memory-backend-file (a file backend), hugetlb=on or\n"
 		"    prealloc=on on the memfd backend, -m slots=/maxmem= (memory hotplug),\n"
-		"    -numa node,memdev=, vhost-user and vhost-vdpa devices and netdevs,\n"
+		"    vhost-user and vhost-vdpa devices and netdevs,\n"
 		"    vfio devices, -incoming,\n"
 		"    -mem-prealloc, -overcommit mem-lock=on, -readconfig, and any option\n"
-		"    QEMU 7.2's qemu-system-x86_64 does not know.\n"
+		"    that neither QEMU 7.2 nor the installed QEMU's -help knows (options of\n"
+		"    newer QEMUs that uffd-qemu has no rule for pass as they are).\n"
 		"    Devices that write guest RAM by DMA, behind the page tables where an\n"
 		"    eviction cannot see the write: disks with O_DIRECT (-drive cache=none,\n"
 		"    cache=directsync, cache.direct=on or aio=native, also on a child node\n"
@@ -185,6 +186,8 @@ static void help(FILE *out)
 		"    UFFD_MGR_VM      the VM's name\n"
 		"    UFFD_MGR_POLICY  the policy file's absolute path, or empty\n"
 		"    UFFD_MGR_QMP     the QMP socket for uffd-mgrd\n"
+		"    UFFD_MGR_BACKENDS  a NUMA guest's RAM backends, id:bytes,... (each is\n"
+		"                     registered on its own, as NAME and NAME.ID)\n"
 		"\n"
 		"EXIT STATUS\n"
 		"    QEMU's, once QEMU runs. Before: 0 after --help or --dry-run; 1 on a\n"
@@ -279,11 +282,63 @@ static int load_policy(struct launch *l)
 	return 0;
 }
 
+static int find_exec(const char *name, char *out, size_t len);
+
+/* The output of `QEMU -help` (malloc'd, NUL-terminated), or NULL. */
+static char *qemu_help(const char *qemu)
+{
+	char path[PATH_MAX], *text = NULL;
+	size_t len = 0, cap = 0;
+	int pipefd[2], status;
+	pid_t pid;
+
+	if (find_exec(qemu, path, sizeof(path)) || pipe2(pipefd, O_CLOEXEC))
+		return NULL;
+	pid = fork();
+	if (pid == 0) {
+		char *argv[] = {path, "-help", NULL};
+
+		dup2(pipefd[1], 1);
+		execv(path, argv);
+		_exit(127);
+	}
+	close(pipefd[1]);
+	for (ssize_t n = 1; pid > 0 && n > 0 && cap < (1u << 20);) {
+		char *more = len + 4096 + 1 > cap ? realloc(text, cap = cap * 2 + 8192) : text;
+
+		if (!more)
+			break;
+		text = more;
+		n = read(pipefd[0], text + len, cap - len - 1);
+		len += n > 0 ? (size_t)n : 0;
+	}
+	close(pipefd[0]);
+	if (pid > 0)
+		waitpid(pid, &status, 0);
+	if (text)
+		text[len] = 0;
+	return text;
+}
+
 static int rewrite_args(struct launch *l)
 {
 	char err[512];
+	int r = qemuargs_parse(&l->qa, l->qemu_argc - 1, l->qemu_argv + 1, err, sizeof(err));
 
-	if (qemuargs_parse(&l->qa, l->qemu_argc - 1, l->qemu_argv + 1, err, sizeof(err))) {
+	/* An option QEMU 7.2 did not have: ask the installed QEMU which options it has. */
+	if (r && !strncmp(err, "unknown QEMU option", strlen("unknown QEMU option"))) {
+		struct qemuargs_known known;
+		char *help = qemu_help(l->qemu_argv[0]);
+
+		if (help && !qemuargs_learn(help, &known)) {
+			qemuargs_free(&l->qa);
+			r = qemuargs_parse_known(&l->qa, &known, l->qemu_argc - 1, l->qemu_argv + 1,
+						 err, sizeof(err));
+			qemuargs_known_free(&known);
+		}
+		free(help);
+	}
+	if (r) {
 		fprintf(stderr, "uffd-qemu: %s\n", err);
 		return EXIT_USAGE;
 	}
@@ -517,6 +572,8 @@ static void print_dry_run(const struct launch *l, FILE *out)
 	put_env(out, "UFFD_MGR_VM", l->name);
 	put_env(out, "UFFD_MGR_POLICY", l->policy_abs);
 	put_env(out, "UFFD_MGR_QMP", l->qmp);
+	if (l->qa.backends)
+		put_env(out, "UFFD_MGR_BACKENDS", l->qa.backends);
 	put_quoted(out, l->qemu_argv[0]);
 	for (int i = 0; i < l->qa.argc; i++) {
 		fputc(' ', out);
@@ -739,6 +796,11 @@ static int exec_qemu(const struct launch *l)
 	/* The shim starts a daemon again if this one dies and none comes back (embedded). */
 	if (!l->no_start && (setenv("UFFD_MGR_DAEMON", l->daemon, 1) ||
 			     setenv("UFFD_MGR_DAEMON_LOG", l->log, 1))) {
+		fprintf(stderr, "uffd-qemu: out of memory\n");
+		free(argv);
+		return EXIT_RUNTIME;
+	}
+	if (l->qa.backends && setenv("UFFD_MGR_BACKENDS", l->qa.backends, 1)) {
 		fprintf(stderr, "uffd-qemu: out of memory\n");
 		free(argv);
 		return EXIT_RUNTIME;

@@ -16,7 +16,7 @@ static enum ctlmsg_action check_register(const struct proto_register *r, size_t 
 {
 	bool resume = r->flags & PROTO_REG_RESUME;
 
-	if (len != sizeof(*r)) {
+	if (len != sizeof(*r) && len != PROTO_REGISTER_V2_LEN) { /* an older shim's */
 		err_set(why, whylen, "registration of %zu bytes, not %zu", len, sizeof(*r));
 		return CTL_DROP;
 	}
@@ -31,7 +31,8 @@ static enum ctlmsg_action check_register(const struct proto_register *r, size_t 
 		return CTL_DROP;
 	}
 	if (!TERMINATED(r->vm_name) || !TERMINATED(r->block_name) ||
-	    !TERMINATED(r->policy_path) || !TERMINATED(r->qmp_path)) {
+	    !TERMINATED(r->policy_path) || !TERMINATED(r->qmp_path) ||
+	    (len == sizeof(*r) && !TERMINATED(r->backend.id))) {
 		err_set(why, whylen, "registration with a name or path that is not NUL-terminated");
 		return CTL_DROP;
 	}

@@ -357,6 +357,59 @@ static int check_peer(const struct daemon *d, const struct client *c,
 	return 0;
 }
 
+/* A guest with several RAM backends (a NUMA guest: one per node) registers each on its own;
+ * each is managed as a VM of its own, named NAME for the first and NAME.ID for the others
+ * (ID: QEMU's id of the backend), under NAME's policy with its limits split in proportion to
+ * the backend's size. The balloon acts on the whole guest, so none of them drives it; the
+ * first reads the guest's statistics. Rewrites req->vm_name; base gets NAME. Returns 0 or
+ * -EINVAL with a one-line reason. */
+static int backend_unit(struct proto_register *req, char *base, size_t baselen, char *err,
+			size_t errlen)
+{
+	const struct proto_backend *b = &req->backend;
+	char id[64];
+
+	snprintf(base, baselen, "%s", req->vm_name);
+	if (b->count <= 1)
+		return 0;
+	if (b->index >= b->count || b->count > 64 || b->total_bytes < req->length) {
+		snprintf(err, errlen, "backend %u of %u (%llu of %llu bytes) does not add up",
+			 b->index, b->count, (unsigned long long)req->length,
+			 (unsigned long long)b->total_bytes);
+		return -EINVAL;
+	}
+	if (b->index == 0)
+		return 0;
+	snprintf(id, sizeof(id), "%s", b->id);
+	if (!valid_name(id))
+		snprintf(id, sizeof(id), "ram%u", b->index);
+	if (snprintf(req->vm_name, sizeof(req->vm_name), "%s.%s", base, id) >=
+		(int)sizeof(req->vm_name) ||
+	    !valid_name(req->vm_name)) {
+		snprintf(err, errlen, "VM name '%s' with backend '%s' is too long", base, id);
+		return -EINVAL;
+	}
+	req->qmp_path[0] = 0;
+	return 0;
+}
+
+/* One backend's part of the VM's limits (backend_unit). */
+static void split_policy(struct policy *pol, const struct proto_register *req)
+{
+	uint64_t *const part[] = {&pol->resident_max, &pol->shm_max, &pol->disk_max,
+				  &pol->critical_min, &pol->balloon_min, &pol->balloon_max};
+	unsigned __int128 total = req->backend.total_bytes;
+
+	if (req->backend.count <= 1)
+		return;
+	for (size_t i = 0; i < sizeof(part) / sizeof(part[0]); i++)
+		if (*part[i]) /* 0 means no limit: it stays so */
+			*part[i] = (uint64_t)((*part[i] * (unsigned __int128)req->length / total +
+					       PAGE_SIZE_4K - 1) &
+					      ~(unsigned __int128)(PAGE_SIZE_4K - 1));
+	pol->balloon_on = 0;
+}
+
 /* Validates a registration or a resume and builds its VM. Returns 0, or -errno with a
  * one-line reason. */
 static int accept_registration(struct daemon *d, struct client *c, struct proto_register *req,
@@ -367,7 +420,7 @@ static int accept_registration(struct daemon *d, struct client *c, struct proto_
 	struct policy pol;
 	struct stat sb;
 	struct vm *other, *vm;
-	char clamped[256];
+	char clamped[256], base[64];
 	int r;
 
 	if (resume ? nfds < 4 : nfds != 2) {
@@ -389,11 +442,15 @@ static int accept_registration(struct daemon *d, struct client *c, struct proto_
 	}
 	req->vm_name[sizeof(req->vm_name) - 1] = 0;
 	req->policy_path[sizeof(req->policy_path) - 1] = 0;
+	req->backend.id[sizeof(req->backend.id) - 1] = 0;
 	if (!valid_name(req->vm_name)) {
 		snprintf(err, errlen, "bad VM name '%.63s' (use [A-Za-z0-9._-], 1-63 chars)",
 			 req->vm_name);
 		return -EINVAL;
 	}
+	r = backend_unit(req, base, sizeof(base), err, errlen);
+	if (r)
+		return r;
 	if (fstat(fds[1], &sb) < 0)
 		return -errno;
 	other = find_vm(d, req->vm_name, sb.st_ino, sb.st_dev);
@@ -405,10 +462,11 @@ static int accept_registration(struct daemon *d, struct client *c, struct proto_
 			 resume ? ": this daemon serves it, refusing a second resume" : "");
 		return -EEXIST;
 	}
-	r = authz_vm_policy(&d->az, &peer, req->vm_name, req->policy_path, &pol, clamped,
+	r = authz_vm_policy(&d->az, &peer, base, req->policy_path, &pol, clamped,
 			    sizeof(clamped), err, errlen);
 	if (r)
 		return r;
+	split_policy(&pol, req);
 	if (clamped[0])
 		log_warn(req->vm_name, "pid %d's policy %s may not raise %s: the operator's kept",
 			 req->pid, req->policy_path, clamped);
@@ -419,6 +477,7 @@ static int accept_registration(struct daemon *d, struct client *c, struct proto_
 	if (pol.track_mode == POLICY_TRACK_EBPF || d->bpf_loading)
 		load_bpf(d);
 	track_choose(vm, d->bpf, d->bpf_err);
+	vm->plan.stats_only = req->backend.count > 1 && req->backend.index == 0;
 	/* A shim's connection carries the tracker's armings and the release, which wait for
 	 * room (vm.h): blocking from now on; the loop itself only reads from it. */
 	fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) & ~O_NONBLOCK);
@@ -708,6 +767,8 @@ static int handle_client(struct daemon *d, int idx)
 		arm_done(c->vm, (const struct proto_arm_done *)&msg);
 		return 0;
 	case CTL_REGISTER:
+		if ((size_t)n < sizeof(msg.reg)) /* an older shim's: one backend */
+			memset((char *)&msg.reg + n, 0, sizeof(msg.reg) - (size_t)n);
 		handle_register(d, c, &msg.reg, fds, nfds);
 		return c->kind == CLIENT_SHIM ? 0 : -1;
 	case CTL_UPGRADE:

@@ -166,7 +166,7 @@ static void sample_vm(struct planner *p, struct vm *vm, uint64_t now)
 		smp.tier_faults = (double)(tier_pages - pl->last_tier_pages) / dt;
 	pl->last_tier_pages = tier_pages;
 	pl->last_ns = now;
-	q = vm->pol.balloon_on ? vm_qmp(vm, now) : NULL;
+	q = vm->pol.balloon_on || pl->stats_only ? vm_qmp(vm, now) : NULL;
 	if (q)
 		guest_sample(vm, q, dt, &smp);
 	if (!active)

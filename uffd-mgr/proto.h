@@ -66,7 +66,19 @@ struct proto_register {
 	char policy_path[4096];
 	char qmp_path[108];   /* QEMU's QMP socket (uffd-qemu adds one); "" = none */
 	uint64_t paused_ns;   /* with PROTO_REG_RESUME: how long the shim was without a daemon */
+	/* From here on, absent in a registration of a shim before it (PROTO_REGISTER_V2_LEN:
+	 * read as zeros): which of the guest's RAM backends this is (a NUMA guest has one per
+	 * node); the VM is the set of its backends' registrations under one name. */
+	struct proto_backend {
+		uint32_t index;	      /* 0 for the first (or only) backend */
+		uint32_t count;	      /* backends of the guest; 0 or 1: just this one */
+		uint64_t total_bytes; /* guest RAM of all of them */
+		char id[64];	      /* QEMU's id of the backend, e.g. "ram-node1" */
+	} backend;
 };
+
+/* A registration from a shim before struct proto_backend (live upgrade from it). */
+#define PROTO_REGISTER_V2_LEN offsetof(struct proto_register, backend)
 
 /* A registration carries {uffd, memfd}; a resume {uffd, memfd, state, shm pool[, disk file]},
  * the descriptors of the first reply (vm_keep_fds), so the new daemon finds every page. */

@@ -43,6 +43,8 @@ struct vm_plan {
 	struct qmp *qmp;
 	char qmp_path[108];
 	char balloon_qom[128]; /* the guest's virtio-balloon (qmp_find_balloon), "" before QMP */
+	bool stats_only;       /* QMP for the guest's statistics, never the balloon: the first
+				* of several RAM backends (one guest, one balloon) */
 	uint64_t qmp_retry_ns;
 	bool qmp_warned, stats_on;
 	uint64_t last_ns, last_tier_pages, last_swap_in, last_majflt;

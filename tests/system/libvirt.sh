@@ -7,9 +7,12 @@
 # group register; the VM's policy is the operator's file by its name, with resident_max 64M.
 # The guest runs memstress over 256 MiB and must pass; the daemon must show evictions and the
 # guest's statistics from the balloon; virsh dommemstat must answer; virsh destroy ends it.
+# Then the same for a two-node NUMA domain (a memory-backend-ram per node): each node's RAM is
+# managed as a VM of its own (NAME and NAME.ram-node1), with half the domain's limits.
 . "$(dirname "$0")/lib.bash"
 
-DOM=uffd-lvtest-$$
+BASE=uffd-lv$$
+DOM=
 SOCK=/run/uffd-mgr/uffd-mgr.sock
 STARTED_LIBVIRTD= STARTED_VIRTLOGD=
 VIRSH="virsh -q -c qemu:///system"
@@ -17,8 +20,10 @@ VIRSH="virsh -q -c qemu:///system"
 lv_cleanup() {
 	local rc=$?
 	set +e
-	$VIRSH destroy "$DOM" >/dev/null 2>&1
-	$VIRSH undefine "$DOM" >/dev/null 2>&1
+	if [ -n "$DOM" ]; then
+		$VIRSH destroy "$DOM" >/dev/null 2>&1
+		$VIRSH undefine "$DOM" >/dev/null 2>&1
+	fi
 	[ -n "$STARTED_LIBVIRTD" ] && kill "$STARTED_LIBVIRTD" 2>/dev/null
 	[ -n "$STARTED_VIRTLOGD" ] && kill "$STARTED_VIRTLOGD" 2>/dev/null
 	if [ $rc -ne 0 ]; then
@@ -27,7 +32,7 @@ lv_cleanup() {
 		echo "--- console ---"
 		tail -n 20 "$T/console.log" 2>/dev/null
 	fi
-	rm -f "/var/log/libvirt/qemu/$DOM.log"
+	rm -f "/var/log/libvirt/qemu/$BASE.log" "/var/log/libvirt/qemu/$BASE-numa.log"
 	(exit $rc)
 	cleanup
 }
@@ -71,12 +76,14 @@ chmod 644 "$T/img/"*
 chmod 666 "$T/console.log"
 
 # The operator's policy for the domain, in the daemon's trusted directory.
-cat >"$T/vms/$DOM.conf" <<'CONF'
+for d in "$BASE" "$BASE-numa"; do
+	cat >"$T/vms/$d.conf" <<'CONF'
 [memory]
 resident_max = 64M
 [shm]
 max = 512M
 CONF
+done
 mkdir -p /run/uffd-mgr
 "$BUILD/uffd-mgrd" --socket "$SOCK" --log "$T/daemon.log" --allow-group libvirt-qemu \
 	--policy-dir "$T/vms" &
@@ -87,11 +94,22 @@ for _ in $(seq 100); do
 done
 [ -S "$SOCK" ] || fail "daemon did not start"
 
-cat >"$T/dom.xml" <<XML
+# run_domain NAME NUMA(0|1): defines, starts and checks one domain, then destroys it.
+run_domain() {
+	local numa=$2 cpu="" units
+	DOM=$1
+	units=$DOM
+	if [ "$numa" = 1 ]; then
+		cpu="<cpu><numa><cell id='0' cpus='0' memory='256' unit='MiB'/><cell id='1' cpus='1' memory='256' unit='MiB'/></numa></cpu>"
+		units="$DOM $DOM.ram-node1"
+	fi
+	: >"$T/console.log"
+	cat >"$T/dom.xml" <<XML
 <domain type='qemu'>
   <name>$DOM</name>
   <memory unit='MiB'>512</memory>
-  <vcpu>1</vcpu>
+  <vcpu>$((numa + 1))</vcpu>
+  $cpu
   <os>
     <type arch='x86_64' machine='pc'>hvm</type>
     <kernel>$T/img/vmlinuz</kernel>
@@ -107,41 +125,52 @@ cat >"$T/dom.xml" <<XML
   </devices>
 </domain>
 XML
-$VIRSH define "$T/dom.xml" >/dev/null
-$VIRSH start "$DOM" || fail "virsh start failed"
-ps -o user=,pid= -C qemu-system-x86_64 | grep -q '^libvirt' ||
-	fail "QEMU does not run as libvirt-qemu"
-wait_vm "$DOM"
-echo "ok: $DOM registered with uffd-mgrd as $(ps -o user= -C qemu-system-x86_64 | head -1)"
+	$VIRSH define "$T/dom.xml" >/dev/null
+	$VIRSH start "$DOM" || fail "virsh start $DOM failed"
+	ps -o user=,pid= -C qemu-system-x86_64 | grep -q '^libvirt' ||
+		fail "QEMU does not run as libvirt-qemu"
+	for u in $units; do
+		wait_vm "$u"
+	done
+	echo "ok: $DOM registered with uffd-mgrd as $(echo $units | wc -w) VM(s): $units"
 
-# While the guest works: the balloon's statistics reach the planner, dommemstat answers.
-for _ in $(seq 600); do
-	grep -aqE "MEMSTRESS (PASS|FAIL)" "$T/console.log" && break
-	[ "$(stat "$DOM" plan.guest_available 2>/dev/null || echo 0)" -gt 0 ] && break
-	sleep 0.5
-done
-$VIRSH dommemstat "$DOM" >"$T/memstat" || fail "virsh dommemstat failed"
-grep -q actual "$T/memstat" || fail "virsh dommemstat has no 'actual': $(cat "$T/memstat")"
-echo "ok: virsh dommemstat: $(tr '\n' ' ' <"$T/memstat")"
+	# While the guest works: the balloon's statistics reach the planner, dommemstat answers.
+	for _ in $(seq 600); do
+		grep -aqE "MEMSTRESS (PASS|FAIL)" "$T/console.log" && break
+		[ "$(stat "$DOM" plan.guest_available 2>/dev/null || echo 0)" -gt 0 ] && break
+		sleep 0.5
+	done
+	$VIRSH dommemstat "$DOM" >"$T/memstat" || fail "virsh dommemstat failed"
+	grep -q actual "$T/memstat" || fail "virsh dommemstat has no 'actual': $(cat "$T/memstat")"
+	echo "ok: virsh dommemstat: $(tr '\n' ' ' <"$T/memstat")"
 
-for _ in $(seq 600); do
-	grep -aqE "MEMSTRESS (PASS|FAIL)" "$T/console.log" && break
-	sleep 0.5
-done
-grep -aE "MEMSTRESS (PASS|FAIL)" "$T/console.log" || fail "no MEMSTRESS verdict within 300 s"
-grep -aq "MEMSTRESS PASS" "$T/console.log" || fail "memstress failed in the libvirt domain"
-[ "$(stat "$DOM" evictions.pages)" -gt 16384 ] || fail "expected more than 64 MiB evicted"
-[ "$(stat "$DOM" faults.errors)" -eq 0 ] || fail "fault errors"
-[ "$(stat "$DOM" plan.guest_available)" -gt 0 ] ||
-	fail "no guest statistics from libvirt's balloon: $(grep -i balloon "$T/daemon.log" | tail -2)"
-echo "ok: $(stat "$DOM" evictions.pages) pages evicted," \
-	"guest available $(($(stat "$DOM" plan.guest_available) >> 20)) MiB by its balloon"
-"$BUILD/uffdctl" --socket "$SOCK" stats
+	for _ in $(seq 600); do
+		grep -aqE "MEMSTRESS (PASS|FAIL)" "$T/console.log" && break
+		sleep 0.5
+	done
+	grep -aE "MEMSTRESS (PASS|FAIL)" "$T/console.log" || fail "no MEMSTRESS verdict within 300 s"
+	grep -aq "MEMSTRESS PASS" "$T/console.log" || fail "memstress failed in $DOM"
+	for u in $units; do
+		[ "$(stat "$u" evictions.pages)" -gt 4096 ] || fail "$u: expected evictions"
+		[ "$(stat "$u" faults.errors)" -eq 0 ] || fail "$u: fault errors"
+	done
+	[ "$(stat "$DOM" plan.guest_available)" -gt 0 ] ||
+		fail "no guest statistics from libvirt's balloon: $(grep -i balloon "$T/daemon.log" | tail -2)"
+	echo "ok: $DOM: $(stat "$DOM" evictions.pages) pages evicted," \
+		"guest available $(($(stat "$DOM" plan.guest_available) >> 20)) MiB by its balloon"
+	"$BUILD/uffdctl" --socket "$SOCK" stats
 
-$VIRSH destroy "$DOM" >/dev/null 2>&1 || true # it may have powered off already
-for _ in $(seq 100); do
-	[ "$(stat "$DOM" state 2>/dev/null)" = running ] || break
-	sleep 0.1
-done
-[ "$(stat "$DOM" state 2>/dev/null || echo gone)" != running ] || fail "the VM still runs after destroy"
-echo "PASS: libvirt domain $DOM ran under uffd-mgr as libvirt-qemu"
+	$VIRSH destroy "$DOM" >/dev/null 2>&1 || true # it may have powered off already
+	for _ in $(seq 100); do
+		[ "$(stat "$DOM" state 2>/dev/null)" = running ] || break
+		sleep 0.1
+	done
+	[ "$(stat "$DOM" state 2>/dev/null || echo gone)" != running ] ||
+		fail "$DOM still runs after destroy"
+	$VIRSH undefine "$DOM" >/dev/null
+	echo "ok: $DOM destroyed and undefined"
+}
+
+run_domain "$BASE" 0
+run_domain "$BASE-numa" 1
+echo "PASS: libvirt domains $BASE and $BASE-numa ran under uffd-mgr as libvirt-qemu"

@@ -24,7 +24,7 @@
 #include "uffd-mgr/ctlmsg.h"
 #include "uffd-mgr/proto.h"
 
-enum mutation { M_NONE, M_SHORT, M_LONG, M_FLAGS, M_ARMING_ONLY, M_NAME, M_QMP, M_MAGIC };
+enum mutation { M_NONE, M_SHORT, M_LONG, M_FLAGS, M_ARMING_ONLY, M_NAME, M_QMP, M_MAGIC, M_ID };
 
 struct check_case {
 	const char *name;
@@ -52,6 +52,17 @@ static const struct check_case cases[] = {
     {"register, name not terminated", false, PROTO_REGISTER, 0, 0, 2, M_NAME, CTL_DROP},
     {"register, qmp path not terminated", false, PROTO_REGISTER, 0, 0, 2, M_QMP, CTL_DROP},
     {"bad magic", false, PROTO_REGISTER, 0, 0, 2, M_MAGIC, CTL_DROP},
+    {"register, backend id not terminated", false, PROTO_REGISTER, 0, 0, 2, M_ID, CTL_DROP},
+    {"register of an older shim (no backend)", false, PROTO_REGISTER, PROTO_REGISTER_V2_LEN, 0,
+     2, M_NONE, CTL_REGISTER},
+    {"resume of an older shim (no backend)", false, PROTO_REGISTER, PROTO_REGISTER_V2_LEN,
+     PROTO_REG_RESUME, 4, M_NONE, CTL_REGISTER},
+    {"uffd device", false, PROTO_UFFD_DEV, sizeof(struct proto_hdr), 0, 0, M_NONE,
+     CTL_UFFD_DEV},
+    {"uffd device with a fd", false, PROTO_UFFD_DEV, sizeof(struct proto_hdr), 0, 1, M_NONE,
+     CTL_DROP},
+    {"shim: uffd device", true, PROTO_UFFD_DEV, sizeof(struct proto_hdr), 0, 0, M_NONE,
+     CTL_IGNORE},
     {"stats, header only", false, PROTO_STATS, sizeof(struct proto_hdr), 0, 0, M_NONE, CTL_STATS},
     {"stats", false, PROTO_STATS, sizeof(struct proto_stats_req), 0, 0, M_NONE, CTL_STATS},
     {"stats with a fd", false, PROTO_STATS, sizeof(struct proto_stats_req), 0, 1, M_NONE,
@@ -100,6 +111,8 @@ static void test_check(void **state)
 		memset(msg.reg.qmp_path, '/', sizeof(msg.reg.qmp_path));
 	if (c->mut == M_MAGIC)
 		msg.reg.hdr.magic ^= 1;
+	if (c->mut == M_ID)
+		memset(msg.reg.backend.id, 'n', sizeof(msg.reg.backend.id));
 	got = ctlmsg_check(c->shim, &msg, len, c->nfds, why, sizeof(why));
 	if (got != c->want)
 		fail_msg("%s: action %d, expected %d (%s)", c->name, got, c->want, why);

@@ -281,6 +281,18 @@ static const struct good_case good_cases[] = {
      NULL,
      QPATH,
      ADD_ALL},
+    /* libvirt's two-node domain: a memory-backend-ram per node, each made a memfd. */
+    {"numa_memdev_libvirt",
+     {"-m", "512", "-object", "{\"qom-type\":\"memory-backend-ram\",\"id\":\"ram-node0\",\"size\":268435456}",
+      "-numa", "node,nodeid=0,cpus=0,memdev=ram-node0", "-object",
+      "{\"qom-type\":\"memory-backend-ram\",\"id\":\"ram-node1\",\"size\":268435456}", "-numa",
+      "node,nodeid=1,cpus=1,memdev=ram-node1"},
+     {"-m", "512", "-object",
+      "{\"qom-type\":\"memory-backend-memfd\",\"id\":\"ram-node0\",\"size\":268435456,\"share\":true}",
+      "-numa", "node,nodeid=0,cpus=0,memdev=ram-node0", "-object",
+      "{\"qom-type\":\"memory-backend-memfd\",\"id\":\"ram-node1\",\"size\":268435456,\"share\":true}",
+      "-numa", "node,nodeid=1,cpus=1,memdev=ram-node1", QMP, BALLOON},
+     512 * M, NULL, QPATH, ADD_QMP | ADD_BALLOON},
     {"numa_without_memdev",
      {"-M", "pc-i440fx-5.0", "-m", "256", "-smp", "2", "-numa", "node,mem=128M", "-numa",
       "node,mem=128M"},
@@ -530,10 +542,17 @@ static const struct bad_case bad_cases[] = {
     {"m_bad_size", {"-m", "lots"}, "-m: invalid size 'lots'"},
     {"m_bad_suffix", {"-m", "1Mb"}, "-m: invalid size '1Mb'"},
     {"m_negative", {"-m", "-1"}, "-m: invalid size '-1'"},
-    {"numa_memdev",
-     {"-object", "memory-backend-memfd,id=n0,size=1G", "-numa", "node,memdev=n0"},
-     "-numa node,memdev=n0: per-node memory (memdev=) is not supported: guest RAM must be the "
-     "machine's single memfd backend"},
+    {"numa_memdev_missing",
+     {"-object", "memory-backend-memfd,id=n0,size=1G", "-numa", "node,memdev=n0", "-numa",
+      "node,memdev=n1"},
+     "-numa node,memdev=n1: there is no -object with id=n1"},
+    {"numa_memdev_private",
+     {"-object", "memory-backend-memfd,id=n0,size=1G,share=off", "-numa", "node,memdev=n0"},
+     "-object memory-backend-memfd,id=n0 has share=off: uffd-mgr needs share=on, so that "
+     "uffd-mgrd maps the same memory as QEMU"},
+    {"numa_m_mismatch",
+     {"-m", "3G", "-object", "memory-backend-memfd,id=n0,size=1G", "-numa", "node,memdev=n0"},
+     "-m 3G does not match the 1024 MiB of the NUMA nodes' memdevs"},
     {"vhost_user_device",
      {"-chardev", "socket,id=vfs,path=/tmp/vfs.sock", "-device",
       "vhost-user-fs-pci,chardev=vfs,tag=fs"},
@@ -837,6 +856,65 @@ static void test_build_twice(void **state)
 	qemuargs_free(&qa);
 }
 
+/* A NUMA guest's backends reach the shim by id and size, in -object order. */
+static void test_numa_backends(void **state)
+{
+	static const char *const in[] = {
+	    "-object", "memory-backend-memfd,id=b,size=64M", "-object",
+	    "memory-backend-ram,id=a,size=128M", "-numa", "node,memdev=a", "-numa", "node,memdev=b"};
+	struct qemuargs qa;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(qemuargs_parse(&qa, 8, (char *const *)in, err, sizeof(err)), 0);
+	assert_string_equal(qa.backends, "b:67108864,a:134217728");
+	assert_int_equal(qa.ram_bytes, 192 * M);
+	assert_false(qa.ram_added);
+	assert_true(qa.ram_converted);
+	qemuargs_free(&qa);
+}
+
+/* A newer QEMU's options, learned from its -help, pass through as they are; ours are still
+ * checked. The text mimics QEMU's layout: one space before an argument, several before a
+ * description. */
+static void test_learned_options(void **state)
+{
+	static const char help[] =
+	    "QEMU emulator version 10.0.0\n"
+	    "usage: qemu-system-x86_64 [options] [disk_image]\n\n"
+	    "-h or -help     display this help and exit\n"
+	    "-run-with [async-teardown=on|off][,chroot=dir][user=username|uid:gid]\n"
+	    "                Set miscellaneous QEMU process lifecycle options:\n"
+	    "-fda/-fdb file  use 'file' as floppy disk 0/1 image\n"
+	    "-no-frobnicate  a switch without argument\n"
+	    "-mem-path FILE  provide backing storage for guest RAM\n";
+	static const char *const in[] = {"-run-with", "chroot=/x", "-no-frobnicate", "-m", "64"};
+	static const char *const bad[] = {"-mem-path", "/dev/hugepages"};
+	struct qemuargs_known k;
+	struct qemuargs qa;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(qemuargs_learn(help, &k), 0);
+	assert_int_equal(qemuargs_parse(&qa, 5, (char *const *)in, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "unknown QEMU option '-run-with'");
+	qemuargs_free(&qa);
+	assert_int_equal(qemuargs_parse_known(&qa, &k, 5, (char *const *)in, err, sizeof(err)), 0);
+	assert_int_equal(qa.ram_bytes, 64 * M);
+	qemuargs_free(&qa);
+	assert_int_equal(qemuargs_parse_known(&qa, &k, 2, (char *const *)bad, err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "-mem-path is not supported"));
+	qemuargs_free(&qa);
+	for (int i = 0; i < k.n; i++)
+		if (!strcmp(k.opt[i].name, "fdb") || !strcmp(k.opt[i].name, "run-with"))
+			assert_true(k.opt[i].arg);
+		else if (!strcmp(k.opt[i].name, "no-frobnicate"))
+			assert_false(k.opt[i].arg);
+	qemuargs_known_free(&k);
+	assert_int_equal(qemuargs_learn("no options here\n", &k), -ENOENT);
+}
+
 static void test_free_zeroed_and_null(void **state)
 {
 	struct qemuargs qa;
@@ -856,6 +934,8 @@ int main(void)
 	    cmocka_unit_test(test_build_nothing_to_add),
 	    cmocka_unit_test(test_build_long_qmp_path),
 	    cmocka_unit_test(test_build_twice),
+	    cmocka_unit_test(test_numa_backends),
+	    cmocka_unit_test(test_learned_options),
 	    cmocka_unit_test(test_free_zeroed_and_null),
 	};
 	size_t max =
