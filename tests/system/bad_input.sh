@@ -55,7 +55,7 @@ fakeguest other "$T/good.conf" --mb 8 --seconds 0 >"$T/other.log" 2>&1 ||
 	fail "a second VM on the same [disk] path was refused: $(cat "$T/other.log")"
 [ ! -e "$T/shared.swap" ] || fail "a swap file kept its name"
 echo "ok: a second VM on the same [disk] path runs with a swap file of its own"
-expect 1 "second guest-RAM memfd mapping" fakeguest twice "$T/plain.conf" --mb 8 --map-twice
+expect 1 "a second mapping of guest RAM" fakeguest twice "$T/plain.conf" --mb 8 --map-twice
 expect 1 "refused.*bad.conf:5:" fakeguest badpol "$T/bad.conf" --mb 8 --seconds 0
 expect 1 "another uffd-mgrd \(pid [0-9]+\) already serves" "$BUILD/uffd-mgrd" --socket "$SOCK"
 expect 2 "unexpected argument" "$BUILD/uffd-mgrd" --socket "$SOCK" extra
