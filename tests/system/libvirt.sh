@@ -17,6 +17,19 @@ SOCK=/run/uffd-mgr/uffd-mgr.sock
 STARTED_LIBVIRTD= STARTED_VIRTLOGD=
 VIRSH="virsh -q -c qemu:///system"
 
+# Whether pid runs (a zombie does not: a daemonized libvirtd may wait unreaped under a
+# container's init).
+alive() {
+	[ -n "$1" ] && [ -r "/proc/$1/stat" ] && [ "$(awk '{print $3}' "/proc/$1/stat")" != Z ]
+}
+
+# The pid a daemon wrote to its pid file, if that process runs.
+running_pid() { # pidfile
+	local p
+	p=$(cat "$1" 2>/dev/null) || return 1
+	alive "$p" && echo "$p"
+}
+
 lv_cleanup() {
 	local rc=$?
 	set +e
@@ -24,8 +37,15 @@ lv_cleanup() {
 		$VIRSH destroy "$DOM" >/dev/null 2>&1
 		$VIRSH undefine "$DOM" >/dev/null 2>&1
 	fi
-	[ -n "$STARTED_LIBVIRTD" ] && kill "$STARTED_LIBVIRTD" 2>/dev/null
-	[ -n "$STARTED_VIRTLOGD" ] && kill "$STARTED_VIRTLOGD" 2>/dev/null
+	# Gone before we return: the next run must not find a libvirtd on its way out.
+	for p in $STARTED_LIBVIRTD $STARTED_VIRTLOGD; do
+		kill "$p" 2>/dev/null
+		for _ in $(seq 100); do
+			alive "$p" || break
+			sleep 0.1
+		done
+		kill -KILL "$p" 2>/dev/null
+	done
 	if [ $rc -ne 0 ]; then
 		echo "--- libvirt's QEMU log ---"
 		tail -n 20 "/var/log/libvirt/qemu/$DOM.log" 2>/dev/null
@@ -52,12 +72,21 @@ if [ -S /run/uffd-mgr/uffd-mgr.sock ] && "$BUILD/uffdctl" --socket "$SOCK" stats
 fi
 
 # libvirt's daemons, unless they run already (then they are the operator's and stay).
-pgrep -x virtlogd >/dev/null || { virtlogd -d && STARTED_VIRTLOGD=$(pgrep -nx virtlogd); }
-if ! pgrep -x libvirtd >/dev/null; then
-	libvirtd -d
-	STARTED_LIBVIRTD=$(pgrep -nx libvirtd)
+if ! running_pid /run/virtlogd.pid >/dev/null; then
+	virtlogd -d
+	for _ in $(seq 100); do
+		STARTED_VIRTLOGD=$(running_pid /run/virtlogd.pid) && break
+		sleep 0.1
+	done
 fi
-for _ in $(seq 100); do
+if ! running_pid /run/libvirtd.pid >/dev/null; then
+	libvirtd -d
+	for _ in $(seq 100); do
+		STARTED_LIBVIRTD=$(running_pid /run/libvirtd.pid) && break
+		sleep 0.1
+	done
+fi
+for _ in $(seq 300); do
 	$VIRSH version >/dev/null 2>&1 && break
 	sleep 0.1
 done
