@@ -469,8 +469,8 @@ static const char *const daemon_dirs[] = {"/../sbin", ""};
 /* Writes the first of dirs (relative to selfdir) holding name with the access mode into
  * out[PATH_MAX], resolved (no "..", for LD_PRELOAD and the dry run); returns 0 or the -errno
  * of the last try. */
-static int find_beside(const char *selfdir, const char *const *dirs, size_t ndirs,
-		       const char *name, int mode, char *out)
+static int find_beside(const char *selfdir, const char *const *dirs, size_t ndirs, const char *name,
+		       int mode, char *out)
 {
 	char path[PATH_MAX + 64];
 	int r = -ENOENT;
