@@ -2,6 +2,8 @@
 #   make            build daemon, wrapper, shim, CLI
 #   make test       unit tests, fake-guest stress, real-guest system tests
 #   make demo       boot a real guest under the manager with a live view
+#   make install    install into $(DESTDIR)$(PREFIX) (default /usr/local); make uninstall
+#   make deb        build the Debian package (dpkg-buildpackage) into build/deb/
 #   make clean
 # V=1 prints the full commands; SAN=1 builds with ASan+UBSan.
 
@@ -50,7 +52,8 @@ TOOL_BINS += $(TEST_DAEMON)
 
 PROGS := $(BUILD)/uffd-mgrd $(BUILD)/uffdctl $(BUILD)/uffd-qemu $(BUILD)/libuffd-shim.so
 
-.PHONY: all deps test unit-test system-test stress demo guest bench clean format fuzz
+.PHONY: all deps test unit-test system-test stress demo guest bench clean format fuzz \
+	install uninstall deb
 all: $(PROGS)
 
 deps:
@@ -132,6 +135,59 @@ bench: deps
 	$(Q)$(MAKE) --no-print-directory all $(TOOL_BINS)
 	$(Q)$(MAKE) --no-print-directory guest
 	$(Q)BUILD=$(abspath $(BUILD)) ./bench/run.sh
+
+# make install: where each file goes is in the README's Install section. The units name the
+# programs by their installed paths; the policy directory and the swap files' directory are the
+# daemon's compiled-in defaults, whatever the PREFIX.
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+SBINDIR    ?= $(PREFIX)/sbin
+PKGLIBDIR  ?= $(PREFIX)/lib/uffd-mgr
+MANDIR     ?= $(PREFIX)/share/man
+DOCDIR     ?= $(PREFIX)/share/doc/uffd-mgr
+SYSCONFDIR ?= /etc
+STATEDIR   ?= /var/lib/uffd-mgr
+SYSTEMD_UNITDIR ?= $(PREFIX)/lib/systemd/system
+INSTALL    ?= install
+MAN_PAGES  := scripts/man/uffd-mgrd.8 scripts/man/uffdctl.1 scripts/man/uffd-qemu.1 \
+	      scripts/man/uffd-mgr.conf.5
+UNITS      := scripts/systemd/uffd-mgrd.service scripts/systemd/uffd-mgrd.socket
+# libvirt names an emulator in <emulator>: uffd-qemu acts as one when called by this name.
+EMULATOR   := uffd-qemu-system-x86_64
+
+install: $(PROGS)
+	$(call E,INSTALL,$(DESTDIR)$(PREFIX))$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) \
+		$(DESTDIR)$(PKGLIBDIR) $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(SYSTEMD_UNITDIR) \
+		$(DESTDIR)$(SYSCONFDIR)/uffd-mgr/vms $(addprefix $(DESTDIR)$(MANDIR)/man,1 5 8)
+	$(Q)$(INSTALL) -d -m 0700 $(DESTDIR)$(STATEDIR)
+	$(Q)$(INSTALL) -m 0755 $(BUILD)/uffd-mgrd $(DESTDIR)$(SBINDIR)/
+	$(Q)$(INSTALL) -m 0755 $(BUILD)/uffdctl $(BUILD)/uffd-qemu $(DESTDIR)$(BINDIR)/
+	$(Q)ln -sf uffd-qemu $(DESTDIR)$(BINDIR)/$(EMULATOR)
+	$(Q)$(INSTALL) -m 0644 $(BUILD)/libuffd-shim.so $(DESTDIR)$(PKGLIBDIR)/
+	$(Q)for m in $(MAN_PAGES); do \
+		$(INSTALL) -m 0644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}/ || exit 1; done
+	$(Q)$(INSTALL) -m 0644 README.md $(DESTDIR)$(DOCDIR)/
+	$(Q)$(INSTALL) -m 0644 examples/* $(DESTDIR)$(DOCDIR)/examples/
+	$(Q)for u in $(UNITS); do \
+		sed -e 's|/usr/local/sbin/|$(SBINDIR)/|g' -e 's|/usr/local/bin/|$(BINDIR)/|g' $$u \
+			>$(DESTDIR)$(SYSTEMD_UNITDIR)/$${u##*/} && \
+		chmod 0644 $(DESTDIR)$(SYSTEMD_UNITDIR)/$${u##*/} || exit 1; done
+
+# Leaves /etc/uffd-mgr/vms and /var/lib/uffd-mgr when they hold anything: the operator's.
+uninstall:
+	$(call E,RM,$(DESTDIR)$(PREFIX))rm -f $(DESTDIR)$(SBINDIR)/uffd-mgrd \
+		$(addprefix $(DESTDIR)$(BINDIR)/,uffdctl uffd-qemu $(EMULATOR)) \
+		$(DESTDIR)$(PKGLIBDIR)/libuffd-shim.so $(DESTDIR)$(DOCDIR)/README.md \
+		$(addprefix $(DESTDIR)$(DOCDIR)/,$(wildcard examples/*)) \
+		$(foreach m,$(MAN_PAGES),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m))) \
+		$(addprefix $(DESTDIR)$(SYSTEMD_UNITDIR)/,$(notdir $(UNITS)))
+	$(Q)rmdir --ignore-fail-on-non-empty $(DESTDIR)$(PKGLIBDIR) $(DESTDIR)$(DOCDIR)/examples \
+		$(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/uffd-mgr/vms \
+		$(DESTDIR)$(SYSCONFDIR)/uffd-mgr $(DESTDIR)$(STATEDIR) 2>/dev/null || true
+
+# make deb: the package built from a scratch copy of the tree (the tree and build/ stay clean).
+deb:
+	$(Q)./scripts/build-deb.sh $(abspath $(BUILD))/deb
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

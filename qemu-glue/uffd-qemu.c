@@ -118,7 +118,8 @@ static void help(FILE *out)
 		"                   the policy's [vm] name, else QEMU's -name, else the\n"
 		"                   policy file's name without its extension, else vm<pid>.\n"
 		"    --daemon PATH  the uffd-mgrd to start when none answers. Default:\n"
-		"                   uffd-mgrd next to uffd-qemu, else uffd-mgrd on $PATH.\n"
+		"                   ../sbin/uffd-mgrd from uffd-qemu's directory (as\n"
+		"                   installed), else uffd-mgrd next to it, else on $PATH.\n"
 		"    --no-start     never start a daemon; fail if none answers (and, once\n"
 		"                   QEMU runs, wait for one to come back, e.g. by systemd).\n"
 		"    --dry-run      print the environment and the QEMU command line, shell-\n"
@@ -181,7 +182,8 @@ static void help(FILE *out)
 		"ENVIRONMENT\n"
 		"    UFFD_MGR_SOCKET  read: the default control socket.\n"
 		"    Set for QEMU:\n"
-		"    LD_PRELOAD       %s next to uffd-qemu, then any earlier value\n"
+		"    LD_PRELOAD       %s from ../lib/uffd-mgr (as installed), else\n"
+		"                     next to uffd-qemu; then any earlier value\n"
 		"    UFFD_MGR_SOCKET  the control socket\n"
 		"    UFFD_MGR_VM      the VM's name\n"
 		"    UFFD_MGR_POLICY  the policy file's absolute path, or empty\n"
@@ -459,10 +461,34 @@ static int build_args(struct launch *l)
 	return 0;
 }
 
-/* Finds the directory of this executable and the shim beside it. */
+/* Where the shim and the daemon are, relative to this executable's directory: as installed
+ * (make install, the package), then beside it (the build tree). */
+static const char *const shim_dirs[] = {"/../lib/uffd-mgr", ""};
+static const char *const daemon_dirs[] = {"/../sbin", ""};
+
+/* Writes the first of dirs (relative to selfdir) holding name with the access mode into
+ * out[PATH_MAX], resolved (no "..", for LD_PRELOAD and the dry run); returns 0 or the -errno
+ * of the last try. */
+static int find_beside(const char *selfdir, const char *const *dirs, size_t ndirs, const char *name,
+		       int mode, char *out)
+{
+	char path[PATH_MAX + 64];
+	int r = -ENOENT;
+
+	for (size_t i = 0; i < ndirs; i++) {
+		snprintf(path, sizeof(path), "%s%s/%s", selfdir, dirs[i], name);
+		if (!access(path, mode) && realpath(path, out))
+			return 0;
+		r = -errno;
+	}
+	return r;
+}
+
+/* Finds the directory of this executable (a link to it resolved) and the shim. */
 static int find_shim(struct launch *l)
 {
 	ssize_t n = readlink("/proc/self/exe", l->selfdir, sizeof(l->selfdir) - 1);
+	int r;
 
 	if (n < 0) {
 		fprintf(stderr, "uffd-qemu: cannot read /proc/self/exe: %s\n", strerror(errno));
@@ -470,26 +496,26 @@ static int find_shim(struct launch *l)
 	}
 	l->selfdir[n] = '\0';
 	*strrchr(l->selfdir, '/') = '\0';
-	snprintf(l->shim, sizeof(l->shim), "%s/%s", l->selfdir, SHIM_NAME);
-	if (access(l->shim, R_OK)) {
+	r = find_beside(l->selfdir, shim_dirs, 2, SHIM_NAME, R_OK, l->shim);
+	if (r) {
 		fprintf(stderr,
-			"uffd-qemu: the shim %s is missing (%s); it must be installed next "
-			"to uffd-qemu\n",
-			l->shim, strerror(errno));
+			"uffd-qemu: the shim %s is missing from %s/../lib/uffd-mgr and %s (%s); "
+			"it is installed with uffd-qemu\n",
+			SHIM_NAME, l->selfdir, l->selfdir, strerror(-r));
 		return EXIT_RUNTIME;
 	}
 	return 0;
 }
 
-/* --daemon, else uffd-mgrd next to uffd-qemu, else uffd-mgrd for execvp to find on PATH. */
+/* --daemon, else the installed uffd-mgrd (../sbin) or the one next to uffd-qemu, else
+ * uffd-mgrd for execvp to find on PATH. */
 static void pick_daemon(struct launch *l)
 {
 	if (l->daemon_opt) {
 		snprintf(l->daemon, sizeof(l->daemon), "%s", l->daemon_opt);
 		return;
 	}
-	snprintf(l->daemon, sizeof(l->daemon), "%s/%s", l->selfdir, DAEMON_NAME);
-	if (access(l->daemon, X_OK))
+	if (find_beside(l->selfdir, daemon_dirs, 2, DAEMON_NAME, X_OK, l->daemon))
 		snprintf(l->daemon, sizeof(l->daemon), "%s", DAEMON_NAME);
 }
 

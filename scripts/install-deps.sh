@@ -1,12 +1,13 @@
 #!/bin/sh
-# Installs the Debian 12 packages uffd-mgr needs to build, test and demo, and only those
+# Installs the Debian 12 packages uffd-mgr needs to build, test, package and demo, and only those
 # that are missing, so a second run costs one dpkg query. Run as root (make calls it).
 set -eu
 
 PKGS="build-essential pkg-config clang llvm libclang-rt-14-dev bpftool libbpf-dev libelf-dev zlib1g-dev
 liburing-dev libcmocka-dev libjson-c-dev libinih-dev
 qemu-system-x86 busybox-static cpio xz-utils zstd kmod
-fio gnuplot-nox e2fsprogs util-linux"
+fio gnuplot-nox e2fsprogs util-linux
+debhelper man-db"
 
 missing=""
 for p in $PKGS; do

@@ -23,6 +23,7 @@
 #include "uffd-mgr/log.h"
 #include "uffd-mgr/policy.h"
 #include "uffd-mgr/proto.h"
+#include "uffd-mgr/sdlisten.h"
 #include "ebpf/tracker.h"
 #include "uffd-mgr/plan.h"
 #include "uffd-mgr/stats.h"
@@ -54,6 +55,7 @@ struct daemon {
 	bool embedded;
 	int listen_fd, sig_fd;
 	int lock_fd;		/* flock on SOCKET.lock: one daemon per socket */
+	bool systemd_socket;	/* systemd made the socket and keeps it: never unlink it */
 	char exe[PATH_MAX];	/* this binary's path at start: what an upgrade runs */
 	char **argv;		/* and with these arguments */
 	struct client clients[MAX_CLIENTS];
@@ -199,6 +201,19 @@ static int lock_socket(const char *path)
 	return fd;
 }
 
+/* Gives the socket at path the group and mode the settings call for (authz_socket_mode).
+ * Returns 0 or -1 with errno set. */
+static int set_socket_mode(const char *path, const struct authz_conf *az)
+{
+	mode_t mode;
+	gid_t gid;
+
+	authz_socket_mode(az, &mode, &gid);
+	if (gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) < 0)
+		return -1;
+	return chmod(path, mode);
+}
+
 /* Listens on path; *stale says a dead daemon's socket was there. The socket is created
  * 0600 (umask) and only then given its group and mode (authz_socket_mode): never more open
  * than meant, even for an instant. */
@@ -206,8 +221,7 @@ static int listen_on(const char *path, const struct authz_conf *az, bool *stale)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd, probe, r;
-	mode_t mode, old_mask;
-	gid_t gid;
+	mode_t old_mask;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
 		fprintf(stderr, "uffd-mgrd: socket path too long: %s\n", path);
@@ -230,9 +244,7 @@ static int listen_on(const char *path, const struct authz_conf *az, bool *stale)
 	old_mask = umask(0177);
 	r = fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
 	umask(old_mask);
-	authz_socket_mode(az, &mode, &gid);
-	if (!r && ((gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) < 0) || chmod(path, mode) < 0 ||
-		   listen(fd, 64) < 0))
+	if (!r && (set_socket_mode(path, az) < 0 || listen(fd, 64) < 0))
 		r = -errno;
 	if (r) {
 		fprintf(stderr, "uffd-mgrd: cannot listen on %s: %s\n", path, strerror(-r));
@@ -240,6 +252,33 @@ static int listen_on(const char *path, const struct authz_conf *az, bool *stale)
 			close(fd);
 		return r;
 	}
+	return fd;
+}
+
+/* Under socket activation systemd made the socket (0600, the unit's SocketMode) and keeps it
+ * across our restarts: take it and give it the group and mode of our settings, as listen_on
+ * would. Else make it. *stale: VMs may be about to resume (a connection waits already, or a
+ * dead daemon's socket was there). Returns the fd or -errno, having said why. */
+static int open_listener(struct daemon *d, bool *stale)
+{
+	char err[256];
+	int fd = sdlisten_take(d->socket_path, err, sizeof(err)), r;
+
+	if (fd == -ENOENT)
+		return listen_on(d->socket_path, &d->az, stale);
+	if (fd < 0) {
+		fprintf(stderr, "uffd-mgrd: %s\n", err);
+		return fd;
+	}
+	if (set_socket_mode(d->socket_path, &d->az) < 0) {
+		r = -errno;
+		fprintf(stderr, "uffd-mgrd: cannot set the group and mode of %s: %s\n",
+			d->socket_path, strerror(-r));
+		close(fd);
+		return r;
+	}
+	d->systemd_socket = true;
+	*stale = poll(&(struct pollfd){.fd = fd, .events = POLLIN}, 1, 0) > 0;
 	return fd;
 }
 
@@ -675,6 +714,8 @@ static int upgrade(struct daemon *d, char *err, size_t errlen)
 	setenv("UFFD_MGR_LISTEN_FD", fd_text, 1);
 	snprintf(fd_text, sizeof(fd_text), "%d", d->lock_fd);
 	setenv("UFFD_MGR_LOCK_FD", fd_text, 1);
+	if (d->systemd_socket)
+		setenv("UFFD_MGR_LISTEN_SYSTEMD", "1", 1);
 	fcntl(d->listen_fd, F_SETFD, 0);
 	fcntl(d->lock_fd, F_SETFD, 0);
 	fflush(NULL);
@@ -1152,9 +1193,11 @@ static int inherit_sockets(struct daemon *d)
 {
 	const char *l = getenv("UFFD_MGR_LISTEN_FD"), *k = getenv("UFFD_MGR_LOCK_FD");
 	int lfd = l ? atoi(l) : -1, kfd = k ? atoi(k) : -1;
+	bool systemd = getenv("UFFD_MGR_LISTEN_SYSTEMD") != NULL;
 
 	unsetenv("UFFD_MGR_LISTEN_FD");
 	unsetenv("UFFD_MGR_LOCK_FD");
+	unsetenv("UFFD_MGR_LISTEN_SYSTEMD");
 	if (lfd < 3 || kfd < 3 || fcntl(lfd, F_GETFD) < 0 || fcntl(kfd, F_GETFD) < 0)
 		return -ENOENT;
 	fcntl(lfd, F_SETFD, FD_CLOEXEC);
@@ -1162,6 +1205,7 @@ static int inherit_sockets(struct daemon *d)
 	fcntl(lfd, F_SETFL, O_NONBLOCK);
 	d->listen_fd = lfd;
 	d->lock_fd = kfd;
+	d->systemd_socket = systemd;
 	log_info(NULL, "upgraded: serving on the socket of the daemon before");
 	return 0;
 }
@@ -1191,14 +1235,15 @@ int main(int argc, char **argv)
 	stale = !inherit_sockets(&d);
 	if (!stale) {
 		d.lock_fd = lock_socket(d.socket_path);
-		d.listen_fd = d.lock_fd < 0 ? -1 : listen_on(d.socket_path, &d.az, &stale);
+		d.listen_fd = d.lock_fd < 0 ? -1 : open_listener(&d, &stale);
 	}
 	if (d.listen_fd < 0 || d.sig_fd < 0)
 		return 1;
 	if (stale)
 		load_bpf_ahead(&d);
-	log_info(NULL, "listening on %s (pid %d%s), host budget %llu MiB", d.socket_path, getpid(),
-		 d.embedded ? ", embedded" : "",
+	log_info(NULL, "listening on %s (pid %d%s%s), host budget %llu MiB", d.socket_path,
+		 getpid(), d.embedded ? ", embedded" : "",
+		 d.systemd_socket ? ", socket from systemd" : "",
 		 (unsigned long long)(planner_budget(d.planner) >> 20));
 	r = serve(&d);
 	while (d.nclients)
@@ -1209,7 +1254,8 @@ int main(int argc, char **argv)
 	planner_destroy(d.planner);
 	for (int i = 0; i < d.nexited; i++)
 		json_object_put(d.exited[i]);
-	unlink(d.socket_path);
+	if (!d.systemd_socket)
+		unlink(d.socket_path);
 	close(d.listen_fd);
 	return r ? 1 : 0;
 }
