@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "uffd-mgr/ctlmsg.h"
+#include "uffd-mgr/metrics.h"
 #include "uffd-mgr/proto.h"
 
 static void usage(FILE *out)
@@ -237,6 +238,40 @@ static struct json_object *snapshot(const char *path)
 	return o;
 }
 
+/* uffdctl metrics: one snapshot in the Prometheus text format (metrics.h). */
+static int run_metrics(const char *path)
+{
+	struct proto_stats_req req = {0};
+	struct json_object *snap = NULL;
+	char *text = NULL, *out = NULL;
+	int sock = proto_connect(path), r = 1;
+	ssize_t n = -EPROTO;
+	size_t len;
+
+	if (sock < 0) {
+		fprintf(stderr, "uffdctl: no uffd-mgrd answers at %s: %s\n", path, strerror(-sock));
+		return 1;
+	}
+	proto_hdr_init(&req.hdr, PROTO_STATS, sizeof(req));
+	if (!proto_send(sock, &req, sizeof(req), NULL, 0))
+		n = ctlmsg_recv_json(sock, &text);
+	close(sock);
+	if (n == -EPERM)
+		fprintf(stderr, "uffdctl: refused: %s\n", text ? text : "?");
+	else if (n <= 0)
+		fprintf(stderr, "uffdctl: the daemon closed the connection\n");
+	else if (!(snap = json_tokener_parse(text)))
+		fprintf(stderr, "uffdctl: the daemon sent text that is not JSON\n");
+	else if (metrics_format(snap, &out, &len))
+		fprintf(stderr, "uffdctl: out of memory\n");
+	else
+		r = fwrite(out, 1, len, stdout) == len && fflush(stdout) == 0 ? 0 : 1;
+	json_object_put(snap);
+	free(text);
+	free(out);
+	return r;
+}
+
 /* Running VMs in a snapshot, and how many of them a daemon adopted since t_s seconds ago
  * (those whose daemon's uptime is under t_s); also the longest pause among those. */
 static int count_resumed(struct json_object *snap, int *running, double *max_pause_ms)
@@ -353,8 +388,9 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind >= argc || (strcmp(argv[optind], "stats") && strcmp(argv[optind], "upgrade"))) {
-		fprintf(stderr, "uffdctl: %s (the commands are 'stats' and 'upgrade')\n",
+	if (optind >= argc || (strcmp(argv[optind], "stats") && strcmp(argv[optind], "upgrade") &&
+			       strcmp(argv[optind], "metrics"))) {
+		fprintf(stderr, "uffdctl: %s (the commands are 'stats', 'metrics' and 'upgrade')\n",
 			optind < argc ? "unknown command" : "missing command");
 		return 2;
 	}
@@ -364,5 +400,7 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[optind], "upgrade"))
 		return run_upgrade(path);
+	if (!strcmp(argv[optind], "metrics"))
+		return run_metrics(path);
 	return run_stats(path, json, watch);
 }
