@@ -1144,8 +1144,10 @@ int main(int argc, char **argv)
 		return 1;
 	if (stale)
 		load_bpf_ahead(&d);
-	if (d.metrics_addr && start_metrics(&d))
+	if (d.metrics_addr && start_metrics(&d)) {
+		unlink(d.socket_path);
 		return 1;
+	}
 	log_info(NULL, "listening on %s (pid %d%s), host budget %llu MiB", d.socket_path, getpid(),
 		 d.embedded ? ", embedded" : "",
 		 (unsigned long long)(planner_budget(d.planner) >> 20));
