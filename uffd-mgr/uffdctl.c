@@ -11,6 +11,7 @@
 #include "uffd-mgr/ctlmsg.h"
 #include "uffd-mgr/metrics.h"
 #include "uffd-mgr/proto.h"
+#include "uffd-mgr/top.h"
 
 static void usage(FILE *out)
 {
@@ -19,6 +20,8 @@ static void usage(FILE *out)
 		"    uffdctl - show what uffd-mgrd is doing with each VM's memory\n\n"
 		"SYNOPSIS\n"
 		"    uffdctl [--socket PATH] stats [--json] [--watch [SECONDS]]\n"
+		"    uffdctl [--socket PATH] top\n"
+		"    uffdctl [--socket PATH] metrics\n"
 		"    uffdctl [--socket PATH] upgrade\n\n"
 		"DESCRIPTION\n"
 		"    stats   one line per VM (running, then recently exited): guest size, resident\n"
@@ -28,6 +31,21 @@ static void usage(FILE *out)
 		"            tracker's mode (ebpf, sample, off) and its working-set estimates over\n"
 		"            the last 1 and 10 intervals (seconds by default). --json has all of it,\n"
 		"            with the 60-interval window, the page-age histogram and idle memory.\n"
+		"    top     a live full-screen view, one row a VM sorted by resident memory and\n"
+		"            refreshed every second: resident, shm and disk tier use against\n"
+		"            their limits, faults per second by kind (zero page, shm tier, disk\n"
+		"            tier, write-protect), fault latency p50/p99 in microseconds, the\n"
+		"            working set over 1 and 10 tracker intervals, and the planner's\n"
+		"            predicted demand, resident target and balloon target. A row in\n"
+		"            bold has a full tier. q quits. Needs a terminal; for scripts use\n"
+		"            stats --watch or metrics.\n"
+		"    metrics the same snapshot in the Prometheus text format (0.0.4): one\n"
+		"            family per figure, named uffd_mgr_*, in bytes and seconds, with\n"
+		"            vm=\"NAME\" labels, counters ending in _total (e.g.\n"
+		"            uffd_mgr_resident_bytes{vm=\"web1\"}, uffd_mgr_faults_total{vm=\"web1\",\n"
+		"            kind=\"shm\"}). uffd-mgrd --metrics ADDR serves it over HTTP for a\n"
+		"            Prometheus server; this command is for a node exporter's textfile\n"
+		"            collector or a look by hand. Exited VMs are left out.\n"
 		"    upgrade replace the running uffd-mgrd with the binary now at its path (after\n"
 		"            a package upgrade), keeping every VM: the daemon checks that the new\n"
 		"            binary runs, stops its threads and execs it; each QEMU resumes its VM\n"
@@ -43,6 +61,8 @@ static void usage(FILE *out)
 		"    0 ok; 1 no daemon answers or it closed the connection; 2 usage error.\n\n"
 		"EXAMPLES\n"
 		"    uffdctl stats --watch\n"
+		"    uffdctl top\n"
+		"    uffdctl metrics | promtool check metrics\n"
 		"    uffdctl --socket /tmp/u.sock stats --json | jq '.vms[].faults'\n"
 		"    uffdctl upgrade\n",
 		PROTO_DEFAULT_SOCKET);
@@ -272,6 +292,11 @@ static int run_metrics(const char *path)
 	return r;
 }
 
+static struct json_object *fetch_snapshot(void *path)
+{
+	return snapshot(path);
+}
+
 /* Running VMs in a snapshot, and how many of them a daemon adopted since t_s seconds ago
  * (those whose daemon's uptime is under t_s); also the longest pause among those. */
 static int count_resumed(struct json_object *snap, int *running, double *max_pause_ms)
@@ -389,8 +414,9 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind >= argc || (strcmp(argv[optind], "stats") && strcmp(argv[optind], "upgrade") &&
-			       strcmp(argv[optind], "metrics"))) {
-		fprintf(stderr, "uffdctl: %s (the commands are 'stats', 'metrics' and 'upgrade')\n",
+			       strcmp(argv[optind], "metrics") && strcmp(argv[optind], "top"))) {
+		fprintf(stderr,
+			"uffdctl: %s (the commands are 'stats', 'top', 'metrics' and 'upgrade')\n",
 			optind < argc ? "unknown command" : "missing command");
 		return 2;
 	}
@@ -402,5 +428,7 @@ int main(int argc, char **argv)
 		return run_upgrade(path);
 	if (!strcmp(argv[optind], "metrics"))
 		return run_metrics(path);
+	if (!strcmp(argv[optind], "top"))
+		return top_run(fetch_snapshot, (void *)path, path);
 	return run_stats(path, json, watch);
 }
