@@ -32,6 +32,9 @@ struct family {
 	struct series s[8]; /* up to the first with path NULL */
 };
 
+/* The tables read best a family a row or two, which clang-format would spread out. */
+/* clang-format off */
+
 /* Daemon-wide families; paths from the snapshot's root. */
 static const struct family daemon_families[] = {
     {"uffd_mgr_uptime_seconds", GAUGE, 1, NULL, "Time since the daemon started.",
@@ -45,7 +48,8 @@ static const struct family daemon_families[] = {
      "Emergency re-plans, when a VM's faults or swapping spiked.",
      {{NULL, "daemon.plan.emergencies"}}},
     {"uffd_mgr_overcommitted", GAUGE, 1, NULL,
-     "1 while the VMs' critical amounts together exceed the budget.", {{NULL, "daemon.plan.overcommitted"}}},
+     "1 while the VMs' critical amounts together exceed the budget.",
+     {{NULL, "daemon.plan.overcommitted"}}},
 };
 
 /* Per-VM families; paths from one element of "vms". */
@@ -138,7 +142,9 @@ static const struct family vm_families[] = {
     {"uffd_mgr_disk_io_bytes_total", COUNTER, 1, "op", "Disk tier I/O.",
      {{"read", "disk.read_bytes"}, {"write", "disk.write_bytes"}}},
     {"uffd_mgr_disk_errors_total", COUNTER, 1, "op", "Failed disk tier operations.",
-     {{"read", "disk.read_errors"}, {"write", "disk.write_errors"}, {"punch", "disk.punch_errors"}}},
+     {{"read", "disk.read_errors"},
+      {"write", "disk.write_errors"},
+      {"punch", "disk.punch_errors"}}},
     {"uffd_mgr_removes_total", COUNTER, 1, NULL,
      "Discards by QEMU (UFFD_EVENT_REMOVE): balloon, free page reporting.",
      {{NULL, "removes.events"}}},
@@ -194,6 +200,8 @@ static const struct family vm_families[] = {
      "The guest's own statistics through the balloon (0: none).",
      {{"free", "plan.guest_free"}, {"available", "plan.guest_available"}}},
 };
+
+/* clang-format on */
 
 /* The value at a dotted path such as "faults.shm", or NULL when any step is missing. */
 static struct json_object *lookup(struct json_object *o, const char *path)
@@ -257,8 +265,8 @@ static void put_head(FILE *f, const char *name, const char *type, const char *he
 }
 
 /* One sample: name{vm="...",label="lv"} value; vm and label may be NULL. */
-static void put_sample(FILE *f, const char *name, const char *vm, const char *label,
-		       const char *lv, const char *value)
+static void put_sample(FILE *f, const char *name, const char *vm, const char *label, const char *lv,
+		       const char *value)
 {
 	fputs(name, f);
 	if (vm || label)
@@ -379,8 +387,8 @@ static void put_latency(FILE *f, struct json_object *vms)
 				   value);
 		if ((v = lookup(vm, "fault_latency_us.count")) &&
 		    format_value(v, 1, value, sizeof(value)))
-			put_sample(f, "uffd_mgr_fault_latency_seconds_count", vm_name(vm), NULL, NULL,
-				   value);
+			put_sample(f, "uffd_mgr_fault_latency_seconds_count", vm_name(vm), NULL,
+				   NULL, value);
 	}
 }
 

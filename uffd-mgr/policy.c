@@ -47,7 +47,7 @@ enum key_type {
 	KT_NAME, /* char[max + 1]: [A-Za-z0-9._-], possibly empty */
 	KT_PATH, /* char[max + 1]: an absolute path (or empty), printable, %n and %% only */
 	KT_CHOICE, /* int: index of the value in choices ("a|b|c") */
-	KT_TIME,   /* uint32_t in the key's unit_us, written with a unit: 500ms, 1s, 2m, 1h (or 0) */
+	KT_TIME,   /* uint32_t in the key's unit_us, written with a unit: 500ms, 1s, 2m (or 0) */
 	KT_BOOL,   /* int: 0 or 1, written on/off, true/false, yes/no or 1/0 */
 };
 

@@ -85,8 +85,8 @@ bad:
 	return -EINVAL;
 }
 
-int promhttp_parse_addr(const char *text, struct sockaddr_storage *sa, socklen_t *salen,
-			char *err, size_t errlen)
+int promhttp_parse_addr(const char *text, struct sockaddr_storage *sa, socklen_t *salen, char *err,
+			size_t errlen)
 {
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai;
 	char host[256];
@@ -155,11 +155,11 @@ static void answer(struct conn *c, const char *status, const char *type, const c
 		   size_t len, bool head)
 {
 	char hdr[256];
-	int h = snprintf(hdr, sizeof(hdr),
-			 "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-			 "%sConnection: close\r\n\r\n",
-			 status, type, len,
-			 !strncmp(status, "405", 3) ? "Allow: GET, HEAD\r\n" : "");
+	int h =
+	    snprintf(hdr, sizeof(hdr),
+		     "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+		     "%sConnection: close\r\n\r\n",
+		     status, type, len, !strncmp(status, "405", 3) ? "Allow: GET, HEAD\r\n" : "");
 
 	c->out = malloc((size_t)h + len);
 	if (!c->out) { /* nothing to say it with: the close says it */
@@ -229,8 +229,8 @@ static bool read_request(struct promhttp *h, struct conn *c)
 /* Sends more of the answer. Returns false when the connection is over (all sent, or not). */
 static bool write_answer(struct conn *c)
 {
-	ssize_t n = send(c->fd, c->out + c->outoff, c->outlen - c->outoff,
-			 MSG_DONTWAIT | MSG_NOSIGNAL);
+	ssize_t n =
+	    send(c->fd, c->out + c->outoff, c->outlen - c->outoff, MSG_DONTWAIT | MSG_NOSIGNAL);
 
 	if (n < 0)
 		return errno == EAGAIN || errno == EINTR;
@@ -418,13 +418,15 @@ int promhttp_stats_fetch(void *arg, char **body, size_t *len)
 	}
 	if (n <= 0) {
 		free(text);
-		return reason(body, n ? (int)n : -EPROTO, "the stats socket %s sent no snapshot: %s",
-			      path, n ? strerror((int)-n) : "closed");
+		return reason(body, n ? (int)n : -EPROTO,
+			      "the stats socket %s sent no snapshot: %s", path,
+			      n ? strerror((int)-n) : "closed");
 	}
 	snap = json_tokener_parse(text);
 	free(text);
 	if (!snap)
-		return reason(body, -EPROTO, "the stats socket %s sent text that is not JSON", path);
+		return reason(body, -EPROTO, "the stats socket %s sent text that is not JSON",
+			      path);
 	r = metrics_format(snap, body, len);
 	json_object_put(snap);
 	return r;

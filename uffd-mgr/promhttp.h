@@ -28,8 +28,8 @@ typedef int (*promhttp_fetch_fn)(void *arg, char **body, size_t *len);
 /* Parses a listening address: "HOST:PORT", "[IPV6]:PORT", or ":PORT" (every address, IPv6
  * and IPv4); HOST a name or a numeric address, PORT 0 (any free one) to 65535. Returns 0,
  * or -EINVAL with err saying what is wrong. */
-int promhttp_parse_addr(const char *text, struct sockaddr_storage *sa, socklen_t *salen,
-			char *err, size_t errlen);
+int promhttp_parse_addr(const char *text, struct sockaddr_storage *sa, socklen_t *salen, char *err,
+			size_t errlen);
 
 /* Listens on addr (as promhttp_parse_addr) and starts the thread. Returns 0 with *out set,
  * or -errno with err set ("cannot listen on ...: Address already in use"). */

@@ -114,8 +114,8 @@ static void fill_row(struct vmrow *r, struct json_object *vm)
 		r->faults[k] = u64(vm, kinds[k][1]);
 	r->p50 = dbl(vm, "fault_latency_us.p50");
 	r->p99 = dbl(vm, "fault_latency_us.p99");
-	r->tracked = w && json_object_is_type(w, json_type_object) &&
-		     strcmp(str(vm, "tracker.mode"), "off");
+	r->tracked =
+	    w && json_object_is_type(w, json_type_object) && strcmp(str(vm, "tracker.mode"), "off");
 	if (r->tracked) {
 		json_object_object_foreach(w, key, val)
 		{
@@ -179,8 +179,8 @@ static void fmt_uptime(double s, char *buf, size_t len)
 static int load(struct view *v, struct json_object *snap)
 {
 	struct json_object *vms = lookup(snap, "vms");
-	size_t n = vms && json_object_is_type(vms, json_type_array) ? json_object_array_length(vms)
-								     : 0;
+	size_t n =
+	    vms && json_object_is_type(vms, json_type_array) ? json_object_array_length(vms) : 0;
 	struct vmrow *rows = calloc(n ? n : 1, sizeof(*rows));
 	char up[32];
 
@@ -331,7 +331,8 @@ static void loop(struct view *v, top_fetch_fn fetch, void *arg, const char *wher
 
 			if (!snap)
 				snprintf(v->err, sizeof(v->err),
-					 "no uffd-mgrd answers at %s; showing the last figures", where);
+					 "no uffd-mgrd answers at %s; showing the last figures",
+					 where);
 			else if (load(v, snap))
 				snprintf(v->err, sizeof(v->err), "out of memory");
 			else

@@ -100,7 +100,7 @@ static bool has_line(const char *text, const char *line)
 	return false;
 }
 
-#define assert_line(text, line)                                                                   \
+#define assert_line(text, line)                                                                    \
 	do {                                                                                       \
 		if (!has_line(text, line))                                                         \
 			fail_msg("no line '%s' in:\n%s", line, text);                              \
@@ -221,7 +221,8 @@ static void check_comment(struct seen *s, const char *line)
 	assert_true(!strcmp(type, "counter") || !strcmp(type, "gauge") || !strcmp(type, "summary"));
 	if (!strcmp(type, "counter") && strcmp(name + strlen(name) - 6, "_total"))
 		fail_msg("counter %s does not end in _total", name);
-	if (strcmp(type, "counter") && strlen(name) > 6 && !strcmp(name + strlen(name) - 6, "_total"))
+	if (strcmp(type, "counter") && strlen(name) > 6 &&
+	    !strcmp(name + strlen(name) - 6, "_total"))
 		fail_msg("%s %s ends in _total", type, name);
 	strcpy(s->type[s->nfam - 1], type);
 	s->typed[s->nfam - 1] = true;
@@ -311,7 +312,8 @@ static void test_full_vm(void **state)
 	assert_line(text, "uffd_mgr_plan_target_bytes{vm=\"web1\",target=\"resident\"} 3000");
 	assert_line(text, "uffd_mgr_plan_target_bytes{vm=\"web1\",target=\"balloon\"} 4000");
 	assert_line(text, "uffd_mgr_fault_latency_seconds{vm=\"web1\",quantile=\"0.5\"} 2e-05");
-	assert_line(text, "uffd_mgr_fault_latency_seconds{vm=\"web1\",quantile=\"0.99\"} 0.0001505");
+	assert_line(text,
+		    "uffd_mgr_fault_latency_seconds{vm=\"web1\",quantile=\"0.99\"} 0.0001505");
 	assert_line(text, "uffd_mgr_fault_latency_seconds_sum{vm=\"web1\"} 0.025");
 	assert_line(text, "uffd_mgr_fault_latency_seconds_count{vm=\"web1\"} 1000");
 	assert_line(text, "uffd_mgr_fault_latency_max_seconds{vm=\"web1\"} 0.0009");
@@ -361,7 +363,8 @@ static void test_missing_fields(void **state)
 			  "\"faults\":{\"shm\":\"many\"},\"tracker\":{\"wss_bytes\":[1,2]}}");
 	check_grammar(text);
 	assert_line(text, "uffd_mgr_resident_bytes{vm=\"bare\"} 4096");
-	assert_line(text, "uffd_mgr_vm_info{vm=\"bare\",pid=\"0\",state=\"running\",tracker=\"\"} 1");
+	assert_line(text,
+		    "uffd_mgr_vm_info{vm=\"bare\",pid=\"0\",state=\"running\",tracker=\"\"} 1");
 	assert_null(strstr(text, "uffd_mgr_shm_bytes{"));
 	assert_null(strstr(text, "uffd_mgr_faults_total{"));
 	assert_null(strstr(text, "uffd_mgr_working_set_bytes{"));
@@ -429,14 +432,10 @@ static void test_every_family_has_a_sample(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_empty_daemon),
-	    cmocka_unit_test(test_full_vm),
-	    cmocka_unit_test(test_large_integers),
-	    cmocka_unit_test(test_exited_left_out),
-	    cmocka_unit_test(test_missing_fields),
-	    cmocka_unit_test(test_escaping),
-	    cmocka_unit_test(test_odd_snapshots),
-	    cmocka_unit_test(test_every_family_has_a_sample),
+	    cmocka_unit_test(test_empty_daemon),   cmocka_unit_test(test_full_vm),
+	    cmocka_unit_test(test_large_integers), cmocka_unit_test(test_exited_left_out),
+	    cmocka_unit_test(test_missing_fields), cmocka_unit_test(test_escaping),
+	    cmocka_unit_test(test_odd_snapshots),  cmocka_unit_test(test_every_family_has_a_sample),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

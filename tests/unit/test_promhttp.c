@@ -32,8 +32,8 @@
 #include "uffd-mgr/promhttp.h"
 
 static const char *body_text = "# HELP x y\n# TYPE x gauge\nx 1\n";
-static size_t body_size;  /* 0: strlen(body_text); else a body of this many 'a's */
-static int fetch_error;   /* what the fetch returns */
+static size_t body_size; /* 0: strlen(body_text); else a body of this many 'a's */
+static int fetch_error;	 /* what the fetch returns */
 static int fetches;
 
 /* Counts a fetch once its body is chosen, so a test that waits for the count may then change
@@ -121,11 +121,11 @@ static void assert_status(const char *ans, const char *status)
 
 static void test_addresses(void **state)
 {
-	static const char *const good[] = {"127.0.0.1:9848", "[::1]:9848", ":9848", "localhost:0",
-					   "0.0.0.0:65535", "[::]:1"};
-	static const char *const bad[] = {"",	    "9848",	 "127.0.0.1",  "127.0.0.1:",
-					  ":65536", ":-1",	 ":98a",       "::1:9848",
-					  "[::1]",  "[::1:9848", ": 1"};
+	static const char *const good[] = {"127.0.0.1:9848", "[::1]:9848",    ":9848",
+					   "localhost:0",    "0.0.0.0:65535", "[::]:1"};
+	static const char *const bad[] = {
+	    "",	    "9848",	"127.0.0.1", "127.0.0.1:", ":65536", ":-1",
+	    ":98a", "::1:9848", "[::1]",     "[::1:9848",  ": 1"};
 	struct sockaddr_storage sa;
 	socklen_t len;
 	char err[256];
@@ -156,7 +156,8 @@ static void test_get_metrics(void **state)
 	(void)state;
 	ans = ask(h, "GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: text/plain\r\n\r\n");
 	assert_status(ans, "HTTP/1.1 200 OK\r\n");
-	assert_non_null(strstr(ans, "\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"));
+	assert_non_null(
+	    strstr(ans, "\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"));
 	snprintf(want, sizeof(want), "\r\nContent-Length: %zu\r\n", strlen(body_text));
 	assert_non_null(strstr(ans, want));
 	assert_string_equal(strstr(ans, "\r\n\r\n") + 4, body_text);
@@ -273,8 +274,8 @@ static void test_port_in_use(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_addresses),	   cmocka_unit_test(test_get_metrics),
-	    cmocka_unit_test(test_errors),	   cmocka_unit_test(test_byte_at_a_time),
+	    cmocka_unit_test(test_addresses),	  cmocka_unit_test(test_get_metrics),
+	    cmocka_unit_test(test_errors),	  cmocka_unit_test(test_byte_at_a_time),
 	    cmocka_unit_test(test_stuck_clients), cmocka_unit_test(test_port_in_use),
 	};
 
