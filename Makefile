@@ -15,6 +15,7 @@ CPPFLAGS += -D_GNU_SOURCE -I. -MMD -MP
 PKGS    := json-c inih liburing
 LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 TESTLIBS := -lcmocka
+CURSES_LIBS := $(shell pkg-config --libs ncursesw 2>/dev/null || echo -lncursesw)
 
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer
@@ -32,7 +33,9 @@ endif
 # Programs: each main source is listed here; every other .c in the module folders goes into
 # build/libuffdmgr.a, which programs and unit tests link against.
 MAINS := uffd-mgr/main.c uffd-mgr/uffdctl.c qemu-glue/uffd-qemu.c qemu-glue/shim.c
-LIB_SRCS := $(filter-out $(MAINS) %.bpf.c, $(wildcard uffd-mgr/*.c shmswap/*.c qemu-glue/*.c \
+# uffdctl's own modules: they link ncurses, which nothing else should.
+CTL_SRCS := uffd-mgr/top.c
+LIB_SRCS := $(filter-out $(MAINS) $(CTL_SRCS) %.bpf.c, $(wildcard uffd-mgr/*.c shmswap/*.c qemu-glue/*.c \
 						predictor/*.c ebpf/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIB      := $(BUILD)/libuffdmgr.a
@@ -73,8 +76,8 @@ $(LIB): $(LIB_OBJS)
 $(BUILD)/uffd-mgrd: $(BUILD)/obj/uffd-mgr/main.o $(LIB)
 	$(call E,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/uffdctl: $(BUILD)/obj/uffd-mgr/uffdctl.o $(LIB)
-	$(call E,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/uffdctl: $(BUILD)/obj/uffd-mgr/uffdctl.o $(CTL_SRCS:%.c=$(BUILD)/obj/%.o) $(LIB)
+	$(call E,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CURSES_LIBS)
 
 $(BUILD)/uffd-qemu: $(BUILD)/obj/qemu-glue/uffd-qemu.o $(LIB)
 	$(call E,LD,$@)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -4,10 +4,10 @@
 set -eu
 
 PKGS="build-essential pkg-config clang llvm libclang-rt-14-dev bpftool libbpf-dev libelf-dev zlib1g-dev
-liburing-dev libcmocka-dev libjson-c-dev libinih-dev
+liburing-dev libcmocka-dev libjson-c-dev libinih-dev libncurses-dev
 qemu-system-x86 busybox-static cpio xz-utils zstd kmod
 fio gnuplot-nox e2fsprogs util-linux
-debhelper man-db"
+debhelper man-db prometheus tmux curl"
 
 missing=""
 for p in $PKGS; do

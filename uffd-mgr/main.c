@@ -22,6 +22,7 @@
 #include "uffd-mgr/ctlmsg.h"
 #include "uffd-mgr/log.h"
 #include "uffd-mgr/policy.h"
+#include "uffd-mgr/promhttp.h"
 #include "uffd-mgr/proto.h"
 #include "uffd-mgr/sdlisten.h"
 #include "ebpf/tracker.h"
@@ -73,6 +74,8 @@ struct daemon {
 	bool bpf_loading;
 	int bpf_load_r;
 	struct authz_conf az; /* who may do what; where VM policies live */
+	const char *metrics_addr; /* --metrics */
+	struct promhttp *metrics;
 };
 
 static void usage(FILE *out)
@@ -82,7 +85,8 @@ static void usage(FILE *out)
 	    "NAME\n"
 	    "    uffd-mgrd - host memory manager for QEMU guests (userfaultfd, shm tier)\n\n"
 	    "SYNOPSIS\n"
-	    "    uffd-mgrd [--socket PATH] [--log FILE] [--budget SIZE] [--embedded]\n\n"
+	    "    uffd-mgrd [--socket PATH] [--log FILE] [--budget SIZE] [--embedded]\n"
+	    "              [--metrics ADDR]\n\n"
 	    "DESCRIPTION\n"
 	    "    Serves the guest RAM of every QEMU started through uffd-qemu: never-touched\n"
 	    "    pages as zero pages, cold runs moved to a per-VM shared-memory tier when the\n"
@@ -103,9 +107,16 @@ static void usage(FILE *out)
 	    "                   and at once when a VM's faults or swapping spike\n"
 	    "    --embedded     exit when the last VM has gone (uffd-qemu starts the daemon\n"
 	    "                   this way when none answers at the socket)\n"
+	    "    --metrics ADDR serve Prometheus metrics over HTTP at http://ADDR/metrics\n"
+	    "                   (the text of 'uffdctl metrics': per-VM tiers, faults,\n"
+	    "                   evictions, latency, working set, planner targets). ADDR is\n"
+	    "                   HOST:PORT, [IPV6]:PORT or :PORT (every address), e.g.\n"
+	    "                   127.0.0.1:9848. Anyone who can connect can read it: bind it\n"
+	    "                   to loopback or a management network. A thread of its own\n"
+	    "                   answers, with 16 connections at most and %d s for each.\n"
 	    "    --config FILE  settings below as 'key = value' lines (default %s,\n"
 	    "                   if it exists); options given here come after it\n",
-	    PROTO_DEFAULT_SOCKET, AUTHZ_DEFAULT_CONF);
+	    PROTO_DEFAULT_SOCKET, PROMHTTP_TIMEOUT_S, AUTHZ_DEFAULT_CONF);
 	authz_print_options(out);
 	fprintf(out,
 	    "    -h, --help     this text\n"
@@ -1111,6 +1122,7 @@ static int parse_args(int argc, char **argv, struct daemon *d)
 	    {"stats-group", required_argument, NULL, 'A'},
 	    {"policy-dir", required_argument, NULL, 'A'},
 	    {"trust-root-policy", required_argument, NULL, 'A'},
+	    {"metrics", required_argument, NULL, 'M'},
 	    {NULL, 0, NULL, 0},
 	};
 	char err[512];
@@ -1142,6 +1154,17 @@ static int parse_args(int argc, char **argv, struct daemon *d)
 		case 's':
 			d->socket_path = optarg;
 			break;
+		case 'M': {
+			struct sockaddr_storage sa;
+			socklen_t salen;
+
+			if (promhttp_parse_addr(optarg, &sa, &salen, err, sizeof(err))) {
+				fprintf(stderr, "uffd-mgrd: --metrics: %s\n", err);
+				return 2;
+			}
+			d->metrics_addr = optarg;
+			break;
+		}
 		case 'l':
 			if (!freopen(optarg, "a", stderr)) {
 				fprintf(stdout, "uffd-mgrd: cannot open log %s\n", optarg);
@@ -1210,6 +1233,22 @@ static int inherit_sockets(struct daemon *d)
 	return 0;
 }
 
+/* --metrics: the HTTP server reads the stats socket as any client would. Returns 0 or -errno,
+ * having said why. */
+static int start_metrics(struct daemon *d)
+{
+	char err[256];
+	int r = promhttp_start(d->metrics_addr, promhttp_stats_fetch, (void *)d->socket_path,
+			       &d->metrics, err, sizeof(err));
+
+	if (r)
+		fprintf(stderr, "uffd-mgrd: --metrics: %s\n", err);
+	else
+		log_info(NULL, "metrics: serving http://%s/metrics (port %d)", d->metrics_addr,
+			 promhttp_port(d->metrics));
+	return r;
+}
+
 int main(int argc, char **argv)
 {
 	static struct daemon d;
@@ -1241,6 +1280,11 @@ int main(int argc, char **argv)
 		return 1;
 	if (stale)
 		load_bpf_ahead(&d);
+	if (d.metrics_addr && start_metrics(&d)) {
+		if (!d.systemd_socket)
+			unlink(d.socket_path);
+		return 1;
+	}
 	log_info(NULL, "listening on %s (pid %d%s%s), host budget %llu MiB", d.socket_path,
 		 getpid(), d.embedded ? ", embedded" : "",
 		 d.systemd_socket ? ", socket from systemd" : "",
@@ -1252,6 +1296,7 @@ int main(int argc, char **argv)
 		pthread_join(d.bpf_thread, NULL);
 	tracker_close(d.bpf);
 	planner_destroy(d.planner);
+	promhttp_stop(d.metrics);
 	for (int i = 0; i < d.nexited; i++)
 		json_object_put(d.exited[i]);
 	if (!d.systemd_socket)

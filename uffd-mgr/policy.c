@@ -47,11 +47,14 @@ enum key_type {
 	KT_NAME, /* char[max + 1]: [A-Za-z0-9._-], possibly empty */
 	KT_PATH, /* char[max + 1]: an absolute path (or empty), printable, %n and %% only */
 	KT_CHOICE, /* int: index of the value in choices ("a|b|c") */
-	KT_TIME,   /* uint32_t, milliseconds, written with a unit: 500ms, 1s, 2m, 1h (or 0) */
+	KT_TIME,   /* uint32_t in the key's unit_us, written with a unit: 500ms, 1s, 2m (or 0) */
+	KT_BOOL,   /* int: 0 or 1, written on/off, true/false, yes/no or 1/0 */
 };
 
 #define KF_ZERO_OFF (1u << 0) /* 0 is allowed below min: it switches the limit off */
 #define KF_POW2	    (1u << 1) /* the value must be a power of two */
+#define KF_PLAIN    (1u << 2) /* KT_TIME: a bare number counts in the field's unit, as it did
+			       * before the key took units */
 
 struct policy_key {
 	const char *section;
@@ -63,6 +66,8 @@ struct policy_key {
 	size_t offset;	   /* of the field in struct policy */
 	const char *help;
 	const char *choices; /* KT_CHOICE: the values, '|'-separated, in index order */
+	uint32_t unit_us;    /* KT_TIME: the field's unit in microseconds (1000: ms); min and
+			      * max are in it */
 };
 
 /* The table reads best one field a line, which clang-format would re-indent. */
@@ -218,6 +223,7 @@ static const struct policy_key keys[K_COUNT] = {
 		.min = 100,
 		.max = 3600 * 1000,
 		.flags = KF_ZERO_OFF,
+		.unit_us = 1000,
 		.offset = FIELD(disk_read_retry_ms, uint32_t),
 		.help = "How long a fault retries a disk read that keeps failing. Past it the VM "
 			"has failed: the log names the page, the swap file and the error, and its "
@@ -237,12 +243,15 @@ static const struct policy_key keys[K_COUNT] = {
 	[K_BUSY_POLL] = {
 		.section = "fault",
 		.key = "busy_poll",
-		.type = KT_UINT,
+		.type = KT_TIME,
 		.def = "0",
 		.max = 1000,
+		.flags = KF_PLAIN,
+		.unit_us = 1,
 		.offset = FIELD(busy_poll_us, uint32_t),
-		.help = "Microseconds the fault thread polls for the next fault before it "
-			"sleeps; trades CPU time for fault latency. 0: no polling.",
+		.help = "How long the fault thread polls for the next fault before it sleeps "
+			"(e.g. 50us); trades CPU time for fault latency. A plain number is in "
+			"microseconds. 0: no polling.",
 	},
 	[K_STALL_WARN] = {
 		.section = "fault",
@@ -252,6 +261,7 @@ static const struct policy_key keys[K_COUNT] = {
 		.min = 10,
 		.max = 3600 * 1000,
 		.flags = KF_ZERO_OFF,
+		.unit_us = 1000,
 		.offset = FIELD(stall_warn_ms, uint32_t),
 		.help = "A fault that has waited longer than this is logged, once, with its page "
 			"and what it waits on (an eviction in flight, a disk read retry, the "
@@ -273,13 +283,15 @@ static const struct policy_key keys[K_COUNT] = {
 	[K_TRACK_INTERVAL] = {
 		.section = "tracker",
 		.key = "interval",
-		.type = KT_UINT,
-		.def = "1000",
+		.type = KT_TIME,
+		.def = "1s",
 		.min = 100,
 		.max = 60000,
+		.flags = KF_PLAIN,
+		.unit_us = 1000,
 		.offset = FIELD(track_interval_ms, uint32_t),
-		.help = "Milliseconds between two observations: each one reads which observed "
-			"pages were accessed and arms the next set.",
+		.help = "Time between two observations: each one reads which observed pages "
+			"were accessed and arms the next set. A plain number is in milliseconds.",
 	},
 	[K_TRACK_SAMPLE] = {
 		.section = "tracker",
@@ -295,9 +307,8 @@ static const struct policy_key keys[K_COUNT] = {
 	[K_BALLOON] = {
 		.section = "balloon",
 		.key = "enabled",
-		.type = KT_CHOICE,
+		.type = KT_BOOL,
 		.def = "on",
-		.choices = "off|on",
 		.offset = FIELD(balloon_on, int),
 		.help = "Drive the guest's virtio-balloon over QMP: the planner asks the guest to "
 			"give back what its predicted demand does not need, and to take it back "
@@ -339,9 +350,8 @@ static const struct policy_key keys[K_COUNT] = {
 	[K_PREFETCH] = {
 		.section = "prefetch",
 		.key = "proactive",
-		.type = KT_CHOICE,
+		.type = KT_BOOL,
 		.def = "on",
-		.choices = "off|on",
 		.offset = FIELD(prefetch_on, int),
 		.help = "Bring tiered pages back before the guest faults on them when its demand "
 			"is predicted to grow and its share allows: the runs seen most recently "
@@ -477,46 +487,64 @@ int policy_parse_size(const char *text, uint64_t *bytes)
 	return 0;
 }
 
-/* Writes ms milliseconds with the largest unit that divides it: 60000 -> "1m". */
-static const char *fmt_time(uint64_t ms, char buf[24])
+static const struct {
+	const char *unit;
+	uint64_t us;
+} time_units[] = {{"h", 3600000000ull}, {"m", 60000000}, {"s", 1000000}, {"ms", 1000},
+		  {"us", 1}, {"\xc2\xb5s", 1}};
+
+/* Writes us microseconds with the largest unit that divides it: 60000000 -> "1m". */
+static const char *fmt_time(uint64_t us, char buf[24])
 {
-	if (ms && ms % 3600000 == 0)
-		snprintf(buf, 24, "%lluh", (unsigned long long)(ms / 3600000));
-	else if (ms && ms % 60000 == 0)
-		snprintf(buf, 24, "%llum", (unsigned long long)(ms / 60000));
-	else if (ms && ms % 1000 == 0)
-		snprintf(buf, 24, "%llus", (unsigned long long)(ms / 1000));
-	else
-		snprintf(buf, 24, "%llu%s", (unsigned long long)ms, ms ? "ms" : "");
+	for (size_t i = 0; us && i < sizeof(time_units) / sizeof(time_units[0]); i++)
+		if (us % time_units[i].us == 0) {
+			snprintf(buf, 24, "%llu%s", (unsigned long long)(us / time_units[i].us),
+				 time_units[i].unit);
+			return buf;
+		}
+	snprintf(buf, 24, "0");
 	return buf;
 }
 
-/* Parses a time such as "500ms", "1s", "2m", "1h" (any case), or "0", in milliseconds: any
- * other number needs its unit. Returns 0, -EINVAL if the text is not a time, -ERANGE if it
- * overflows. */
-static int parse_time(const char *text, uint64_t *ms)
+/* Parses a duration such as "500ms", "1s", "2m", "1h", "50us" (any case), or "0", in
+ * microseconds; a bare number counts plain_us each, or is not a duration when plain_us is 0
+ * (but for 0). Returns 0, -EINVAL if the text is not a duration, -ERANGE if it overflows. */
+static int parse_time(const char *text, uint64_t plain_us, uint64_t *us)
 {
-	static const struct {
-		const char *unit;
-		uint64_t ms;
-	} units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
 	const char *s;
 	uint64_t n = 0;
 	int ret = parse_u64(text, &s, &n);
 
 	if (ret == -EINVAL)
 		return ret;
-	if (!*s && ret == 0 && n == 0) {
-		*ms = 0;
+	if (!*s && (plain_us || (ret == 0 && n == 0))) {
+		if (ret == -ERANGE || n > UINT64_MAX / (plain_us ? plain_us : 1))
+			return -ERANGE;
+		*us = n * plain_us;
 		return 0;
 	}
-	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		if (strcasecmp(s, units[i].unit))
+	for (size_t i = 0; i < sizeof(time_units) / sizeof(time_units[0]); i++) {
+		if (strcasecmp(s, time_units[i].unit))
 			continue;
-		if (ret == -ERANGE || n > UINT64_MAX / units[i].ms)
+		if (ret == -ERANGE || n > UINT64_MAX / time_units[i].us)
 			return -ERANGE;
-		*ms = n * units[i].ms;
+		*us = n * time_units[i].us;
 		return 0;
+	}
+	return -EINVAL;
+}
+
+/* Parses on/off, true/false, yes/no, 1/0 (any case). Returns 0 or 1, or -EINVAL. */
+static int parse_bool(const char *text)
+{
+	static const char *const yes[] = {"on", "true", "yes", "1"};
+	static const char *const no[] = {"off", "false", "no", "0"};
+
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+		if (!strcasecmp(text, yes[i]))
+			return 1;
+		if (!strcasecmp(text, no[i]))
+			return 0;
 	}
 	return -EINVAL;
 }
@@ -556,7 +584,10 @@ static const char *describe_bounds(const struct policy_key *k, char *buf, size_t
 		break;
 	case KT_TIME:
 		snprintf(buf, len, "%sbetween %s and %s", k->flags & KF_ZERO_OFF ? "0 or " : "",
-			 fmt_time(k->min, lo), fmt_time(k->max, hi));
+			 fmt_time(k->min * k->unit_us, lo), fmt_time(k->max * k->unit_us, hi));
+		break;
+	case KT_BOOL:
+		snprintf(buf, len, "on or off (also true/false, yes/no, 1/0)");
 		break;
 	case KT_PATH:
 		snprintf(buf, len,
@@ -620,23 +651,43 @@ static int set_time(const struct policy_key *k, const char *value, char *field, 
 		    size_t len)
 {
 	char q[QUOTE_MAX + 4], bounds[96];
-	uint64_t v = 0;
-	uint32_t ms;
-
-	int ret = parse_time(value, &v);
+	uint64_t us = 0;
+	uint32_t v;
+	int ret = parse_time(value, k->flags & KF_PLAIN ? k->unit_us : 0, &us);
 
 	if (ret == -EINVAL) {
-		snprintf(msg, len, "bad time '%s' for [%s] %s (use a number with ms, s, m or h)",
-			 quote(value, SIZE_MAX, q), k->section, k->key);
+		snprintf(msg, len, "[%s] %s: '%s' is not a duration (use e.g. 500ms, 1s, 2m)",
+			 k->section, k->key, quote(value, SIZE_MAX, q));
 		return -EINVAL;
 	}
-	if (ret == -ERANGE || !in_bounds(k, v)) {
+	if (ret == 0 && us % k->unit_us) {
+		snprintf(msg, len, "[%s] %s: '%s' is not a whole number of %s", k->section, k->key,
+			 quote(value, SIZE_MAX, q), k->unit_us == 1000 ? "milliseconds" : "units");
+		return -EINVAL;
+	}
+	if (ret == -ERANGE || !in_bounds(k, us / k->unit_us)) {
 		snprintf(msg, len, "[%s] %s must be %s", k->section, k->key,
 			 describe_bounds(k, bounds, sizeof(bounds)));
 		return -EINVAL;
 	}
-	ms = (uint32_t)v; /* bounded above, so it fits */
-	memcpy(field, &ms, sizeof(ms));
+	v = (uint32_t)(us / k->unit_us); /* bounded above, so it fits */
+	memcpy(field, &v, sizeof(v));
+	return 0;
+}
+
+static int set_bool(const struct policy_key *k, const char *value, char *field, char *msg,
+		    size_t len)
+{
+	char q[QUOTE_MAX + 4];
+	int v = parse_bool(value);
+
+	if (v < 0) {
+		snprintf(msg, len,
+			 "[%s] %s: '%s' is not a boolean (use on/off, true/false, yes/no, 1/0)",
+			 k->section, k->key, quote(value, SIZE_MAX, q));
+		return -EINVAL;
+	}
+	memcpy(field, &v, sizeof(v));
 	return 0;
 }
 
@@ -718,6 +769,8 @@ static int set_value(const struct policy_key *k, const char *value, struct polic
 		break;
 	case KT_TIME:
 		return set_time(k, value, field, msg, len);
+	case KT_BOOL:
+		return set_bool(k, value, field, msg, len);
 	}
 	snprintf(msg, len, "[%s] %s must be %s", k->section, k->key,
 		 describe_bounds(k, bounds, sizeof(bounds)));
@@ -1080,7 +1133,8 @@ static const struct {
 };
 /* clang-format on */
 
-/* A key's value as a number (KT_SIZE, KT_UINT, KT_CHOICE), 0 standing for "no limit" moved
+/* A key's value as a number (KT_SIZE, KT_UINT, KT_TIME, KT_CHOICE, KT_BOOL), 0 standing for
+ * "no limit" moved
  * to the top for KF_ZERO_OFF keys. */
 static uint64_t clamp_value(const struct policy_key *k, const struct policy *p)
 {
@@ -1091,10 +1145,10 @@ static uint64_t clamp_value(const struct policy_key *k, const struct policy *p)
 
 	if (k->type == KT_SIZE) {
 		memcpy(&v, f, sizeof(v));
-	} else if (k->type == KT_UINT) {
+	} else if (k->type == KT_UINT || k->type == KT_TIME) {
 		memcpy(&u, f, sizeof(u));
 		v = u;
-	} else if (k->type == KT_CHOICE) {
+	} else if (k->type == KT_CHOICE || k->type == KT_BOOL) {
 		memcpy(&i, f, sizeof(i));
 		v = (uint64_t)i;
 	}
@@ -1194,7 +1248,9 @@ static const char *type_name(enum key_type t)
 	case KT_CHOICE:
 		return "WORD";
 	case KT_TIME:
-		return "TIME";
+		return "DURATION";
+	case KT_BOOL:
+		return "BOOLEAN";
 	}
 	return "?";
 }
@@ -1209,9 +1265,10 @@ void policy_print_keys(FILE *out)
 	wrap(out, "    ",
 	     "An INI file: [section] headers, then key = value lines. Comments are lines of "
 	     "their own starting with # or ;. Sizes are bytes or take a K, M, G or T suffix "
-	     "(binary: 1K = 1024; 64K, 64KiB, 512m and 2G are all sizes). Times take a unit: "
-	     "500ms, 30s, 2m, 1h. A key that is not "
-	     "set keeps its default; a key set twice is an error.");
+	     "(binary: 1K = 1024; 64K, 64KiB, 512m and 2G are all sizes). Durations take a "
+	     "unit: 50us, 500ms, 30s, 2m, 1h (a key whose text says so also takes a plain "
+	     "number, in the unit it always had). Booleans are on/off, true/false, yes/no or "
+	     "1/0. A key that is not set keeps its default; a key set twice is an error.");
 	for (i = 0; i < K_COUNT; i++) {
 		const struct policy_key *k = &keys[i];
 
@@ -1237,8 +1294,9 @@ void policy_print_example(FILE *out)
 
 	wrap(out, "# ",
 	     "uffd-mgr VM policy. Every key is shown at its default; a key left out keeps "
-	     "its default. Sizes are bytes or take a K, M, G or T suffix (1K = 1024); times take "
-	     "a unit (500ms, 30s, 2m, 1h). Comments go on lines of their own.");
+	     "its default. Sizes are bytes or take a K, M, G or T suffix (1K = 1024); durations "
+	     "take a unit (50us, 500ms, 30s, 2m, 1h); booleans are on/off, true/false, yes/no "
+	     "or 1/0. Comments go on lines of their own.");
 	for (i = 0; i < K_COUNT; i++) {
 		const struct policy_key *k = &keys[i];
 

@@ -52,6 +52,7 @@ static struct json_object *latency_json(const struct hist *h)
 	struct json_object *o = json_object_new_object();
 
 	add_u64(o, "count", h->count);
+	json_object_object_add(o, "sum", json_object_new_double(h->sum / 1e3));
 	json_object_object_add(o, "p50", json_object_new_double(hist_quantile(h, 0.50) / 1e3));
 	json_object_object_add(o, "p99", json_object_new_double(hist_quantile(h, 0.99) / 1e3));
 	json_object_object_add(o, "max", json_object_new_double(h->max / 1e3));

@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include "uffd-mgr/ctlmsg.h"
+#include "uffd-mgr/metrics.h"
 #include "uffd-mgr/proto.h"
+#include "uffd-mgr/top.h"
 
 static void usage(FILE *out)
 {
@@ -18,6 +20,8 @@ static void usage(FILE *out)
 		"    uffdctl - show what uffd-mgrd is doing with each VM's memory\n\n"
 		"SYNOPSIS\n"
 		"    uffdctl [--socket PATH] stats [--json] [--watch [SECONDS]]\n"
+		"    uffdctl [--socket PATH] top\n"
+		"    uffdctl [--socket PATH] metrics\n"
 		"    uffdctl [--socket PATH] upgrade\n\n"
 		"DESCRIPTION\n"
 		"    stats   one line per VM (running, then recently exited): guest size, resident\n"
@@ -27,6 +31,22 @@ static void usage(FILE *out)
 		"            tracker's mode (ebpf, sample, off) and its working-set estimates over\n"
 		"            the last 1 and 10 intervals (seconds by default). --json has all of it,\n"
 		"            with the 60-interval window, the page-age histogram and idle memory.\n"
+		"    top     a live full-screen view, one row a VM sorted by resident memory and\n"
+		"            refreshed every second: resident, shm and disk tier use against\n"
+		"            their limits, faults per second by kind (zero page, shm tier, disk\n"
+		"            tier, write-protect), fault latency p50/p99 in microseconds, the\n"
+		"            working set over 1 and 10 tracker intervals, and the planner's\n"
+		"            predicted demand, resident target and balloon target. A row in\n"
+		"            bold has a full tier. q quits. Needs a terminal; for scripts use\n"
+		"            stats --watch or metrics.\n"
+		"    metrics the same snapshot in the Prometheus text format (0.0.4): one\n"
+		"            family per figure, named uffd_mgr_*, in bytes and seconds, with\n"
+		"            vm=\"NAME\" labels, counters ending in _total (e.g.\n"
+		"            uffd_mgr_resident_bytes{vm=\"web1\"}, "
+		"uffd_mgr_faults_total{vm=\"web1\",\n"
+		"            kind=\"shm\"}). uffd-mgrd --metrics ADDR serves it over HTTP for a\n"
+		"            Prometheus server; this command is for a node exporter's textfile\n"
+		"            collector or a look by hand. Exited VMs are left out.\n"
 		"    upgrade replace the running uffd-mgrd with the binary now at its path (after\n"
 		"            a package upgrade), keeping every VM: the daemon checks that the new\n"
 		"            binary runs, stops its threads and execs it; each QEMU resumes its VM\n"
@@ -42,6 +62,8 @@ static void usage(FILE *out)
 		"    0 ok; 1 no daemon answers or it closed the connection; 2 usage error.\n\n"
 		"EXAMPLES\n"
 		"    uffdctl stats --watch\n"
+		"    uffdctl top\n"
+		"    uffdctl metrics | promtool check metrics\n"
 		"    uffdctl --socket /tmp/u.sock stats --json | jq '.vms[].faults'\n"
 		"    uffdctl upgrade\n",
 		PROTO_DEFAULT_SOCKET);
@@ -237,6 +259,45 @@ static struct json_object *snapshot(const char *path)
 	return o;
 }
 
+/* uffdctl metrics: one snapshot in the Prometheus text format (metrics.h). */
+static int run_metrics(const char *path)
+{
+	struct proto_stats_req req = {0};
+	struct json_object *snap = NULL;
+	char *text = NULL, *out = NULL;
+	int sock = proto_connect(path), r = 1;
+	ssize_t n = -EPROTO;
+	size_t len;
+
+	if (sock < 0) {
+		fprintf(stderr, "uffdctl: no uffd-mgrd answers at %s: %s\n", path, strerror(-sock));
+		return 1;
+	}
+	proto_hdr_init(&req.hdr, PROTO_STATS, sizeof(req));
+	if (!proto_send(sock, &req, sizeof(req), NULL, 0))
+		n = ctlmsg_recv_json(sock, &text);
+	close(sock);
+	if (n == -EPERM)
+		fprintf(stderr, "uffdctl: refused: %s\n", text ? text : "?");
+	else if (n <= 0)
+		fprintf(stderr, "uffdctl: the daemon closed the connection\n");
+	else if (!(snap = json_tokener_parse(text)))
+		fprintf(stderr, "uffdctl: the daemon sent text that is not JSON\n");
+	else if (metrics_format(snap, &out, &len))
+		fprintf(stderr, "uffdctl: out of memory\n");
+	else
+		r = fwrite(out, 1, len, stdout) == len && fflush(stdout) == 0 ? 0 : 1;
+	json_object_put(snap);
+	free(text);
+	free(out);
+	return r;
+}
+
+static struct json_object *fetch_snapshot(void *path)
+{
+	return snapshot(path);
+}
+
 /* Running VMs in a snapshot, and how many of them a daemon adopted since t_s seconds ago
  * (those whose daemon's uptime is under t_s); also the longest pause among those. */
 static int count_resumed(struct json_object *snap, int *running, double *max_pause_ms)
@@ -353,8 +414,10 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind >= argc || (strcmp(argv[optind], "stats") && strcmp(argv[optind], "upgrade"))) {
-		fprintf(stderr, "uffdctl: %s (the commands are 'stats' and 'upgrade')\n",
+	if (optind >= argc || (strcmp(argv[optind], "stats") && strcmp(argv[optind], "upgrade") &&
+			       strcmp(argv[optind], "metrics") && strcmp(argv[optind], "top"))) {
+		fprintf(stderr,
+			"uffdctl: %s (the commands are 'stats', 'top', 'metrics' and 'upgrade')\n",
 			optind < argc ? "unknown command" : "missing command");
 		return 2;
 	}
@@ -364,5 +427,9 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[optind], "upgrade"))
 		return run_upgrade(path);
+	if (!strcmp(argv[optind], "metrics"))
+		return run_metrics(path);
+	if (!strcmp(argv[optind], "top"))
+		return top_run(fetch_snapshot, (void *)path, path);
 	return run_stats(path, json, watch);
 }

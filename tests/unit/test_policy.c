@@ -128,6 +128,10 @@ static const struct good_case good_cases[] = {
     {"cpu_ANY", "[fault]\ncpu = ANY\n", DEFAULTS},
     {"cpu_minus_one", "[fault]\ncpu = -1\n", DEFAULTS},
     {"cpu_zero", "[fault]\ncpu = 0\n", POL("", 0, 64 * K, 256 * M, 0, 0)},
+    {"busy_poll_us", "[fault]\nbusy_poll = 10us\n", POL("", 0, 64 * K, 256 * M, -1, 10)},
+    {"busy_poll_micro_sign", "[fault]\nbusy_poll = 20\xc2\xb5s\n",
+     POL("", 0, 64 * K, 256 * M, -1, 20)},
+    {"busy_poll_ms", "[fault]\nbusy_poll = 1ms\n", POL("", 0, 64 * K, 256 * M, -1, 1000)},
     {"name_empty", "[vm]\nname =\n", DEFAULTS},
     {"name_63", "[vm]\nname = 123456789012345678901234567890123456789012345678901234567890123\n",
      POL("123456789012345678901234567890123456789012345678901234567890123", 0, 64 * K, 256 * M, -1,
@@ -251,13 +255,15 @@ static const struct bad_case bad_cases[] = {
     {"cpu_empty", "[fault]\ncpu =\n",
      "vm.conf:2: bad CPU '' for [fault] cpu (use a CPU number or any)"},
     {"busy_poll_big", "[fault]\nbusy_poll = 1001\n",
-     "vm.conf:2: [fault] busy_poll must be between 0 and 1000"},
-    {"busy_poll_unit", "[fault]\nbusy_poll = 10us\n",
-     "vm.conf:2: bad number '10us' for [fault] busy_poll (use a whole number)"},
+     "vm.conf:2: [fault] busy_poll must be between 0 and 1ms"},
+    {"busy_poll_2ms", "[fault]\nbusy_poll = 2ms\n",
+     "vm.conf:2: [fault] busy_poll must be between 0 and 1ms"},
+    {"busy_poll_unit", "[fault]\nbusy_poll = 10ns\n",
+     "vm.conf:2: [fault] busy_poll: '10ns' is not a duration (use e.g. 500ms, 1s, 2m)"},
     {"busy_poll_negative", "[fault]\nbusy_poll = -1\n",
-     "vm.conf:2: bad number '-1' for [fault] busy_poll (use a whole number)"},
+     "vm.conf:2: [fault] busy_poll: '-1' is not a duration (use e.g. 500ms, 1s, 2m)"},
     {"busy_poll_hex", "[fault]\nbusy_poll = 0x10\n",
-     "vm.conf:2: bad number '0x10' for [fault] busy_poll (use a whole number)"},
+     "vm.conf:2: [fault] busy_poll: '0x10' is not a duration (use e.g. 500ms, 1s, 2m)"},
     {"name_space", "[vm]\nname = my vm\n",
      "vm.conf:2: [vm] name must be at most 63 characters of A-Z a-z 0-9 . _ -"},
     {"name_slash", "[vm]\nname = ../etc\n",
@@ -357,7 +363,7 @@ static void test_bad(void **state)
 
 /* The disk tier and shm watermark keys: values, the watermark order rule, path checks and
  * the %n expansion. */
-/* Times ([fault] stall_warn, [disk] read_retry_max): a unit is required (but for 0), any
+/* Durations ([fault] stall_warn, [disk] read_retry_max): a unit is required (but for 0), any
  * case; values in milliseconds; bounds and overflow are errors naming the key. */
 static void test_time_keys(void **state)
 {
@@ -370,14 +376,18 @@ static void test_time_keys(void **state)
 		{"[fault]\nstall_warn = 0\n[disk]\nread_retry_max = 0\n", 0, 0, NULL},
 		{"[fault]\nstall_warn = 1H\n[disk]\nread_retry_max = 100MS\n", 3600000, 100, NULL},
 		{"[fault]\nstall_warn = 10ms\n", 10, 30000, NULL},
-		{"[fault]\nstall_warn = 1\n",
-		 0, 0, "vm.conf:2: bad time '1' for [fault] stall_warn (use a number with ms, s, m or h)"},
-		{"[fault]\nstall_warn = 1.5s\n",
-		 0, 0, "vm.conf:2: bad time '1.5s' for [fault] stall_warn (use a number with ms, s, m "
-		 "or h)"},
-		{"[fault]\nstall_warn = 2 s\n",
-		 0, 0, "vm.conf:2: bad time '2 s' for [fault] stall_warn (use a number with ms, s, m "
-		 "or h)"},
+		{"[fault]\nstall_warn = 1\n", 0, 0,
+		 "vm.conf:2: [fault] stall_warn: '1' is not a duration (use e.g. 500ms, 1s, 2m)"},
+		{"[fault]\nstall_warn = 1.5s\n", 0, 0,
+		 "vm.conf:2: [fault] stall_warn: '1.5s' is not a duration (use e.g. 500ms, 1s, "
+		 "2m)"},
+		{"[fault]\nstall_warn = 2 s\n", 0, 0,
+		 "vm.conf:2: [fault] stall_warn: '2 s' is not a duration (use e.g. 500ms, 1s, 2m)"},
+		{"[fault]\nstall_warn = 10000us\n", 10, 30000, NULL},
+		{"[fault]\nstall_warn = 10500us\n", 0, 0,
+		 "vm.conf:2: [fault] stall_warn: '10500us' is not a whole number of milliseconds"},
+		{"[fault]\nstall_warn = s\n", 0, 0,
+		 "vm.conf:2: [fault] stall_warn: 's' is not a duration (use e.g. 500ms, 1s, 2m)"},
 		{"[fault]\nstall_warn = 9ms\n",
 		 0, 0, "vm.conf:2: [fault] stall_warn must be 0 or between 10ms and 1h"},
 		{"[disk]\nread_retry_max = 61m\n",
@@ -405,6 +415,91 @@ static void test_time_keys(void **state)
 		}
 		assert_int_equal(r, -EINVAL);
 		assert_string_equal(err, cases[i].err);
+	}
+}
+
+/* [tracker] interval: units, and a plain number in milliseconds as before units. */
+static void test_interval(void **state)
+{
+	static const struct {
+		const char *value;
+		uint32_t ms; /* when err is NULL */
+		const char *err; /* after "vm.conf:3: [tracker] interval" */
+	} cases[] = {
+		{"1s", 1000, NULL},
+		{"500ms", 500, NULL},
+		{"1m", 60000, NULL},
+		{"250", 250, NULL},
+		{"60000", 60000, NULL},
+		{"100000us", 100, NULL},
+		{"2m", 0, " must be between 100ms and 1m"},
+		{"1h", 0, " must be between 100ms and 1m"},
+		{"99", 0, " must be between 100ms and 1m"},
+		{"0", 0, " must be between 100ms and 1m"},
+		{"99999999999999999999", 0, " must be between 100ms and 1m"},
+		{"100500us", 0, ": '100500us' is not a whole number of milliseconds"},
+		{"1 s", 0, ": '1 s' is not a duration (use e.g. 500ms, 1s, 2m)"},
+		{"1sec", 0, ": '1sec' is not a duration (use e.g. 500ms, 1s, 2m)"},
+		{"fast", 0, ": 'fast' is not a duration (use e.g. 500ms, 1s, 2m)"},
+		{"", 0, ": '' is not a duration (use e.g. 500ms, 1s, 2m)"},
+	};
+	struct policy p;
+	char text[128], err[256], want[256];
+
+	(void)state;
+	policy_defaults(&p);
+	assert_int_equal(p.track_interval_ms, 1000);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int r;
+
+		snprintf(text, sizeof(text), "# x\n[tracker]\ninterval = %s\n", cases[i].value);
+		r = policy_parse_string(text, "vm.conf", &p, err, sizeof(err));
+		if (!cases[i].err) {
+			if (r)
+				fail_msg("interval = %s: %s", cases[i].value, err);
+			assert_int_equal(p.track_interval_ms, cases[i].ms);
+			continue;
+		}
+		snprintf(want, sizeof(want), "vm.conf:3: [tracker] interval%s", cases[i].err);
+		assert_int_equal(r, -EINVAL);
+		assert_string_equal(err, want);
+	}
+}
+
+/* Booleans ([balloon] enabled, [prefetch] proactive): every spelling, any case. */
+static void test_booleans(void **state)
+{
+	static const char *const on[] = {"on", "true", "yes", "1", "ON", "True", "YeS"};
+	static const char *const off[] = {"off", "false", "no", "0", "OFF", "False", "nO"};
+	static const char *const bad[] = {"maybe", "2", "", "enabled", "o", "onn", "y", "-1", "01"};
+	struct policy p;
+	char text[128], err[256], want[256];
+
+	(void)state;
+	policy_defaults(&p);
+	assert_int_equal(p.balloon_on, 1);
+	assert_int_equal(p.prefetch_on, 1);
+	for (size_t i = 0; i < sizeof(on) / sizeof(on[0]); i++) {
+		snprintf(text, sizeof(text),
+			 "[balloon]\nenabled = %s\n[prefetch]\nproactive = %s\n", off[i], on[i]);
+		assert_int_equal(policy_parse_string(text, "vm.conf", &p, err, sizeof(err)), 0);
+		assert_int_equal(p.balloon_on, 0);
+		assert_int_equal(p.prefetch_on, 1);
+		snprintf(text, sizeof(text),
+			 "[balloon]\nenabled = %s\n[prefetch]\nproactive = %s\n", on[i], off[i]);
+		assert_int_equal(policy_parse_string(text, "vm.conf", &p, err, sizeof(err)), 0);
+		assert_int_equal(p.balloon_on, 1);
+		assert_int_equal(p.prefetch_on, 0);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "[prefetch]\nproactive = %s\n", bad[i]);
+		snprintf(want, sizeof(want),
+			 "vm.conf:2: [prefetch] proactive: '%s' is not a boolean (use on/off, "
+			 "true/false, yes/no, 1/0)",
+			 bad[i]);
+		assert_int_equal(policy_parse_string(text, "vm.conf", &p, err, sizeof(err)),
+				 -EINVAL);
+		assert_string_equal(err, want);
 	}
 }
 
@@ -641,9 +736,14 @@ static void test_print_keys(void **state)
 	    "run_size = SIZE (default: 64K)",
 	    "max = SIZE (default: 256M)",
 	    "cpu = CPU (default: any)",
-	    "busy_poll = NUMBER (default: 0)",
-	    "stall_warn = TIME (default: 1s)",
-	    "read_retry_max = TIME (default: 30s)",
+	    "busy_poll = DURATION (default: 0)",
+	    "stall_warn = DURATION (default: 1s)",
+	    "read_retry_max = DURATION (default: 30s)",
+	    "interval = DURATION (default: 1s)",
+	    "enabled = BOOLEAN (default: on)",
+	    "proactive = BOOLEAN (default: on)",
+	    "Allowed: on or off (also true/false, yes/no, 1/0).",
+	    "Allowed: between 100ms and 1m.",
 	    "Allowed: a power of two between 4K and 2M.",
 	};
 	char *keys = capture(policy_print_keys);
@@ -693,6 +793,18 @@ static const struct clamp_case {
     {"", "[tracker]\ninterval = 100\n", "[tracker] interval",
      offsetof(struct policy, track_interval_ms), 1000, 4},
     {"", "[tracker]\ninterval = 5000\n", "", offsetof(struct policy, track_interval_ms), 5000, 4},
+    {"", "[tracker]\ninterval = 2s\n", "", offsetof(struct policy, track_interval_ms), 2000, 4},
+    {"", "[tracker]\ninterval = 500ms\n", "[tracker] interval",
+     offsetof(struct policy, track_interval_ms), 1000, 4},
+    {"", "[fault]\nbusy_poll = 5us\n", "[fault] busy_poll", offsetof(struct policy, busy_poll_us),
+     0, 4},
+    {"[fault]\nbusy_poll = 50us\n", "[fault]\nbusy_poll = 20\n", "",
+     offsetof(struct policy, busy_poll_us), 20, 4},
+    {"", "[prefetch]\nproactive = no\n", "", offsetof(struct policy, prefetch_on), 0, 4},
+    {"[prefetch]\nproactive = off\n", "[prefetch]\nproactive = yes\n", "[prefetch] proactive",
+     offsetof(struct policy, prefetch_on), 0, 4},
+    {"", "[balloon]\nenabled = false\n", "[balloon] enabled", offsetof(struct policy, balloon_on),
+     1, 4},
     {"[vm]\nowner = alice\n", "[vm]\nowner = mallory\n", "[vm] owner",
      offsetof(struct policy, owner), 0, 0},
     {"", "[disk]\npath = /etc/passwd\n", "[disk] path", offsetof(struct policy, disk_path), 0, 0},
@@ -749,6 +861,8 @@ int main(void)
 	    cmocka_unit_test(test_defaults),
 	    cmocka_unit_test(test_disk_keys),
 	    cmocka_unit_test(test_time_keys),
+	    cmocka_unit_test(test_interval),
+	    cmocka_unit_test(test_booleans),
 	    cmocka_unit_test(test_error_leaves_policy),
 	    cmocka_unit_test(test_null_err_and_label),
 	    cmocka_unit_test(test_long_lines),
