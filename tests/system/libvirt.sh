@@ -1,7 +1,8 @@
 # libvirt runs a domain through uffd-mgr, as an operator would set it up: Debian's libvirt
 # (installed here if missing), libvirtd and virtlogd started by this test (and stopped after, if
-# it started them), the programs installed into a scratch prefix, a domain whose <emulator> is
-# the installed uffd-qemu-system-x86_64, with libvirt's defaults otherwise: no <memoryBacking>
+# it started them), the programs installed by make install into a scratch root, a domain whose
+# <emulator> is the installed uffd-qemu-system-x86_64, with libvirt's defaults otherwise: no
+# <memoryBacking>
 # (memory-backend-ram), libvirt's balloon (balloon0), QEMU as libvirt-qemu in its own mount
 # namespace and device cgroup. The daemon serves the default socket and lets the libvirt-qemu
 # group register; the VM's policy is the operator's file by its name, with resident_max 64M.
@@ -92,14 +93,16 @@ for _ in $(seq 300); do
 done
 $VIRSH version >/dev/null 2>&1 || fail "libvirtd does not answer"
 
-# The programs, installed where libvirt-qemu can read them.
-P=$T/prefix
-mkdir -p "$P/bin"
-cp "$BUILD/uffd-qemu" "$BUILD/libuffd-shim.so" "$P/bin/"
-ln -s uffd-qemu "$P/bin/uffd-qemu-system-x86_64"
+# The programs, installed by make install into a scratch root libvirt-qemu can read.
+D=$T/dest
+P=$D/usr
+make -s -C "$SRC" install BUILD="$BUILD" DESTDIR="$D" PREFIX=/usr >"$T/install.log" 2>&1 ||
+	fail "make install failed: $(tail -3 "$T/install.log")"
+[ -x "$P/bin/uffd-qemu-system-x86_64" ] || fail "make install put no uffd-qemu-system-x86_64"
 mkdir -p "$T/img" "$T/vms"
 cp "$BUILD/guest/vmlinuz" "$BUILD/guest/initramfs.cpio.gz" "$T/img/"
-chmod 755 "$T" "$P" "$P/bin" "$T/img"
+chmod -R a+rX "$D"
+chmod 755 "$T" "$T/img"
 chmod 644 "$T/img/"*
 : >"$T/console.log"
 chmod 666 "$T/console.log"
