@@ -2,9 +2,8 @@
 # (installed here if missing), libvirtd and virtlogd started by this test (and stopped after, if
 # it started them), the programs installed by make install into a scratch root, a domain whose
 # <emulator> is the installed uffd-qemu-system-x86_64, with libvirt's defaults otherwise: no
-# <memoryBacking>
-# (memory-backend-ram), libvirt's balloon (balloon0), QEMU as libvirt-qemu in its own mount
-# namespace and device cgroup. The daemon serves the default socket and lets the libvirt-qemu
+# <memoryBacking> (memory-backend-ram), libvirt's balloon (balloon0), QEMU as libvirt-qemu in
+# its own mount namespace and device cgroup. The daemon serves the default socket and lets the libvirt-qemu
 # group register; the VM's policy is the operator's file by its name, with resident_max 64M.
 # The guest runs memstress over 256 MiB and must pass; the daemon must show evictions and the
 # guest's statistics from the balloon; virsh dommemstat must answer; virsh destroy ends it.
