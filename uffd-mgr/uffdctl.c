@@ -137,9 +137,17 @@ static void wss_column(struct json_object *vm, char *buf, size_t len)
 static void print_table(struct json_object *root)
 {
 	struct json_object *vms;
-	size_t n;
+	size_t n = 0;
+	int w = 14; /* the VM column: as wide as the longest name (NUMA units are NAME.ID) */
 
-	printf("%-14s %7s %-7s %6s %16s %6s %6s %7s %26s %15s %14s %-6s %12s\n", "VM", "PID",
+	if (json_object_object_get_ex(root, "vms", &vms))
+		n = json_object_array_length(vms);
+	for (size_t i = 0; i < n; i++) {
+		int len = (int)strlen(get_str(json_object_array_get_idx(vms, i), "name"));
+
+		w = len > w ? len : w;
+	}
+	printf("%-*s %7s %-7s %6s %16s %6s %6s %7s %26s %15s %14s %-6s %12s\n", w, "VM", "PID",
 	       "STATE", "GUEST", "RESIDENT/MAX MiB", "SHM", "DISK", "ZERO",
 	       "FAULTS zero/shm/disk/wp", "EVICT/DEMOTE MiB", "LAT us p50/p99", "TRACK",
 	       "WSS MiB 1/10");
@@ -165,9 +173,9 @@ static void print_table(struct json_object *root)
 		snprintf(lat, sizeof(lat), "%.0f/%.0f", get_double(vm, "fault_latency_us.p50"),
 			 get_double(vm, "fault_latency_us.p99"));
 		wss_column(vm, wss, sizeof(wss));
-		printf("%-14.14s %7llu %-7s %6llu %16s %6llu %6llu %7llu %26s %15s %14s %-6s %12s"
+		printf("%-*s %7llu %-7s %6llu %16s %6llu %6llu %7llu %26s %15s %14s %-6s %12s"
 		       "%s%s%s\n",
-		       get_str(vm, "name"), (unsigned long long)get_u64(vm, "pid"),
+		       w, get_str(vm, "name"), (unsigned long long)get_u64(vm, "pid"),
 		       get_str(vm, "state"), (unsigned long long)(get_u64(vm, "guest_bytes") >> 20),
 		       res, (unsigned long long)(get_u64(vm, "shm_bytes") >> 20),
 		       (unsigned long long)(get_u64(vm, "disk.bytes") >> 20),
