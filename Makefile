@@ -167,6 +167,7 @@ install: $(PROGS)
 	$(Q)$(INSTALL) -m 0755 $(BUILD)/uffdctl $(BUILD)/uffd-qemu $(DESTDIR)$(BINDIR)/
 	$(Q)ln -sf uffd-qemu $(DESTDIR)$(BINDIR)/$(EMULATOR)
 	$(Q)$(INSTALL) -m 0644 $(BUILD)/libuffd-shim.so $(DESTDIR)$(PKGLIBDIR)/
+	$(Q)$(INSTALL) -m 0755 scripts/libvirt-setup.sh $(DESTDIR)$(PKGLIBDIR)/libvirt-setup
 	$(Q)for m in $(MAN_PAGES); do \
 		$(INSTALL) -m 0644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}/ || exit 1; done
 	$(Q)$(INSTALL) -m 0644 README.md $(DESTDIR)$(DOCDIR)/
@@ -180,7 +181,8 @@ install: $(PROGS)
 uninstall:
 	$(call E,RM,$(DESTDIR)$(PREFIX))rm -f $(DESTDIR)$(SBINDIR)/uffd-mgrd \
 		$(addprefix $(DESTDIR)$(BINDIR)/,uffdctl uffd-qemu $(EMULATOR)) \
-		$(DESTDIR)$(PKGLIBDIR)/libuffd-shim.so $(DESTDIR)$(DOCDIR)/README.md \
+		$(DESTDIR)$(PKGLIBDIR)/libuffd-shim.so $(DESTDIR)$(PKGLIBDIR)/libvirt-setup \
+		$(DESTDIR)$(DOCDIR)/README.md \
 		$(addprefix $(DESTDIR)$(DOCDIR)/,$(wildcard examples/*)) \
 		$(foreach m,$(MAN_PAGES),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m))) \
 		$(addprefix $(DESTDIR)$(SYSTEMD_UNITDIR)/,$(notdir $(UNITS)))
