@@ -608,6 +608,9 @@ void *evict_thread_main(void *arg)
 		demote_round(vm, false);
 		if (!over)
 			prefetch_round(vm);
+		/* The disk space of slots the fault path freed comes back here, off its path. */
+		if (vm->disk)
+			disktier_reclaim(vm->disk);
 	}
 	return NULL;
 }

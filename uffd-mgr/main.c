@@ -20,6 +20,7 @@
 
 #include "uffd-mgr/authz.h"
 #include "uffd-mgr/ctlmsg.h"
+#include "uffd-mgr/diskq.h"
 #include "uffd-mgr/log.h"
 #include "uffd-mgr/policy.h"
 #include "uffd-mgr/proto.h"
@@ -35,6 +36,11 @@
 #define CLIENT_SILENT_S 5 /* a new connection must ask something within this */
 #define MAX_EXITED	32
 #define EMBEDDED_IDLE_S 60
+/* Bytes of disk-tier I/O in flight on all VMs' rings together (diskq.h): enough for a deep
+ * queue of one VM's prefetch (half of it) and demotion writes (a quarter), short enough that a
+ * fault's read is never queued in the device behind more than a few milliseconds of others'
+ * I/O. */
+#define DISK_INFLIGHT (8u << 20)
 
 enum client_kind { CLIENT_NEW, CLIENT_SHIM, CLIENT_WATCH };
 
@@ -63,6 +69,7 @@ struct daemon {
 	struct json_object *exited[MAX_EXITED]; /* final snapshots of VMs gone, oldest first */
 	int nexited;
 	struct planner *planner;
+	struct diskq *diskq; /* every VM's disk-tier I/O goes through it */
 	uint64_t budget;     /* --budget, 0: the planner's default */
 	struct tracker *bpf; /* loaded when the first VM asks for it */
 	bool bpf_tried;
@@ -474,6 +481,9 @@ static int accept_registration(struct daemon *d, struct client *c, struct proto_
 		   : vm_create(req, fds[0], fds[1], &pol, &vm, err, errlen);
 	if (r)
 		return r;
+	if (vm_join_diskq(vm, d->diskq))
+		log_warn(vm->name, "out of memory joining the disk scheduler: its disk I/O is not "
+				   "arbitrated with the other VMs'");
 	if (pol.track_mode == POLICY_TRACK_EBPF || d->bpf_loading)
 		load_bpf(d);
 	track_choose(vm, d->bpf, d->bpf_err);
@@ -1182,6 +1192,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "uffd-mgrd: cannot size the host budget: %s\n", strerror(-r));
 		return 1;
 	}
+	if (diskq_create(DISK_INFLIGHT, &d.diskq)) {
+		fprintf(stderr, "uffd-mgrd: out of memory\n");
+		return 1;
+	}
 	d.sig_fd = setup_signals();
 	d.argv = argv;
 	if (self_path(d.exe, sizeof(d.exe)) < 0) {
@@ -1207,6 +1221,7 @@ int main(int argc, char **argv)
 		pthread_join(d.bpf_thread, NULL);
 	tracker_close(d.bpf);
 	planner_destroy(d.planner);
+	diskq_destroy(d.diskq);
 	for (int i = 0; i < d.nexited; i++)
 		json_object_put(d.exited[i]);
 	unlink(d.socket_path);

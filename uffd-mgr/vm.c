@@ -194,6 +194,53 @@ static int open_pidfd(pid_t pid)
 	return fd < 0 ? -errno : fd;
 }
 
+/* The gates between the VM's rings and the daemon's disk scheduler (diskq.h): a read on the
+ * fault thread's ring is a fault's; on any other ring (the evictor's prefetch, a release) a
+ * background read; a write is a demotion. */
+static int gate_fault_acquire(void *arg, bool write, uint64_t bytes, bool wait)
+{
+	return diskq_acquire(arg, write ? DISKQ_WRITE : DISKQ_FAULT, bytes, wait);
+}
+
+static void gate_fault_release(void *arg, bool write, uint64_t bytes)
+{
+	diskq_release(arg, write ? DISKQ_WRITE : DISKQ_FAULT, bytes);
+}
+
+static int gate_bg_acquire(void *arg, bool write, uint64_t bytes, bool wait)
+{
+	return diskq_acquire(arg, write ? DISKQ_WRITE : DISKQ_PREFETCH, bytes, wait);
+}
+
+static void gate_bg_release(void *arg, bool write, uint64_t bytes)
+{
+	diskq_release(arg, write ? DISKQ_WRITE : DISKQ_PREFETCH, bytes);
+}
+
+/* Puts a ring of the VM behind the daemon's scheduler, if it has joined one. */
+static void gate_ring(struct vm *vm, struct disktier_io *io, bool fault)
+{
+	struct disktier_gate g = {fault ? gate_fault_acquire : gate_bg_acquire,
+				  fault ? gate_fault_release : gate_bg_release, vm->dq};
+
+	if (io && vm->dq)
+		disktier_io_set_gate(io, &g);
+}
+
+int vm_join_diskq(struct vm *vm, struct diskq *q)
+{
+	int r;
+
+	if (!vm->disk || !q)
+		return 0;
+	r = diskq_join(q, vm->pol.weight, &vm->dq);
+	if (r)
+		return r;
+	gate_ring(vm, vm->fault_io, true);
+	gate_ring(vm, vm->evict_io, false);
+	return 0;
+}
+
 /* A ring for each thread that does disk I/O, each with its run-sized buffer registered. */
 static int open_rings(struct vm *vm, char *err, size_t errlen)
 {
@@ -618,6 +665,7 @@ static int bring_back_all(struct vm *vm)
 
 	if (!r && vm->disk)
 		r = disktier_io_create(vm->disk, bounce, vm->pol.run_size, 8, &io);
+	gate_ring(vm, io, false);
 	for (size_t p = 0; !r && p < pagemap_npages(vm->pm); p++) {
 		int tries = 0;
 
@@ -746,6 +794,7 @@ void vm_destroy(struct vm *vm)
 		munmap(vm->local, vm->length);
 	disktier_io_destroy(vm->fault_io);
 	disktier_io_destroy(vm->evict_io);
+	diskq_leave(vm->dq); /* no ring of the VM is left to hold a share */
 	disktier_close(vm->disk);
 	free(vm->fault_bounce);
 	free(vm->evict_stage);

@@ -15,6 +15,7 @@
 
 #include "shmswap/disktier.h"
 #include "shmswap/shmpool.h"
+#include "uffd-mgr/diskq.h"
 #include "uffd-mgr/hist.h"
 #include "uffd-mgr/pagemap.h"
 #include "uffd-mgr/policy.h"
@@ -106,6 +107,7 @@ struct vm {
 	struct shmpool *shm;
 	struct disktier *disk;			 /* NULL: no disk tier */
 	struct disktier_io *fault_io, *evict_io; /* each used by one thread only */
+	struct diskq_client *dq;		 /* the daemon's disk scheduler; NULL: none */
 	uint8_t *fault_bounce, *evict_stage;	 /* run_size each, registered with the rings */
 	pthread_mutex_t lock;
 	pthread_cond_t evict_cv;
@@ -188,6 +190,11 @@ int vm_adopt(const struct proto_register *req, const int *fds, int nfds,
 /* The descriptors the shim must keep so that the VM outlives this daemon: the state memfd,
  * the shm pool memfd and, with a disk tier, its file. Returns how many it put in fds[3]. */
 int vm_keep_fds(const struct vm *vm, int fds[3]);
+
+/* Puts the VM's disk-tier I/O behind the daemon's disk scheduler q, with the VM's [memory]
+ * weight; before vm_start. Nothing to do without a disk tier or a scheduler. Returns 0 or
+ * -ENOMEM (the VM then runs ungated). */
+int vm_join_diskq(struct vm *vm, struct diskq *q);
 
 /* Starts the fault thread and the evictor (the tracker is started apart, track_start, once
  * the shim has its reply: the tracker talks to the shim). Returns 0 or -errno. */
