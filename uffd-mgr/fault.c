@@ -344,6 +344,81 @@ static int serve_disk(struct vm *vm, struct disktier_io *io, void *bounce, size_
 	return r;
 }
 
+/* Adds the tiered pages of the run at first to batch b: shm pages are brought back at once
+ * (a copy from memory), disk spans are flagged in flight and queued for fault_batch_read, at
+ * their guest offset in the stage so that spans adjacent both in the guest and on disk merge
+ * into one read. Lock held. Returns 0, or -ENOSPC (nothing added) when the run's disk spans
+ * do not fit in what is left of the stage. */
+int fault_batch_add_run(struct vm *vm, struct disk_batch *b, size_t first)
+{
+	size_t run = pagemap_run_pages(vm->pm), end = first + run, need = 0;
+
+	if (end > pagemap_npages(vm->pm))
+		end = pagemap_npages(vm->pm);
+	for (size_t p = first; p < end; p++)
+		need += pagemap_state(vm->pm, p) == PS_DISK;
+	if (need && (b->used + (end - first) > b->stage_pages || b->nsegs + need > FAULT_BATCH_SEGS))
+		return -ENOSPC;
+	for (size_t p = first; p < end;) {
+		size_t sf, n;
+
+		if (pagemap_flags(vm->pm, p) & PF_EVICTING) {
+			p++;
+			continue;
+		}
+		if (pagemap_state(vm->pm, p) == PS_SHM) {
+			serve_shm(vm, p, false); /* failed: the fault path does it */
+			p++;
+			continue;
+		}
+		if (pagemap_state(vm->pm, p) != PS_DISK) {
+			p++;
+			continue;
+		}
+		pagemap_tier_span(vm->pm, p, PS_DISK, &sf, &n);
+		b->segs[b->nsegs] = (struct disktier_seg){
+		    .slot = pagemap_slot(vm->pm, sf),
+		    .buf = b->stage + (b->used + (sf - first)) * PAGE_SIZE_4K,
+		    .npages = (uint32_t)n};
+		b->first[b->nsegs++] = sf;
+		flag_span(vm, sf, n, PF_EVICTING);
+		p = sf + n;
+	}
+	if (need)
+		b->used += end - first;
+	return 0;
+}
+
+/* Reads every span of the batch with one deep disktier_read (up to the ring's depth in
+ * flight, adjacent ones merged), then installs each as a fault would. A failed read leaves
+ * every span on disk (the fault path reads it when it is needed); a span discarded meanwhile
+ * is settled. Parked faults are woken after. Lock not held. Returns 0 or the read's -errno. */
+int fault_batch_read(struct vm *vm, struct disktier_io *io, struct disk_batch *b)
+{
+	uint64_t one = 1;
+	int r = 0;
+
+	if (b->nsegs)
+		r = disktier_read(io, b->segs, b->nsegs);
+	pthread_mutex_lock(&vm->lock);
+	for (unsigned i = 0; i < b->nsegs; i++) {
+		size_t n = b->segs[i].npages;
+
+		if (settle_discards(vm, b->first[i], n) || r)
+			continue; /* its pages are zero or still on disk, flags cleared */
+		install_span(vm, PS_DISK, b->first[i], n, b->segs[i].buf, false);
+	}
+	if (r && vm->st->disk_read_errors++ % 1000 == 0)
+		log_err(vm->name, "prefetch read of %u spans from %s failed: %s; they stay on disk",
+			b->nsegs, disktier_path(vm->disk), strerror(-r));
+	pthread_mutex_unlock(&vm->lock);
+	if (b->nsegs)
+		(void)!write(vm->wake_efd, &one, sizeof(one));
+	b->nsegs = 0;
+	b->used = 0;
+	return r;
+}
+
 int fault_bring_back(struct vm *vm, struct disktier_io *io, void *bounce, size_t page)
 {
 	int r = 0;

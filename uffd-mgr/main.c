@@ -36,11 +36,11 @@
 #define CLIENT_SILENT_S 5 /* a new connection must ask something within this */
 #define MAX_EXITED	32
 #define EMBEDDED_IDLE_S 60
-/* Bytes of disk-tier I/O in flight on all VMs' rings together (diskq.h): enough for a deep
- * queue of one VM's prefetch (half of it) and demotion writes (a quarter), short enough that a
- * fault's read is never queued in the device behind more than a few milliseconds of others'
- * I/O. */
-#define DISK_INFLIGHT (8u << 20)
+/* Default bytes of disk-tier I/O in flight on all VMs' rings together (diskq.h): enough for a
+ * deep queue of one VM's prefetch (half of it) and demotion writes (a quarter), short enough
+ * that a fault's read is never queued in the device behind more than a few milliseconds of
+ * others' I/O. */
+#define DISK_INFLIGHT (8ull << 20)
 
 enum client_kind { CLIENT_NEW, CLIENT_SHIM, CLIENT_WATCH };
 
@@ -71,6 +71,7 @@ struct daemon {
 	struct planner *planner;
 	struct diskq *diskq; /* every VM's disk-tier I/O goes through it */
 	uint64_t budget;     /* --budget, 0: the planner's default */
+	uint64_t disk_inflight; /* --disk-inflight, 0: no cap */
 	struct tracker *bpf; /* loaded when the first VM asks for it */
 	bool bpf_tried;
 	char bpf_err[160]; /* why it could not load */
@@ -87,7 +88,8 @@ static void usage(FILE *out)
 	    "NAME\n"
 	    "    uffd-mgrd - host memory manager for QEMU guests (userfaultfd, shm tier)\n\n"
 	    "SYNOPSIS\n"
-	    "    uffd-mgrd [--socket PATH] [--log FILE] [--budget SIZE] [--embedded]\n\n"
+	    "    uffd-mgrd [--socket PATH] [--log FILE] [--budget SIZE] [--disk-inflight SIZE]\n"
+	    "              [--embedded]\n\n"
 	    "DESCRIPTION\n"
 	    "    Serves the guest RAM of every QEMU started through uffd-qemu: never-touched\n"
 	    "    pages as zero pages, cold runs moved to a per-VM shared-memory tier when the\n"
@@ -106,6 +108,11 @@ static void usage(FILE *out)
 	    "                   of MemTotal), split by predicted demand, critical amount,\n"
 	    "                   [balloon] min/max and [memory] weight; re-planned every 5 s\n"
 	    "                   and at once when a VM's faults or swapping spike\n"
+	    "    --disk-inflight SIZE\n"
+	    "                   disk-tier I/O in flight for all VMs together (default 8M;\n"
+	    "                   0: no cap): past it, a fault's read goes before prefetch\n"
+	    "                   reads and demotion writes, and each class is shared among\n"
+	    "                   the VMs by bytes, in proportion to [memory] weight\n"
 	    "    --embedded     exit when the last VM has gone (uffd-qemu starts the daemon\n"
 	    "                   this way when none answers at the socket)\n"
 	    "    --config FILE  settings below as 'key = value' lines (default %s,\n"
@@ -1072,6 +1079,7 @@ static int parse_args(int argc, char **argv, struct daemon *d)
 	    {"log", required_argument, NULL, 'l'},
 	    {"embedded", no_argument, NULL, 'e'},
 	    {"budget", required_argument, NULL, 'b'},
+	    {"disk-inflight", required_argument, NULL, 'D'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {"config", required_argument, NULL, 'c'},
@@ -1090,6 +1098,7 @@ static int parse_args(int argc, char **argv, struct daemon *d)
 
 	d->socket_path =
 	    getenv("UFFD_MGR_SOCKET") ? getenv("UFFD_MGR_SOCKET") : PROTO_DEFAULT_SOCKET;
+	d->disk_inflight = DISK_INFLIGHT;
 	while ((o = getopt_long(argc, argv, "s:l:eh", opts, &idx)) != -1) {
 		switch (o) {
 		case 'c':
@@ -1104,6 +1113,14 @@ static int parse_args(int argc, char **argv, struct daemon *d)
 			if (policy_parse_size(optarg, &d->budget) || d->budget < (64ull << 20)) {
 				fprintf(stderr,
 					"uffd-mgrd: bad --budget '%s' (a size of at least 64M, e.g. 12G)\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'D':
+			if (policy_parse_size(optarg, &d->disk_inflight)) {
+				fprintf(stderr,
+					"uffd-mgrd: bad --disk-inflight '%s' (a size, e.g. 8M, or 0)\n",
 					optarg);
 				return 2;
 			}
@@ -1192,7 +1209,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "uffd-mgrd: cannot size the host budget: %s\n", strerror(-r));
 		return 1;
 	}
-	if (diskq_create(DISK_INFLIGHT, &d.diskq)) {
+	if (diskq_create(d.disk_inflight, &d.diskq)) {
 		fprintf(stderr, "uffd-mgrd: out of memory\n");
 		return 1;
 	}

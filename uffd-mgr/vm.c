@@ -251,7 +251,7 @@ static int open_rings(struct vm *vm, char *err, size_t errlen)
 		log_warn(vm->name, "ignoring bad UFFD_MGR_INJECT_DISK '%s'", inject);
 	r = disktier_io_create(vm->disk, vm->fault_bounce, vm->pol.run_size, 8, &vm->fault_io);
 	if (!r)
-		r = disktier_io_create(vm->disk, vm->evict_stage, vm->pol.run_size, 32,
+		r = disktier_io_create(vm->disk, vm->evict_stage, vm->evict_stage_len, 32,
 				       &vm->evict_io);
 	if (r) {
 		snprintf(err, errlen, "cannot set up io_uring for the disk tier: %s", strerror(-r));
@@ -318,8 +318,10 @@ static int vm_finish(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot build the page map: %s", strerror(-r));
 		return r;
 	}
+	vm->evict_stage_len =
+	    vm->pol.run_size > VM_PREFETCH_STAGE ? vm->pol.run_size : VM_PREFETCH_STAGE;
 	vm->fault_bounce = aligned_alloc(PAGE_SIZE_4K, vm->pol.run_size);
-	vm->evict_stage = aligned_alloc(PAGE_SIZE_4K, vm->pol.run_size);
+	vm->evict_stage = aligned_alloc(PAGE_SIZE_4K, vm->evict_stage_len);
 	if (!vm->fault_bounce || !vm->evict_stage)
 		return -ENOMEM;
 	if (vm->disk) {

@@ -108,7 +108,8 @@ struct vm {
 	struct disktier *disk;			 /* NULL: no disk tier */
 	struct disktier_io *fault_io, *evict_io; /* each used by one thread only */
 	struct diskq_client *dq;		 /* the daemon's disk scheduler; NULL: none */
-	uint8_t *fault_bounce, *evict_stage;	 /* run_size each, registered with the rings */
+	uint8_t *fault_bounce, *evict_stage;	 /* registered with the rings */
+	size_t evict_stage_len; /* run_size, at least VM_PREFETCH_STAGE (prefetch batches) */
 	pthread_mutex_t lock;
 	pthread_cond_t evict_cv;
 	pthread_t fault_tid, evict_tid;
@@ -168,6 +169,10 @@ struct vm {
 	uint64_t kill_ns;	   /* control loop: SIGKILL due then if QEMU still runs; 0 */
 	bool killed;		   /* control loop: SIGKILL sent */
 };
+
+/* Bytes of disk reads the evictor's prefetch keeps in flight at once, at least: the staging
+ * buffer it reads into, registered (pinned) with its ring. */
+#define VM_PREFETCH_STAGE (1u << 20)
 
 struct proto_register;
 struct proto_range;
