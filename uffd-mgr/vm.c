@@ -209,7 +209,11 @@ static void gate_fault_release(void *arg, bool write, uint64_t bytes)
 
 static int gate_bg_acquire(void *arg, bool write, uint64_t bytes, bool wait)
 {
-	return diskq_acquire(arg, write ? DISKQ_WRITE : DISKQ_PREFETCH, bytes, wait);
+	int r = diskq_acquire(arg, write ? DISKQ_WRITE : DISKQ_PREFETCH, bytes, wait);
+
+	if (!r && write && hooks_disk_write_delay_us()) /* test builds: a slow disk */
+		usleep(hooks_disk_write_delay_us());
+	return r;
 }
 
 static void gate_bg_release(void *arg, bool write, uint64_t bytes)
