@@ -390,32 +390,111 @@ int fault_batch_add_run(struct vm *vm, struct disk_batch *b, size_t first)
 }
 
 /* Reads every span of the batch with one deep disktier_read (up to the ring's depth in
- * flight, adjacent ones merged), then installs each as a fault would. A failed read leaves
- * every span on disk (the fault path reads it when it is needed); a span discarded meanwhile
- * is settled. Parked faults are woken after. Lock not held. Returns 0 or the read's -errno. */
-int fault_batch_read(struct vm *vm, struct disktier_io *io, struct disk_batch *b)
+ * flight, adjacent ones merged), then installs each as a fault would; the span holding
+ * b->demand_page counts as the fault's. A failed read leaves every span on disk (a fault reads
+ * it when it is needed); a span discarded meanwhile is settled. Called with the lock held;
+ * drops it for the read. Returns 0, the read's -errno, or install_span's error for the
+ * demand span. */
+static int batch_read_locked(struct vm *vm, struct disktier_io *io, struct disk_batch *b)
 {
-	uint64_t one = 1;
-	int r = 0;
+	int r = 0, rd = 0;
 
-	if (b->nsegs)
-		r = disktier_read(io, b->segs, b->nsegs);
-	pthread_mutex_lock(&vm->lock);
-	for (unsigned i = 0; i < b->nsegs; i++) {
-		size_t n = b->segs[i].npages;
-
-		if (settle_discards(vm, b->first[i], n) || r)
-			continue; /* its pages are zero or still on disk, flags cleared */
-		install_span(vm, PS_DISK, b->first[i], n, b->segs[i].buf, false);
+	if (b->nsegs) {
+		pthread_mutex_unlock(&vm->lock);
+		rd = disktier_read(io, b->segs, b->nsegs);
+		pthread_mutex_lock(&vm->lock);
 	}
-	if (r && vm->st->disk_read_errors++ % 1000 == 0)
-		log_err(vm->name, "prefetch read of %u spans from %s failed: %s; they stay on disk",
-			b->nsegs, disktier_path(vm->disk), strerror(-r));
-	pthread_mutex_unlock(&vm->lock);
-	if (b->nsegs)
-		(void)!write(vm->wake_efd, &one, sizeof(one));
+	for (unsigned i = 0; i < b->nsegs; i++) {
+		size_t n = b->segs[i].npages, f = b->first[i];
+		bool demand = b->demand_page >= f && b->demand_page < f + n;
+		int ri;
+
+		if (settle_discards(vm, f, n) || rd) {
+			if (demand && !rd)
+				r = -EAGAIN; /* the span changed: the fault tries again */
+			continue; /* its pages are zero or still on disk, flags cleared */
+		}
+		ri = install_span(vm, PS_DISK, f, n, b->segs[i].buf, demand);
+		if (demand) {
+			r = ri;
+			vm->st->faults_disk += !ri;
+		}
+	}
 	b->nsegs = 0;
 	b->used = 0;
+	return rd ? rd : r;
+}
+
+int fault_batch_read(struct vm *vm, struct disktier_io *io, struct disk_batch *b)
+{
+	unsigned nsegs = b->nsegs;
+	uint64_t one = 1;
+	int r;
+
+	b->demand_page = SIZE_MAX;
+	pthread_mutex_lock(&vm->lock);
+	r = batch_read_locked(vm, io, b);
+	if (r && vm->st->disk_read_errors++ % 1000 == 0)
+		log_err(vm->name, "prefetch read of %u spans from %s failed: %s; they stay on disk",
+			nsegs, disktier_path(vm->disk), strerror(-r));
+	pthread_mutex_unlock(&vm->lock);
+	if (nsegs) /* faults parked on these spans go on */
+		(void)!write(vm->wake_efd, &one, sizeof(one));
+	return r;
+}
+
+/* How many runs a disk fault on page reads at once: 1 for a fault off the sequence, else
+ * twice the last window (up to what the bounce buffer holds), like the kernel's swap
+ * read-ahead but in runs: a sequential reader's next run comes with the one it faults on,
+ * and the runs after it are resident before it gets there. Fault thread only. Lock held. */
+static size_t readahead_runs(struct vm *vm, size_t page)
+{
+	size_t run = pagemap_run_pages(vm->pm), max = vm->fault_bounce_len / PAGE_SIZE_4K / run;
+	uint64_t limit = vm_limit_pages(vm), batch = limit / 32 > 4 * run ? limit / 32 : 4 * run;
+	size_t want;
+
+	if (page / run != vm->disk_ra_next) {
+		vm->disk_ra_runs = 1;
+		return 1;
+	}
+	want = vm->disk_ra_runs * 2;
+	if (want > max)
+		want = max;
+	/* Under a limit, no more than the evictor's own batch (its slack below the limit, as in
+	 * evict_round): what read-ahead brings past the limit is what one eviction round takes
+	 * back, the coldest runs, not these. */
+	if (limit && want * run > batch)
+		want = batch / run ? batch / run : 1;
+	vm->disk_ra_runs = (uint32_t)want;
+	return want;
+}
+
+/* A disk fault with read-ahead: the faulting run and the next runs that have pages on disk
+ * (up to want runs in all, through the fault's bounce buffer) are read with one deep read and
+ * installed. Lock held, dropped for the read. Returns as serve_disk. */
+static int serve_disk_ahead(struct vm *vm, struct disktier_io *io, size_t page, size_t want,
+			    uint64_t *fail_ns)
+{
+	struct disk_batch *b = vm->fault_batch;
+	size_t run = pagemap_run_pages(vm->pm), r0 = page / run * run, last = r0;
+	int r;
+
+	b->stage = vm->fault_bounce;
+	b->stage_pages = vm->fault_bounce_len / PAGE_SIZE_4K;
+	b->demand_page = page;
+	if (fault_batch_add_run(vm, b, r0))
+		return -ENOSPC; /* cannot be: the bounce holds one run */
+	for (size_t k = 1, p = r0 + run; k < want && p < pagemap_npages(vm->pm); k++, p += run) {
+		if (pagemap_state(vm->pm, p) != PS_DISK && pagemap_state(vm->pm, p) != PS_SHM)
+			break; /* resident or never touched: the sequence ends here */
+		if (fault_batch_add_run(vm, b, p))
+			break;
+		last = p;
+	}
+	vm->disk_ra_next = last / run + 1;
+	r = batch_read_locked(vm, io, b);
+	if (r && r != -EAGAIN && r != -EEXIST && pagemap_state(vm->pm, page) == PS_DISK)
+		return disk_read_failed(vm, page, 1, pagemap_slot(vm->pm, page), r, fail_ns);
 	return r;
 }
 
@@ -506,7 +585,15 @@ static int serve(struct vm *vm, struct pending *f)
 	} else if (st == PS_SHM) {
 		r = serve_shm(vm, page, true);
 	} else if (st == PS_DISK) {
-		r = serve_disk(vm, vm->fault_io, vm->fault_bounce, page, true, &f->disk_fail_ns);
+		size_t ra = vm->fault_batch ? readahead_runs(vm, page) : 1;
+
+		if (ra > 1) {
+			r = serve_disk_ahead(vm, vm->fault_io, page, ra, &f->disk_fail_ns);
+		} else {
+			r = serve_disk(vm, vm->fault_io, vm->fault_bounce, page, true,
+				       &f->disk_fail_ns);
+			vm->disk_ra_next = page / pagemap_run_pages(vm->pm) + 1;
+		}
 		if (r == -EBUSY)
 			f->wait = WAIT_DISK;
 	} else {

@@ -28,6 +28,7 @@ struct disk_batch {
 	uint8_t *stage;	   /* the ring's registered buffer */
 	size_t stage_pages;
 	size_t used;	   /* stage pages taken by the runs added */
+	size_t demand_page; /* the fault's page (its span counts as the fault's), or SIZE_MAX */
 	unsigned nsegs;
 	struct disktier_seg segs[FAULT_BATCH_SEGS];
 	size_t first[FAULT_BATCH_SEGS]; /* each span's first page */

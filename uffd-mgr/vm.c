@@ -253,7 +253,7 @@ static int open_rings(struct vm *vm, char *err, size_t errlen)
 
 	if (inject && *inject && disktier_set_injection(vm->disk, inject))
 		log_warn(vm->name, "ignoring bad UFFD_MGR_INJECT_DISK '%s'", inject);
-	r = disktier_io_create(vm->disk, vm->fault_bounce, vm->pol.run_size, 8, &vm->fault_io);
+	r = disktier_io_create(vm->disk, vm->fault_bounce, vm->fault_bounce_len, 32, &vm->fault_io);
 	if (!r)
 		r = disktier_io_create(vm->disk, vm->evict_stage, vm->evict_stage_len, 32,
 				       &vm->evict_io);
@@ -324,8 +324,12 @@ static int vm_finish(struct vm *vm, char *err, size_t errlen)
 	}
 	vm->evict_stage_len =
 	    vm->pol.run_size > VM_PREFETCH_STAGE ? vm->pol.run_size : VM_PREFETCH_STAGE;
-	vm->fault_bounce = aligned_alloc(PAGE_SIZE_4K, vm->pol.run_size);
+	vm->fault_bounce_len = vm->disk ? vm->evict_stage_len : vm->pol.run_size;
+	vm->disk_ra_next = SIZE_MAX;
+	vm->fault_bounce = aligned_alloc(PAGE_SIZE_4K, vm->fault_bounce_len);
 	vm->evict_stage = aligned_alloc(PAGE_SIZE_4K, vm->evict_stage_len);
+	if (vm->disk && !(vm->fault_batch = calloc(1, sizeof(*vm->fault_batch))))
+		return -ENOMEM;
 	if (!vm->fault_bounce || !vm->evict_stage)
 		return -ENOMEM;
 	if (vm->disk) {
@@ -803,6 +807,7 @@ void vm_destroy(struct vm *vm)
 	diskq_leave(vm->dq); /* no ring of the VM is left to hold a share */
 	disktier_close(vm->disk);
 	free(vm->fault_bounce);
+	free(vm->fault_batch);
 	free(vm->evict_stage);
 	shmpool_destroy(vm->shm);
 	pagemap_destroy(vm->pm);

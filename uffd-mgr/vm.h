@@ -25,6 +25,7 @@
 
 struct tracker;
 struct qmp;
+struct disk_batch;
 
 /* What the planner decided for a VM and what came of it (plan.c). Figures in bytes. */
 struct vm_plan_stats {
@@ -109,7 +110,10 @@ struct vm {
 	struct disktier_io *fault_io, *evict_io; /* each used by one thread only */
 	struct diskq_client *dq;		 /* the daemon's disk scheduler; NULL: none */
 	uint8_t *fault_bounce, *evict_stage;	 /* registered with the rings */
-	size_t evict_stage_len; /* run_size, at least VM_PREFETCH_STAGE (prefetch batches) */
+	size_t fault_bounce_len, evict_stage_len; /* run_size, at least VM_PREFETCH_STAGE */
+	struct disk_batch *fault_batch; /* the fault thread's read-ahead; NULL: no disk tier */
+	size_t disk_ra_next;		/* fault thread: the run a sequential reader faults next */
+	uint32_t disk_ra_runs;		/* fault thread: its read-ahead window, in runs */
 	pthread_mutex_t lock;
 	pthread_cond_t evict_cv;
 	pthread_t fault_tid, evict_tid;
@@ -170,8 +174,8 @@ struct vm {
 	bool killed;		   /* control loop: SIGKILL sent */
 };
 
-/* Bytes of disk reads the evictor's prefetch keeps in flight at once, at least: the staging
- * buffer it reads into, registered (pinned) with its ring. */
+/* Bytes of disk reads the evictor's prefetch, and the fault thread's read-ahead, keep in
+ * flight at once, at least: the buffers they read into, registered (pinned) with their rings. */
 #define VM_PREFETCH_STAGE (1u << 20)
 
 struct proto_register;
