@@ -30,8 +30,8 @@ enum diskq_class { DISKQ_FAULT, DISKQ_PREFETCH, DISKQ_WRITE, DISKQ_NCLASS };
 /* Per client, since it joined. */
 struct diskq_stats {
 	uint64_t grants[DISKQ_NCLASS], bytes[DISKQ_NCLASS];
-	uint64_t waits[DISKQ_NCLASS];	 /* requests that had to wait for their turn */
-	uint64_t wait_ns[DISKQ_NCLASS];	 /* their time waiting, in all */
+	uint64_t waits[DISKQ_NCLASS];	/* requests that had to wait for their turn */
+	uint64_t wait_ns[DISKQ_NCLASS]; /* their time waiting, in all */
 	uint64_t wait_max_ns[DISKQ_NCLASS];
 };
 

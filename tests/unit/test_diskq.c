@@ -188,8 +188,8 @@ static void *loop_thread(void *arg)
 }
 
 /* Runs n backlogged loopers of the given weights and classes until total grants are done. */
-static void run_loopers(struct diskq *q, int n, const uint32_t *weight,
-			const enum diskq_class *cls, uint64_t cap, uint64_t total, uint64_t *grants)
+static void run_loopers(struct diskq *q, int n, const uint32_t *weight, const enum diskq_class *cls,
+			uint64_t cap, uint64_t total, uint64_t *grants)
 {
 	struct looper l[8];
 	pthread_t t[8];
@@ -198,8 +198,8 @@ static void run_loopers(struct diskq *q, int n, const uint32_t *weight,
 	uint64_t sum;
 
 	for (int i = 0; i < n; i++) {
-		l[i] = (struct looper){.cls = cls[i], .stop = &stop, .inflight = &inflight,
-				       .cap = cap};
+		l[i] = (struct looper){
+		    .cls = cls[i], .stop = &stop, .inflight = &inflight, .cap = cap};
 		assert_int_equal(diskq_join(q, weight[i], &l[i].c), 0);
 		pthread_create(&t[i], NULL, loop_thread, &l[i]);
 	}
