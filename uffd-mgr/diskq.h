@@ -15,7 +15,21 @@
  *      present, with no credit saved up.
  * A request is never split: one larger than the whole cap goes alone once nothing is in
  * flight. The scheduler holds no I/O itself: the ring's thread starts it once granted
- * (disktier_gate), and releases its bytes when the I/O ends. Thread-safe. */
+ * (disktier_gate), and releases its bytes when the I/O ends. Thread-safe.
+ *
+ * Why here, and in this form:
+ *  - Not in the kernel: the block layer's own fairness (io.weight, io.latency, BFQ, ioprio)
+ *    works per cgroup or per task, and every VM's I/O here comes from one daemon's threads;
+ *    it cannot tell a fault's read from a demotion write of the same VM either.
+ *  - Not one shared ring or I/O thread for all VMs: the fault thread would then hand its read
+ *    to another thread and be woken back (tens of µs across CPUs, DESIGN.md), and one stuck
+ *    VM's ring would stall the others. Each thread keeps its own ring and does its own I/O;
+ *    only the decision "may I start now" is shared, one mutex and a few compares per I/O.
+ *  - Start-time fair queueing rather than deficit round robin: the waiters are threads that
+ *    each hold at most one request, so there are no per-VM queues to visit in rounds; a tag
+ *    per VM and class gives the same shares by bytes, with no quantum to tune.
+ *  - Caps by bytes, not requests: a 2 MiB run and a 4 KiB page cost the device very
+ *    differently; the default cap is set from measurements (uffd-mgrd --disk-inflight). */
 #ifndef UFFD_DISKQ_H
 #define UFFD_DISKQ_H
 
