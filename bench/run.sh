@@ -786,8 +786,9 @@ fair_light() {
 	rm -rf "$sy" && mkdir -p "$sy"
 	say "scene 9: light VM's disk-tier faults, $1"
 	policy $vm ${FAIR_LIMIT}M 4K 1M 1G $GUEST_CPU 0
-	# No tracker: its arming each second would stall faults alike with or without the others.
-	printf '[tracker]\nmode = off\n' >>"$WORK/$vm.conf"
+	# No tracker (its arming each second would stall faults alike with or without the others)
+	# and no prefetch (the planner would bring some of the sampled pages back ahead).
+	printf '[tracker]\nmode = off\n[prefetch]\nproactive = off\n' >>"$WORK/$vm.conf"
 	env UFFD_MGR_SOCKET="$SOCK" UFFD_MGR_VM=$vm UFFD_MGR_POLICY="$WORK/$vm.conf" \
 		LD_PRELOAD="$BUILD/libuffd-shim.so" "$BIN/faultlat" --mb $FAIR_MB \
 		--samples $FAIR_SAMPLES --cpu $GUEST_CPU --limit-mb $FAIR_LIMIT --sync "$sy" \
@@ -797,7 +798,8 @@ fair_light() {
 	if [ "$2" = thrash ]; then
 		for i in 1 2; do
 			policy thrash$i$3 ${THRASH_LIMIT}M 64K 8M 1G $OTHER_CPU 0
-			printf '[tracker]\nmode = off\n' >>"$WORK/thrash$i$3.conf"
+			printf '[tracker]\nmode = off\n[prefetch]\nproactive = off\n' \
+				>>"$WORK/thrash$i$3.conf"
 			env UFFD_MGR_SOCKET="$SOCK" UFFD_MGR_VM=thrash$i$3 \
 				UFFD_MGR_POLICY="$WORK/thrash$i$3.conf" \
 				LD_PRELOAD="$BUILD/libuffd-shim.so" "$BIN/regrow" --mb $THRASH_MB \

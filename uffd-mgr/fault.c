@@ -444,13 +444,13 @@ int fault_batch_read(struct vm *vm, struct disktier_io *io, struct disk_batch *b
 }
 
 /* How many runs a disk fault on page reads at once: 1 for a fault off the sequence, else
- * twice the last window (up to what the bounce buffer holds), like the kernel's swap
- * read-ahead but in runs: a sequential reader's next run comes with the one it faults on,
- * and the runs after it are resident before it gets there. Fault thread only. Lock held. */
+ * twice the last window (up to what the bounce buffer holds, and the room under the limit),
+ * like the kernel's swap read-ahead but in runs: the runs after a sequential reader's fault
+ * are resident before it gets there. Fault thread only. Lock held. */
 static size_t readahead_runs(struct vm *vm, size_t page)
 {
 	size_t run = pagemap_run_pages(vm->pm), max = vm->fault_bounce_len / PAGE_SIZE_4K / run;
-	uint64_t limit = vm_limit_pages(vm), batch = limit / 32 > 4 * run ? limit / 32 : 4 * run;
+	uint64_t limit = vm_limit_pages(vm), resident = pagemap_count(vm->pm, PS_RESIDENT);
 	size_t want;
 
 	if (page / run != vm->disk_ra_next) {
@@ -460,30 +460,34 @@ static size_t readahead_runs(struct vm *vm, size_t page)
 	want = vm->disk_ra_runs * 2;
 	if (want > max)
 		want = max;
-	/* Under a limit, no more than the evictor's own batch (its slack below the limit, as in
-	 * evict_round): what read-ahead brings past the limit is what one eviction round takes
-	 * back, the coldest runs, not these. */
-	if (limit && want * run > batch)
-		want = batch / run ? batch / run : 1;
+	/* Only into room under the limit (a VM regrowing after the planner raised its target):
+	 * at the limit every run read ahead costs an eviction, which is what a paging guest is
+	 * short of already (measured: read-ahead at the limit doubled the disk reads, half of
+	 * them evicted again unread, and made faults wait on the throttle). */
+	while (want > 1 && limit && resident + want * run > limit)
+		want /= 2;
 	vm->disk_ra_runs = (uint32_t)want;
 	return want;
 }
 
-/* A disk fault with read-ahead: the faulting run and the next runs that have pages on disk
- * (up to want runs in all, through the fault's bounce buffer) are read with one deep read and
- * installed. Lock held, dropped for the read. Returns as serve_disk. */
+/* A disk fault with read-ahead: the fault is served first, alone (its span read as a fault's
+ * read and installed, which wakes the vCPU); then the next runs that have pages in a tier (up
+ * to want runs in all, through the fault's bounce buffer) are read with one deep read as
+ * background reads (diskq: after other VMs' faults) and installed. Lock held, dropped for the
+ * reads. Returns as serve_disk, for the fault; a failed read-ahead leaves its runs on disk. */
 static int serve_disk_ahead(struct vm *vm, struct disktier_io *io, size_t page, size_t want,
 			    uint64_t *fail_ns)
 {
 	struct disk_batch *b = vm->fault_batch;
 	size_t run = pagemap_run_pages(vm->pm), r0 = page / run * run, last = r0;
-	int r;
+	int r = serve_disk(vm, io, vm->fault_bounce, page, true, fail_ns);
 
+	vm->disk_ra_next = r0 / run + 1;
+	if (r)
+		return r;
 	b->stage = vm->fault_bounce;
 	b->stage_pages = vm->fault_bounce_len / PAGE_SIZE_4K;
-	b->demand_page = page;
-	if (fault_batch_add_run(vm, b, r0))
-		return -ENOSPC; /* cannot be: the bounce holds one run */
+	b->demand_page = SIZE_MAX;
 	for (size_t k = 1, p = r0 + run; k < want && p < pagemap_npages(vm->pm); k++, p += run) {
 		if (pagemap_state(vm->pm, p) != PS_DISK && pagemap_state(vm->pm, p) != PS_SHM)
 			break; /* resident or never touched: the sequence ends here */
@@ -492,10 +496,10 @@ static int serve_disk_ahead(struct vm *vm, struct disktier_io *io, size_t page, 
 		last = p;
 	}
 	vm->disk_ra_next = last / run + 1;
-	r = batch_read_locked(vm, io, b);
-	if (r && r != -EAGAIN && r != -EEXIST && pagemap_state(vm->pm, page) == PS_DISK)
-		return disk_read_failed(vm, page, 1, pagemap_slot(vm->pm, page), r, fail_ns);
-	return r;
+	vm->fault_gate.read_cls = DISKQ_PREFETCH;
+	batch_read_locked(vm, io, b);
+	vm->fault_gate.read_cls = DISKQ_FAULT;
+	return 0;
 }
 
 int fault_bring_back(struct vm *vm, struct disktier_io *io, void *bounce, size_t page)

@@ -194,41 +194,32 @@ static int open_pidfd(pid_t pid)
 	return fd < 0 ? -errno : fd;
 }
 
-/* The gates between the VM's rings and the daemon's disk scheduler (diskq.h): a read on the
- * fault thread's ring is a fault's; on any other ring (the evictor's prefetch, a release) a
- * background read; a write is a demotion. */
-static int gate_fault_acquire(void *arg, bool write, uint64_t bytes, bool wait)
+/* The gates between the VM's rings and the daemon's disk scheduler (diskq.h): a write is a
+ * demotion; a read counts as its ring's struct vm_gate says. */
+static int gate_acquire(void *arg, bool write, uint64_t bytes, bool wait)
 {
-	return diskq_acquire(arg, write ? DISKQ_WRITE : DISKQ_FAULT, bytes, wait);
-}
-
-static void gate_fault_release(void *arg, bool write, uint64_t bytes)
-{
-	diskq_release(arg, write ? DISKQ_WRITE : DISKQ_FAULT, bytes);
-}
-
-static int gate_bg_acquire(void *arg, bool write, uint64_t bytes, bool wait)
-{
-	int r = diskq_acquire(arg, write ? DISKQ_WRITE : DISKQ_PREFETCH, bytes, wait);
+	struct vm_gate *g = arg;
+	int r = diskq_acquire(g->dq, write ? DISKQ_WRITE : g->read_cls, bytes, wait);
 
 	if (!r && write && hooks_disk_write_delay_us()) /* test builds: a slow disk */
 		usleep(hooks_disk_write_delay_us());
 	return r;
 }
 
-static void gate_bg_release(void *arg, bool write, uint64_t bytes)
+static void gate_release(void *arg, bool write, uint64_t bytes)
 {
-	diskq_release(arg, write ? DISKQ_WRITE : DISKQ_PREFETCH, bytes);
+	struct vm_gate *g = arg;
+
+	diskq_release(g->dq, write ? DISKQ_WRITE : g->read_cls, bytes);
 }
 
 /* Puts a ring of the VM behind the daemon's scheduler, if it has joined one. */
-static void gate_ring(struct vm *vm, struct disktier_io *io, bool fault)
+static void gate_ring(struct vm *vm, struct disktier_io *io, struct vm_gate *g)
 {
-	struct disktier_gate g = {fault ? gate_fault_acquire : gate_bg_acquire,
-				  fault ? gate_fault_release : gate_bg_release, vm->dq};
+	struct disktier_gate dg = {gate_acquire, gate_release, g};
 
 	if (io && vm->dq)
-		disktier_io_set_gate(io, &g);
+		disktier_io_set_gate(io, &dg);
 }
 
 int vm_join_diskq(struct vm *vm, struct diskq *q)
@@ -240,8 +231,10 @@ int vm_join_diskq(struct vm *vm, struct diskq *q)
 	r = diskq_join(q, vm->pol.weight, &vm->dq);
 	if (r)
 		return r;
-	gate_ring(vm, vm->fault_io, true);
-	gate_ring(vm, vm->evict_io, false);
+	vm->fault_gate = (struct vm_gate){vm->dq, DISKQ_FAULT};
+	vm->bg_gate = (struct vm_gate){vm->dq, DISKQ_PREFETCH};
+	gate_ring(vm, vm->fault_io, &vm->fault_gate);
+	gate_ring(vm, vm->evict_io, &vm->bg_gate);
 	return 0;
 }
 
@@ -675,7 +668,7 @@ static int bring_back_all(struct vm *vm)
 
 	if (!r && vm->disk)
 		r = disktier_io_create(vm->disk, bounce, vm->pol.run_size, 8, &io);
-	gate_ring(vm, io, false);
+	gate_ring(vm, io, &vm->bg_gate);
 	for (size_t p = 0; !r && p < pagemap_npages(vm->pm); p++) {
 		int tries = 0;
 

@@ -109,6 +109,13 @@ struct vm {
 	struct disktier *disk;			 /* NULL: no disk tier */
 	struct disktier_io *fault_io, *evict_io; /* each used by one thread only */
 	struct diskq_client *dq;		 /* the daemon's disk scheduler; NULL: none */
+	/* What each ring's reads count as at the scheduler: the fault ring's are a fault's
+	 * (DISKQ_FAULT) but while the fault thread reads ahead (fault thread only); the other
+	 * rings' are background reads (DISKQ_PREFETCH). */
+	struct vm_gate {
+		struct diskq_client *dq;
+		enum diskq_class read_cls;
+	} fault_gate, bg_gate;
 	uint8_t *fault_bounce, *evict_stage;	 /* registered with the rings */
 	size_t fault_bounce_len, evict_stage_len; /* run_size, at least VM_PREFETCH_STAGE */
 	struct disk_batch *fault_batch; /* the fault thread's read-ahead; NULL: no disk tier */
