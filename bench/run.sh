@@ -29,6 +29,14 @@
 #      read back at random under a 64 MiB limit, victims picked by age, run_size 4K and 64K,
 #      with the tracker's arming applied promptly and with it still pending; picks and pages
 #      per second against the old whole-map walk in the same run, and memcpy of the bytes.
+#   9. Fair disk I/O between VMs: a light VM's disk-tier faults (faultlat, run_size 4K, random
+#      reads of pushed-out pages) alone, then while two other VMs thrash their disk tiers
+#      (regrow over 256 MiB with 16 MiB resident and an 8 MiB shm tier: every run they read
+#      back comes from disk and pushes another out through demotion writes); the light VM's
+#      fault p99 beside them against alone, with the daemon's disk scheduler (the default)
+#      and without it (--disk-inflight 0); medians of 3 runs of each, interleaved. The light
+#      VM and its fault thread on CPU 0, the thrashers and theirs on CPU 1, so that what they
+#      share is the disk more than a CPU.
 #   8. The pause a guest sees while uffd-mgrd is killed with SIGKILL and started again at once
 #      (as systemd's Restart=always, RestartSec=0 would), and while it is upgraded in place
 #      (uffdctl upgrade), 7 times each (bench/pausebench.c: random reads of 192 MiB, 48 MiB
@@ -36,10 +44,12 @@
 #      before each kill and the first after the new daemon adopted the guest, p50 and max,
 #      against the shm-tier fault p50 of the running daemon, from the same program.
 #
-# Environment: BUILD (default <repo>/build, needs `make all guest`), BENCH_OUT (default
+# Environment: BUILD (default <repo>/build, needs `make all guest`; the guest only for scenes
+# 4 and 6), BENCH_OUT (default
 # bench/results), BENCH_REGROW_MB (scene 2 working set, default 1024), BENCH_PASS_S (longest
 # read-back pass in scene 2, default 6), BENCH_SCENES (the scenes to run, e.g. "1 8", scene 3
-# comes with 1; default all; a partial run makes no plots and leaves bench/latest.* alone).
+# comes with 1 or runs alone; default all; a partial run makes no plots and leaves
+# bench/latest.* alone).
 # Needs root (swap file, memory cgroup v1), fio and gnuplot. Everything it starts (daemon,
 # guests, swap file, cgroup, scratch files) is stopped and removed on exit, failure or
 # interrupt. Exit status: 0, or 1 when a step failed or a page came back wrong.
@@ -62,6 +72,8 @@ if [ -r /dev/kvm ] && [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; then
 	ACCEL=KVM
 fi
 FIO_S=5
+FAIR_MB=96 FAIR_LIMIT=24 FAIR_SAMPLES=4096 FAIR_RUNS=3 # scene 9: the light VM
+THRASH_MB=256 THRASH_LIMIT=16              # scene 9: each of the two thrashing VMs
 TRACK_OPS=6000000 # scene 5: per thread, ~6 s a run here
 TRACK_RUNS=9      # scene 5: the effect (a few %) is smaller than this host's run-to-run noise
 
@@ -150,6 +162,7 @@ failed() {
 check_prereqs() {
 	[ "$(id -u)" -eq 0 ] || die "needs root (swap file, memory cgroup)"
 	for b in uffd-mgrd uffdctl uffd-qemu libuffd-shim.so guest/vmlinuz; do
+		[ "$b" != guest/vmlinuz ] || scene 4 || scene 6 || continue
 		[ -e "$BUILD/$b" ] || die "$BUILD/$b is missing: run 'make all guest' first"
 	done
 	for c in fio gnuplot python3 gcc mkswap swapon; do
@@ -172,8 +185,8 @@ build_programs() {
 
 # Starts the daemon and waits until it answers: a daemon killed before (scene 8) leaves its
 # socket file behind, so the file alone says nothing.
-start_daemon() {
-	"$BUILD/uffd-mgrd" --socket "$SOCK" --log "$WORK/daemon.log" &
+start_daemon() { # [daemon options]
+	"$BUILD/uffd-mgrd" --socket "$SOCK" --log "$WORK/daemon.log" "$@" &
 	DAEMON=$!
 	for _ in $(seq 200); do
 		"$UFFDCTL" --socket "$SOCK" stats >/dev/null 2>&1 && return 0
@@ -762,6 +775,94 @@ scene8_rows() {
 	done
 }
 
+# ---- scene 9: fair disk I/O between VMs ----
+
+# The light VM's disk-tier faults, $1 (a label); with $2 = thrash, while two VMs thrash their
+# disk tiers. Sets L50 and L99 (µs).
+fair_light() {
+	local vm=fair-light$3 sy=$WORK/sync-fair$3 o i t=()
+	o=$WORK/$vm.out
+	L50='' L99=''
+	rm -rf "$sy" && mkdir -p "$sy"
+	say "scene 9: light VM's disk-tier faults, $1"
+	policy $vm ${FAIR_LIMIT}M 4K 1M 1G $GUEST_CPU 0
+	# No tracker (its arming each second would stall faults alike with or without the others)
+	# and no prefetch (the planner would bring some of the sampled pages back ahead).
+	printf '[tracker]\nmode = off\n[prefetch]\nproactive = off\n' >>"$WORK/$vm.conf"
+	env UFFD_MGR_SOCKET="$SOCK" UFFD_MGR_VM=$vm UFFD_MGR_POLICY="$WORK/$vm.conf" \
+		LD_PRELOAD="$BUILD/libuffd-shim.so" "$BIN/faultlat" --mb $FAIR_MB \
+		--samples $FAIR_SAMPLES --cpu $GUEST_CPU --limit-mb $FAIR_LIMIT --sync "$sy" \
+		--seed 9 >"$o" 2>"$o.err" &
+	BGCHILD=$!
+	while [ ! -e "$sy/ready" ] && kill -0 $BGCHILD 2>/dev/null; do sleep 0.05; done
+	if [ "$2" = thrash ]; then
+		for i in 1 2; do
+			policy thrash$i$3 ${THRASH_LIMIT}M 64K 8M 1G $OTHER_CPU 0
+			printf '[tracker]\nmode = off\n[prefetch]\nproactive = off\n' \
+				>>"$WORK/thrash$i$3.conf"
+			env UFFD_MGR_SOCKET="$SOCK" UFFD_MGR_VM=thrash$i$3 \
+				UFFD_MGR_POLICY="$WORK/thrash$i$3.conf" \
+				LD_PRELOAD="$BUILD/libuffd-shim.so" "$BIN/regrow" --mb $THRASH_MB \
+				--limit-mb $THRASH_LIMIT --cpu $OTHER_CPU --max-s 60 --seed $i \
+				>"$WORK/thrash$i$3.out" 2>&1 &
+			t+=($!)
+		done
+		# Thrashing: both read runs back from disk, each pushing another out to it.
+		for _ in $(seq 1200); do
+			[ "$(vmstat thrash1$3 faults.disk 2>/dev/null || echo 0)" -gt 500 ] &&
+				[ "$(vmstat thrash2$3 faults.disk 2>/dev/null || echo 0)" -gt 500 ] && break
+			sleep 0.1
+		done
+	fi
+	touch "$sy/go"
+	wait $BGCHILD || failed "scene 9 light VM ($1): $(tail -n 3 "$o.err")"
+	BGCHILD=
+	if [ "$2" = thrash ]; then
+		THRASH_DISK=$(($(vmstat thrash1$3 faults.disk) + $(vmstat thrash2$3 faults.disk)))
+		stop "${t[0]}" || true
+		stop "${t[1]}" || true
+	fi
+	L50=$(kv "$o" tier_p50_us) L99=$(kv "$o" tier_p99_us)
+	say "  light VM fault p50 ${L50:-?} µs, p99 ${L99:-?} µs," \
+		"$(vmstat $vm faults.disk) of $FAIR_SAMPLES from disk;" \
+		"the thrashing VMs' disk faults: ${THRASH_DISK:-none}"
+	THRASH_DISK=''
+}
+
+# The median of its arguments.
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+scene9() {
+	local r a50=() a99=() on50=() on99=() off50=() off99=() what="light VM's disk-tier fault"
+	# Interleaved, so that a spell of load from elsewhere on the host hits each setting alike.
+	for r in $(seq $FAIR_RUNS); do
+		say "scene 9: run $r of $FAIR_RUNS"
+		fair_light "alone" alone a$r
+		a50+=("${L50:-NaN}") a99+=("${L99:-NaN}")
+		fair_light "beside two VMs thrashing their disk tiers, disk scheduler on (default)" \
+			thrash b$r
+		on50+=("${L50:-NaN}") on99+=("${L99:-NaN}")
+		stop "$DAEMON" || true
+		start_daemon --disk-inflight 0
+		fair_light "beside two VMs thrashing their disk tiers, no disk scheduler" thrash c$r
+		off50+=("${L50:-NaN}") off99+=("${L99:-NaN}")
+		stop "$DAEMON" || true
+		start_daemon
+	done
+	meta note9 "Scene 9: medians of $FAIR_RUNS runs per setting, interleaved; the light VM" \
+		"($FAIR_MB MiB, $FAIR_LIMIT MiB resident, run_size 4K, $FAIR_SAMPLES random reads of" \
+		"pushed-out pages) alone had p99s of ${a99[*]} µs, beside the thrashers ${on99[*]} µs" \
+		"with the disk scheduler and ${off99[*]} µs without."
+	row 9 "$what p99, two VMs thrashing their disk tiers, disk scheduler on (default)" \
+		"$(median "${on99[@]}")" µs "the same VM alone" "$(median "${a99[@]}")"
+	row 9 "$what p99, two VMs thrashing their disk tiers, no disk scheduler" \
+		"$(median "${off99[@]}")" µs "the same VM alone" "$(median "${a99[@]}")"
+	row 9 "$what p50, two VMs thrashing their disk tiers, disk scheduler on (default)" \
+		"$(median "${on50[@]}")" µs "the same VM alone" "$(median "${a50[@]}")"
+	row 9 "$what p50, two VMs thrashing their disk tiers, no disk scheduler" \
+		"$(median "${off50[@]}")" µs "the same VM alone" "$(median "${a50[@]}")"
+}
+
 # ---- the report ----
 
 machine_meta() {
@@ -815,7 +916,7 @@ report() {
 }
 
 # Whether scene $1 is among BENCH_SCENES (default: all).
-scene() { [[ " ${BENCH_SCENES:-1 2 3 4 5 6 7 8} " == *" $1 "* ]]; }
+scene() { [[ " ${BENCH_SCENES:-1 2 3 4 5 6 7 8 9} " == *" $1 "* ]]; }
 
 main() {
 	check_prereqs
@@ -834,10 +935,14 @@ main() {
 		lat_disk
 		scene1_rows
 		scene3_rows
+	elif scene 3; then # alone: its disk-tier faults and fio, without the rest of scene 1
+		lat_disk
+		scene3_rows
 	fi
 	! scene 2 || scene2
 	! scene 7 || scene7
 	! scene 8 || { scene8 off && scene8 ebpf; }
+	! scene 9 || scene9
 	! scene 4 || scene4
 	! scene 5 || scene5
 	! scene 6 || scene6

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -34,6 +35,12 @@ struct tally {
 	_Atomic uint64_t segs, bytes, errors;
 };
 
+/* Freed slots waiting for their punch (disktier_reclaim). */
+struct extent {
+	uint64_t first;
+	uint32_t n;
+};
+
 struct disktier {
 	int fd;
 	bool direct;
@@ -42,13 +49,19 @@ struct disktier {
 	struct slotmap *slots;
 	struct inject inj[NOPS];
 	struct tally count[NOPS];
-	_Atomic uint64_t punch_errors;
+	_Atomic uint64_t punch_errors, punches;
+	pthread_mutex_t freed_lock; /* guards freed */
+	struct extent *freed;
+	size_t nfreed, freed_cap;
+	_Atomic uint64_t freed_slots; /* slots in freed */
 };
 
-/* One segment in flight: done bytes of it have moved. */
+/* One I/O in flight: segments seg..seg+nseg-1, adjacent on disk and in memory, merged into
+ * len bytes of which done have moved; gated bytes are held from the io's gate. */
 struct op {
-	unsigned seg;
-	uint64_t done;
+	unsigned seg, nseg;
+	uint64_t done, len, gated;
+	bool write;
 };
 
 struct disktier_io {
@@ -62,6 +75,7 @@ struct disktier_io {
 	struct op *ops;
 	struct op **free_ops;
 	unsigned nfree;
+	struct disktier_gate gate; /* acquire NULL: none */
 };
 
 /* One disktier_read/disktier_write call. */
@@ -161,6 +175,7 @@ static int tier_new(const char *path, uint64_t nslots, struct disktier **out, ch
 	}
 	d->fd = -1;
 	d->nslots = nslots;
+	pthread_mutex_init(&d->freed_lock, NULL);
 	ret = slotmap_create(nslots, &d->slots);
 	if (ret) {
 		err_set(err, errlen, "disk tier %s: slot map: %s", path, strerror(-ret));
@@ -260,25 +275,119 @@ void disktier_close(struct disktier *d)
 	if (d->fd >= 0)
 		close(d->fd);
 	slotmap_destroy(d->slots);
+	pthread_mutex_destroy(&d->freed_lock);
+	free(d->freed);
 	free(d->path);
 	free(d);
 }
 
+/* Punches n slots from first and gives them back: punch before the slots can be reused (a
+ * punch after reuse would destroy new data), and a freed slot must not keep guest memory on
+ * disk. EOPNOTSUPP (ramfs) only means the space stays allocated until the file is closed; any
+ * other failure is counted. */
+static void punch_and_release(struct disktier *d, uint64_t first, uint64_t n)
+{
+	if (fallocate(d->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(first * SLOT_SIZE),
+		      (off_t)(n * SLOT_SIZE)) < 0 &&
+	    errno != EOPNOTSUPP)
+		atomic_fetch_add(&d->punch_errors, 1);
+	atomic_fetch_add_explicit(&d->punches, 1, memory_order_relaxed);
+	while (n) {
+		uint32_t k = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+
+		slotmap_free(d->slots, first, k);
+		first += k;
+		n -= k;
+	}
+}
+
+static int extent_cmp(const void *a, const void *b)
+{
+	const struct extent *x = a, *y = b;
+
+	return x->first < y->first ? -1 : x->first > y->first;
+}
+
+uint64_t disktier_reclaim(struct disktier *d)
+{
+	struct extent *e;
+	size_t n;
+	uint64_t total = 0;
+
+	pthread_mutex_lock(&d->freed_lock);
+	e = d->freed;
+	n = d->nfreed;
+	d->freed = NULL;
+	d->nfreed = d->freed_cap = 0;
+	pthread_mutex_unlock(&d->freed_lock);
+	if (!n)
+		return 0;
+	/* Sorted, adjacent extents punch together: one fallocate for what many faults freed. */
+	qsort(e, n, sizeof(*e), extent_cmp);
+	for (size_t i = 0; i < n;) {
+		uint64_t first = e[i].first, len = e[i].n;
+
+		for (i++; i < n && e[i].first == first + len; i++)
+			len += e[i].n;
+		punch_and_release(d, first, len);
+		total += len;
+	}
+	atomic_fetch_sub(&d->freed_slots, total);
+	free(e);
+	return total;
+}
+
 int64_t disktier_alloc(struct disktier *d, uint32_t want, uint32_t *got)
 {
-	return slotmap_alloc(d->slots, want, got);
+	int64_t s = slotmap_alloc(d->slots, want, got);
+
+	/* Slots freed but not yet punched are free space too: reclaim them rather than fail. */
+	if (s == -ENOSPC && disktier_reclaim(d))
+		s = slotmap_alloc(d->slots, want, got);
+	return s;
+}
+
+/* Appends an extent to the freed list, merged with the last one when adjacent. Returns false
+ * when the list cannot grow. Lock held. */
+static bool note_freed(struct disktier *d, uint64_t first, uint32_t n)
+{
+	struct extent *last = d->nfreed ? &d->freed[d->nfreed - 1] : NULL;
+
+	if (last && last->first + last->n == first && last->n <= UINT32_MAX - n) {
+		last->n += n;
+		return true;
+	}
+	if (last && first + n == last->first && last->n <= UINT32_MAX - n) {
+		last->first = first;
+		last->n += n;
+		return true;
+	}
+	if (d->nfreed == d->freed_cap) {
+		size_t cap = d->freed_cap ? d->freed_cap * 2 : 64;
+		struct extent *e = realloc(d->freed, cap * sizeof(*e));
+
+		if (!e)
+			return false;
+		d->freed = e;
+		d->freed_cap = cap;
+	}
+	d->freed[d->nfreed++] = (struct extent){first, n};
+	return true;
 }
 
 void disktier_free(struct disktier *d, uint64_t first, uint32_t n)
 {
-	/* Punch before the slots can be reused: a punch after reuse would destroy new data, and
-	 * a freed slot must not keep guest memory on disk. EOPNOTSUPP (ramfs) only means the
-	 * space stays allocated until the file is closed; any other failure is counted. */
-	if (fallocate(d->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(first * SLOT_SIZE),
-		      (off_t)n * SLOT_SIZE) < 0 &&
-	    errno != EOPNOTSUPP)
-		atomic_fetch_add(&d->punch_errors, 1);
-	slotmap_free(d->slots, first, n);
+	bool noted;
+
+	/* No punch here: this is called on the fault path, under the VM's lock, and a punch is a
+	 * file system transaction. The slots stay taken until disktier_reclaim punches them. */
+	pthread_mutex_lock(&d->freed_lock);
+	noted = note_freed(d, first, n);
+	pthread_mutex_unlock(&d->freed_lock);
+	if (noted)
+		atomic_fetch_add(&d->freed_slots, n);
+	else /* out of memory: punch now rather than keep the data or lose the slots */
+		punch_and_release(d, first, n);
 }
 
 uint64_t disktier_slots(const struct disktier *d)
@@ -288,7 +397,9 @@ uint64_t disktier_slots(const struct disktier *d)
 
 uint64_t disktier_used(struct disktier *d)
 {
-	return slotmap_used(d->slots);
+	uint64_t freed = atomic_load(&d->freed_slots), used = slotmap_used(d->slots);
+
+	return used > freed ? used - freed : 0;
 }
 
 bool disktier_direct(const struct disktier *d)
@@ -415,6 +526,11 @@ bool disktier_io_fixed(const struct disktier_io *io)
 	return io->fixed != NULL;
 }
 
+void disktier_io_set_gate(struct disktier_io *io, const struct disktier_gate *gate)
+{
+	io->gate = gate ? *gate : (struct disktier_gate){0};
+}
+
 static int check_segs(const struct disktier *d, const struct disktier_seg *segs, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++) {
@@ -440,36 +556,35 @@ static int injected(struct disktier *d, int op)
 	return n % every ? 0 : -(int)(uint32_t)rule;
 }
 
-/* The registered buffer holding all of segment s, with *len cut at its end; -1 when s is not
- * wholly inside the fixed region. */
-static int fixed_index(const struct disktier_io *io, const struct disktier_seg *s, char *at,
-		       unsigned *len)
+/* The registered buffer holding all of [buf, buf+len) of op, with *n cut at its end for the
+ * piece at at; -1 when the op's memory is not wholly inside the fixed region. */
+static int fixed_index(const struct disktier_io *io, const char *buf, uint64_t len, char *at,
+		       unsigned *n)
 {
-	uintptr_t base = (uintptr_t)io->fixed, buf = (uintptr_t)s->buf;
-	uint64_t seg_len = (uint64_t)s->npages * SLOT_SIZE, pos, piece_end;
+	uintptr_t base = (uintptr_t)io->fixed, b = (uintptr_t)buf;
+	uint64_t pos, piece_end;
 	int idx;
 
-	if (!io->fixed || buf < base || buf - base > io->fixed_len ||
-	    seg_len > io->fixed_len - (buf - base))
+	if (!io->fixed || b < base || b - base > io->fixed_len || len > io->fixed_len - (b - base))
 		return -1;
 	pos = (uintptr_t)at - base;
 	idx = (int)(pos / PIECE);
 	piece_end = (uint64_t)(idx + 1) * PIECE;
-	if (pos + *len > piece_end)
-		*len = (unsigned)(piece_end - pos);
+	if (pos + *n > piece_end)
+		*n = (unsigned)(piece_end - pos);
 	return idx;
 }
 
-/* Queues the rest of op's segment, or the part of it one SQE can take. */
+/* Queues the rest of op, or the part of it one SQE can take. */
 static void queue_rest(struct xfer *x, struct op *op)
 {
 	const struct disktier_seg *s = &x->segs[op->seg];
 	struct io_uring *ring = &x->io->ring;
-	uint64_t left = (uint64_t)s->npages * SLOT_SIZE - op->done;
+	uint64_t left = op->len - op->done;
 	uint64_t off = s->slot * SLOT_SIZE + op->done;
 	char *at = (char *)s->buf + op->done;
 	unsigned len = left > MAX_IO ? MAX_IO : (unsigned)left;
-	int idx = fixed_index(x->io, s, at, &len);
+	int idx = fixed_index(x->io, s->buf, op->len, at, &len);
 	struct io_uring_sqe *sqe;
 
 	/* Every op holds at most one SQE, queued or in the kernel, and the SQ has at least depth
@@ -488,54 +603,93 @@ static void queue_rest(struct xfer *x, struct op *op)
 	io_uring_sqe_set_data(sqe, op);
 }
 
-static void seg_failed(struct xfer *x, int err)
+static void seg_failed(struct xfer *x, unsigned nseg, int err)
 {
-	x->failed++;
+	x->failed += nseg;
 	if (!x->err)
 		x->err = err;
 }
 
-/* Starts segment i. Returns true when it is in flight, false when it failed at once. */
-static bool start_seg(struct xfer *x, unsigned i)
+/* How many segments from i on move as one I/O: those that follow each other both in the file
+ * and in memory, up to what one SQE takes. Under fault injection none merge, so that the
+ * injected Nth segment is the Nth the caller gave. */
+static unsigned mergeable(const struct xfer *x, unsigned i, unsigned nsegs, uint64_t *len)
 {
-	int err = injected(x->io->d, x->op);
-	struct op *op;
+	const struct disktier_seg *s = x->segs;
+	unsigned j = i + 1;
 
-	if (err) {
-		seg_failed(x, err);
-		return false;
+	*len = (uint64_t)s[i].npages * SLOT_SIZE;
+	if (atomic_load_explicit(&x->io->d->inj[x->op].rule, memory_order_relaxed))
+		return 1;
+	while (j < nsegs && s[j].slot == s[j - 1].slot + s[j - 1].npages &&
+	       (char *)s[j].buf == (char *)s[j - 1].buf + (size_t)s[j - 1].npages * SLOT_SIZE &&
+	       *len + (uint64_t)s[j].npages * SLOT_SIZE <= MAX_IO) {
+		*len += (uint64_t)s[j].npages * SLOT_SIZE;
+		j++;
 	}
-	op = x->io->free_ops[--x->io->nfree];
-	op->seg = i;
-	op->done = 0;
-	queue_rest(x, op);
-	return true;
+	return j - i;
 }
 
-/* Accounts a completion. Returns true when its segment is finished (moved or failed), false
- * when the rest of a short transfer was queued. */
+/* Starts the I/O of segment *next (and of those merged with it), advancing *next. Returns 1
+ * when it is in flight, 0 when it failed at once, -EAGAIN when the gate says not now (only
+ * when busy: with I/O of ours in flight, the gate does not make us wait). */
+static int start_seg(struct xfer *x, unsigned *next, unsigned nsegs, bool busy)
+{
+	struct disktier_io *io = x->io;
+	uint64_t len;
+	unsigned n = mergeable(x, *next, nsegs, &len);
+	bool write = x->op == OP_WRITE;
+	struct op *op;
+	int err;
+
+	if (io->gate.acquire && io->gate.acquire(io->gate.arg, write, len, !busy))
+		return -EAGAIN;
+	err = injected(io->d, x->op); /* after the gate: asked once per segment */
+	if (err) {
+		if (io->gate.acquire)
+			io->gate.release(io->gate.arg, write, len);
+		seg_failed(x, 1, err);
+		(*next)++;
+		return 0;
+	}
+	op = io->free_ops[--io->nfree];
+	*op = (struct op){.seg = *next, .nseg = n, .len = len, .write = write};
+	op->gated = io->gate.acquire ? len : 0;
+	*next += n;
+	queue_rest(x, op);
+	return 1;
+}
+
+static void ungate(struct disktier_io *io, struct op *op)
+{
+	if (op->gated)
+		io->gate.release(io->gate.arg, op->write, op->gated);
+	op->gated = 0;
+}
+
+/* Accounts a completion. Returns true when its op is finished (moved or failed), false when
+ * the rest of a short transfer was queued. */
 static bool complete(struct xfer *x, struct op *op, int res)
 {
-	uint64_t len = (uint64_t)x->segs[op->seg].npages * SLOT_SIZE;
-
 	if (res > 0) {
 		op->done += (unsigned)res;
 		x->bytes += (unsigned)res;
-		if (op->done < len) {
+		if (op->done < op->len) {
 			queue_rest(x, op);
 			return false;
 		}
-		x->moved++;
+		x->moved += op->nseg;
 	} else {
 		/* 0 is no progress: an end of file, which a file sized to its slots lacks. */
-		seg_failed(x, res < 0 ? res : -EIO);
+		seg_failed(x, op->nseg, res < 0 ? res : -EIO);
 	}
+	ungate(x->io, op);
 	x->io->free_ops[x->io->nfree++] = op;
 	return true;
 }
 
 /* Submits what is queued and waits for one completion, then accounts every completion there
- * is. Returns the number of segments finished, or -errno when the ring itself failed. */
+ * is. Returns the number of ops finished, or -errno when the ring itself failed. */
 static int submit_and_reap(struct xfer *x)
 {
 	struct io_uring *ring = &x->io->ring;
@@ -577,16 +731,24 @@ static int transfer(struct disktier_io *io, const struct disktier_seg *segs, uns
 	if (ret)
 		return ret;
 	while (next < nsegs || inflight) {
-		while (!x.err && next < nsegs && inflight < io->depth)
-			inflight += start_seg(&x, next++);
+		while (!x.err && next < nsegs && inflight < io->depth) {
+			int r = start_seg(&x, &next, nsegs, inflight > 0);
+
+			if (r < 0) /* the gate: reap ours first, which frees our share */
+				break;
+			inflight += (unsigned)r;
+		}
 		if (!inflight)
 			break;
 		ret = submit_and_reap(&x);
 		if (ret < 0) {
 			/* io_uring_enter failed outright with I/O in flight that may still land in
-			 * the caller's buffers: this ring can no longer keep its contract. */
+			 * the caller's buffers: this ring can no longer keep its contract. Its
+			 * share of the gate goes back: nothing of it will be reaped. */
 			io->broken = true;
-			seg_failed(&x, ret);
+			seg_failed(&x, 1, ret);
+			for (unsigned i = 0; i < io->depth; i++)
+				ungate(io, &io->ops[i]);
 			break;
 		}
 		inflight -= (unsigned)ret;
@@ -689,4 +851,6 @@ void disktier_get_counters(struct disktier *d, struct disktier_counters *out)
 	out->read_errors = atomic_load(&d->count[OP_READ].errors);
 	out->write_errors = atomic_load(&d->count[OP_WRITE].errors);
 	out->punch_errors = atomic_load(&d->punch_errors);
+	out->punches = atomic_load(&d->punches);
+	out->unpunched = atomic_load(&d->freed_slots);
 }

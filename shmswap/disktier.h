@@ -55,11 +55,19 @@ void disktier_close(struct disktier *d);
  * want == 0. */
 int64_t disktier_alloc(struct disktier *d, uint32_t want, uint32_t *got);
 
-/* Returns n slots from first and punches their file range so the disk space comes back (a file
- * system without hole punching keeps it). Cannot fail. No I/O to these slots may be in flight. */
+/* Returns n slots from first. Cheap enough for the fault path: no system call; the slots wait
+ * for disktier_reclaim (or an allocation that finds no room) to punch their file range, so the
+ * disk space comes back (a file system without hole punching keeps it), and only then are they
+ * handed out again. Cannot fail. No I/O to these slots may be in flight. Thread-safe. */
 void disktier_free(struct disktier *d, uint64_t first, uint32_t n);
 
+/* Punches the file range of every slot freed since the last call, adjacent ones with one
+ * fallocate, and makes them allocatable. Call it off the fault path (the evictor does, each
+ * round). Returns the slots reclaimed. Cannot fail (a failed punch is counted). */
+uint64_t disktier_reclaim(struct disktier *d);
+
 uint64_t disktier_slots(const struct disktier *d);
+/* Slots holding data: freed slots count as free at once, though not yet reclaimed. */
 uint64_t disktier_used(struct disktier *d);
 /* True when the file is opened O_DIRECT, false on the buffered fallback. */
 bool disktier_direct(const struct disktier *d);
@@ -83,8 +91,24 @@ void disktier_io_destroy(struct disktier_io *io);
 /* True when the fixed region asked for is registered. */
 bool disktier_io_fixed(const struct disktier_io *io);
 
-/* Writes/reads every segment: up to depth segments are in flight at once (all in one batch when
- * nsegs <= depth), a short transfer is continued, a segment over 1 GiB moves in 1 GiB pieces.
+/* Who may start I/O when: a ring with a gate asks acquire before each I/O of bytes it starts
+ * (write: a write, else a read) and calls release with the same figures once that I/O ended.
+ * acquire returns 0 (go on) or, only when wait is false, -EAGAIN (not now): the ring then
+ * reaps its own completions first, and asks with wait true once it has nothing in flight, so
+ * a ring never waits at the gate while it holds a share of it. */
+struct disktier_gate {
+	int (*acquire)(void *arg, bool write, uint64_t bytes, bool wait);
+	void (*release)(void *arg, bool write, uint64_t bytes);
+	void *arg;
+};
+
+/* Puts io behind gate (copied; NULL: no gate). Not while I/O of io is in flight. */
+void disktier_io_set_gate(struct disktier_io *io, const struct disktier_gate *gate);
+
+/* Writes/reads every segment: up to depth I/Os are in flight at once (all in one batch when
+ * nsegs <= depth), segments that follow each other both in the file and in memory move as one
+ * I/O (merged; not while fault injection is on), a short transfer is continued, a segment over
+ * 1 GiB moves in 1 GiB pieces.
  * After the first failing segment no further segment is started; those in flight complete.
  * Returns 0 when every byte moved, else the first -errno seen (-ENOSPC when the file system is
  * full, -EIO), or -EINVAL, before any I/O, for a segment that is empty, unaligned or outside
@@ -106,6 +130,8 @@ int disktier_set_injection(struct disktier *d, const char *spec);
 struct disktier_counters {
 	uint64_t reads, writes, read_bytes, write_bytes, read_errors, write_errors;
 	uint64_t punch_errors; /* freed slots whose disk space could not be given back */
+	uint64_t punches;      /* fallocate calls that gave freed slots' space back */
+	uint64_t unpunched;    /* slots freed, waiting for disktier_reclaim */
 };
 void disktier_get_counters(struct disktier *d, struct disktier_counters *out);
 

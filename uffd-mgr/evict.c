@@ -523,51 +523,79 @@ static void evict_round(struct vm *vm)
 	}
 }
 
-/* Brings tiered runs back ahead of faults while the planner asks for pages (prefetch_want)
- * and the VM stays under its limit: the runs seen most recently first, each with the fault
- * path's own bring-back (one copy per span; from disk one read per span through this
- * thread's ring). The planner zeroes prefetch_want when pressure returns. */
-static void prefetch_round(struct vm *vm)
+/* Picks the next runs to prefetch into b, hottest first, while the planner wants pages and
+ * the VM stays under its limit with them; their first pages go to firsts, and was[k * run + i]
+ * says whether page i of the k-th was tiered. Lock held. Returns how many runs. */
+static size_t prefetch_pick(struct vm *vm, struct disk_batch *b, size_t *firsts, uint8_t *was,
+			    size_t max_runs)
 {
-	size_t run = pagemap_run_pages(vm->pm);
-	uint8_t was[512]; /* run_size is at most 2M = 512 pages */
+	size_t run = pagemap_run_pages(vm->pm), k = 0, tiered = 0, first;
+	uint64_t limit = vm_limit_pages(vm);
 
-	while (!vm->stopping && !vm->evict_stop) {
-		uint64_t limit, got = 0;
-		size_t first;
-		int r;
+	while (k < max_runs && tiered < vm->prefetch_want &&
+	       (!limit || pagemap_count(vm->pm, PS_RESIDENT) + tiered + run <= limit) &&
+	       !pagemap_hot_tiered_pick(vm->pm, &first)) {
+		uint8_t *w = was + k * run;
+		size_t n = 0;
 
-		pthread_mutex_lock(&vm->lock);
-		limit = vm_limit_pages(vm);
-		r = !vm->prefetch_want ||
-			    (limit && pagemap_count(vm->pm, PS_RESIDENT) + run > limit)
-			? -EALREADY
-			: pagemap_hot_tiered_pick(vm->pm, &first);
-		if (r) {
-			vm->prefetch_want = 0;
-			pthread_mutex_unlock(&vm->lock);
-			break;
-		}
+		if (k && first == firsts[k - 1])
+			break; /* nothing of it could move: it is still the hottest */
 		for (size_t i = 0; i < run; i++) {
 			enum page_state st = first + i < pagemap_npages(vm->pm)
 						 ? pagemap_state(vm->pm, first + i)
 						 : PS_NONE;
 
-			was[i] = st == PS_SHM || st == PS_DISK;
+			w[i] = st == PS_SHM || st == PS_DISK;
+			n += w[i];
+		}
+		if (fault_batch_add_run(vm, b, first))
+			break; /* the stage is full: read what it holds first */
+		firsts[k++] = first;
+		tiered += n;
+	}
+	return k;
+}
+
+/* Brings tiered runs back ahead of faults while the planner asks for pages (prefetch_want)
+ * and the VM stays under its limit: the runs seen most recently first, in batches: shm pages
+ * with a copy each, disk spans of many runs with one deep read through this thread's ring
+ * (fault_batch_add_run, fault_batch_read). The planner zeroes prefetch_want when pressure
+ * returns. */
+static void prefetch_round(struct vm *vm)
+{
+	size_t run = pagemap_run_pages(vm->pm);
+	size_t max_runs = vm->evict_stage_len / PAGE_SIZE_4K / run;
+	struct disk_batch *b = calloc(1, sizeof(*b));
+	size_t *firsts = calloc(max_runs, sizeof(*firsts));
+	uint8_t *was = calloc(max_runs, run);
+
+	if (!b || !firsts || !was)
+		goto out;
+	b->stage = vm->evict_stage;
+	b->stage_pages = vm->evict_stage_len / PAGE_SIZE_4K;
+	while (!vm->stopping && !vm->evict_stop) {
+		uint64_t got = 0;
+		size_t k;
+
+		pthread_mutex_lock(&vm->lock);
+		k = prefetch_pick(vm, b, firsts, was, max_runs);
+		if (!k) {
+			vm->prefetch_want = 0;
+			pthread_mutex_unlock(&vm->lock);
+			break;
 		}
 		pthread_mutex_unlock(&vm->lock);
-		for (size_t i = 0; i < run; i++)
-			if (was[i] &&
-			    fault_bring_back(vm, vm->evict_io, vm->evict_stage, first + i))
-				break; /* busy or failed: the fault path will do it */
+		fault_batch_read(vm, vm->evict_io, b);
 		pthread_mutex_lock(&vm->lock);
-		for (size_t i = 0; i < run; i++) {
-			size_t p = first + i;
+		for (size_t j = 0; j < k; j++) {
+			for (size_t i = 0; i < run; i++) {
+				size_t p = firsts[j] + i;
 
-			if (was[i] && pagemap_state(vm->pm, p) == PS_RESIDENT &&
-			    !pagemap_flags(vm->pm, p)) {
-				pagemap_set_flags(vm->pm, p, PF_PREFETCHED);
-				got++;
+				if (was[j * run + i] && pagemap_state(vm->pm, p) == PS_RESIDENT &&
+				    !pagemap_flags(vm->pm, p)) {
+					pagemap_set_flags(vm->pm, p, PF_PREFETCHED);
+					got++;
+				}
 			}
 		}
 		vm->plan.ps.prefetched_pages += got;
@@ -576,6 +604,10 @@ static void prefetch_round(struct vm *vm)
 			vm->prefetch_want = 0;
 		pthread_mutex_unlock(&vm->lock);
 	}
+out:
+	free(b);
+	free(firsts);
+	free(was);
 }
 
 void *evict_thread_main(void *arg)
@@ -608,6 +640,9 @@ void *evict_thread_main(void *arg)
 		demote_round(vm, false);
 		if (!over)
 			prefetch_round(vm);
+		/* The disk space of slots the fault path freed comes back here, off its path. */
+		if (vm->disk)
+			disktier_reclaim(vm->disk);
 	}
 	return NULL;
 }

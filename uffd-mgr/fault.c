@@ -344,6 +344,164 @@ static int serve_disk(struct vm *vm, struct disktier_io *io, void *bounce, size_
 	return r;
 }
 
+/* Adds the tiered pages of the run at first to batch b: shm pages are brought back at once
+ * (a copy from memory), disk spans are flagged in flight and queued for fault_batch_read, at
+ * their guest offset in the stage so that spans adjacent both in the guest and on disk merge
+ * into one read. Lock held. Returns 0, or -ENOSPC (nothing added) when the run's disk spans
+ * do not fit in what is left of the stage. */
+int fault_batch_add_run(struct vm *vm, struct disk_batch *b, size_t first)
+{
+	size_t run = pagemap_run_pages(vm->pm), end = first + run, need = 0;
+
+	if (end > pagemap_npages(vm->pm))
+		end = pagemap_npages(vm->pm);
+	for (size_t p = first; p < end; p++)
+		need += pagemap_state(vm->pm, p) == PS_DISK;
+	if (need && (b->used + (end - first) > b->stage_pages || b->nsegs + need > FAULT_BATCH_SEGS))
+		return -ENOSPC;
+	for (size_t p = first; p < end;) {
+		size_t sf, n;
+
+		if (pagemap_flags(vm->pm, p) & PF_EVICTING) {
+			p++;
+			continue;
+		}
+		if (pagemap_state(vm->pm, p) == PS_SHM) {
+			serve_shm(vm, p, false); /* failed: the fault path does it */
+			p++;
+			continue;
+		}
+		if (pagemap_state(vm->pm, p) != PS_DISK) {
+			p++;
+			continue;
+		}
+		pagemap_tier_span(vm->pm, p, PS_DISK, &sf, &n);
+		b->segs[b->nsegs] = (struct disktier_seg){
+		    .slot = pagemap_slot(vm->pm, sf),
+		    .buf = b->stage + (b->used + (sf - first)) * PAGE_SIZE_4K,
+		    .npages = (uint32_t)n};
+		b->first[b->nsegs++] = sf;
+		flag_span(vm, sf, n, PF_EVICTING);
+		p = sf + n;
+	}
+	if (need)
+		b->used += end - first;
+	return 0;
+}
+
+/* Reads every span of the batch with one deep disktier_read (up to the ring's depth in
+ * flight, adjacent ones merged), then installs each as a fault would; the span holding
+ * b->demand_page counts as the fault's. A failed read leaves every span on disk (a fault reads
+ * it when it is needed); a span discarded meanwhile is settled. Called with the lock held;
+ * drops it for the read. Returns 0, the read's -errno, or install_span's error for the
+ * demand span. */
+static int batch_read_locked(struct vm *vm, struct disktier_io *io, struct disk_batch *b)
+{
+	int r = 0, rd = 0;
+
+	if (b->nsegs) {
+		pthread_mutex_unlock(&vm->lock);
+		rd = disktier_read(io, b->segs, b->nsegs);
+		pthread_mutex_lock(&vm->lock);
+	}
+	for (unsigned i = 0; i < b->nsegs; i++) {
+		size_t n = b->segs[i].npages, f = b->first[i];
+		bool demand = b->demand_page >= f && b->demand_page < f + n;
+		int ri;
+
+		if (settle_discards(vm, f, n) || rd) {
+			if (demand && !rd)
+				r = -EAGAIN; /* the span changed: the fault tries again */
+			continue; /* its pages are zero or still on disk, flags cleared */
+		}
+		ri = install_span(vm, PS_DISK, f, n, b->segs[i].buf, demand);
+		if (demand) {
+			r = ri;
+			vm->st->faults_disk += !ri;
+		}
+	}
+	b->nsegs = 0;
+	b->used = 0;
+	return rd ? rd : r;
+}
+
+int fault_batch_read(struct vm *vm, struct disktier_io *io, struct disk_batch *b)
+{
+	unsigned nsegs = b->nsegs;
+	uint64_t one = 1;
+	int r;
+
+	b->demand_page = SIZE_MAX;
+	pthread_mutex_lock(&vm->lock);
+	r = batch_read_locked(vm, io, b);
+	if (r && vm->st->disk_read_errors++ % 1000 == 0)
+		log_err(vm->name, "prefetch read of %u spans from %s failed: %s; they stay on disk",
+			nsegs, disktier_path(vm->disk), strerror(-r));
+	pthread_mutex_unlock(&vm->lock);
+	if (nsegs) /* faults parked on these spans go on */
+		(void)!write(vm->wake_efd, &one, sizeof(one));
+	return r;
+}
+
+/* How many runs a disk fault on page reads at once: 1 for a fault off the sequence, else
+ * twice the last window (up to what the bounce buffer holds, and the room under the limit),
+ * like the kernel's swap read-ahead but in runs: the runs after a sequential reader's fault
+ * are resident before it gets there. Fault thread only. Lock held. */
+static size_t readahead_runs(struct vm *vm, size_t page)
+{
+	size_t run = pagemap_run_pages(vm->pm), max = vm->fault_bounce_len / PAGE_SIZE_4K / run;
+	uint64_t limit = vm_limit_pages(vm), resident = pagemap_count(vm->pm, PS_RESIDENT);
+	size_t want;
+
+	if (page / run != vm->disk_ra_next) {
+		vm->disk_ra_runs = 1;
+		return 1;
+	}
+	want = vm->disk_ra_runs * 2;
+	if (want > max)
+		want = max;
+	/* Only into room under the limit (a VM regrowing after the planner raised its target):
+	 * at the limit every run read ahead costs an eviction, which is what a paging guest is
+	 * short of already (measured: read-ahead at the limit doubled the disk reads, half of
+	 * them evicted again unread, and made faults wait on the throttle). */
+	while (want > 1 && limit && resident + want * run > limit)
+		want /= 2;
+	vm->disk_ra_runs = (uint32_t)want;
+	return want;
+}
+
+/* A disk fault with read-ahead: the fault is served first, alone (its span read as a fault's
+ * read and installed, which wakes the vCPU); then the next runs that have pages in a tier (up
+ * to want runs in all, through the fault's bounce buffer) are read with one deep read as
+ * background reads (diskq: after other VMs' faults) and installed. Lock held, dropped for the
+ * reads. Returns as serve_disk, for the fault; a failed read-ahead leaves its runs on disk. */
+static int serve_disk_ahead(struct vm *vm, struct disktier_io *io, size_t page, size_t want,
+			    uint64_t *fail_ns)
+{
+	struct disk_batch *b = vm->fault_batch;
+	size_t run = pagemap_run_pages(vm->pm), r0 = page / run * run, last = r0;
+	int r = serve_disk(vm, io, vm->fault_bounce, page, true, fail_ns);
+
+	vm->disk_ra_next = r0 / run + 1;
+	if (r)
+		return r;
+	b->stage = vm->fault_bounce;
+	b->stage_pages = vm->fault_bounce_len / PAGE_SIZE_4K;
+	b->demand_page = SIZE_MAX;
+	for (size_t k = 1, p = r0 + run; k < want && p < pagemap_npages(vm->pm); k++, p += run) {
+		if (pagemap_state(vm->pm, p) != PS_DISK && pagemap_state(vm->pm, p) != PS_SHM)
+			break; /* resident or never touched: the sequence ends here */
+		if (fault_batch_add_run(vm, b, p))
+			break;
+		last = p;
+	}
+	vm->disk_ra_next = last / run + 1;
+	vm->fault_gate.read_cls = DISKQ_PREFETCH;
+	batch_read_locked(vm, io, b);
+	vm->fault_gate.read_cls = DISKQ_FAULT;
+	return 0;
+}
+
 int fault_bring_back(struct vm *vm, struct disktier_io *io, void *bounce, size_t page)
 {
 	int r = 0;
@@ -431,7 +589,15 @@ static int serve(struct vm *vm, struct pending *f)
 	} else if (st == PS_SHM) {
 		r = serve_shm(vm, page, true);
 	} else if (st == PS_DISK) {
-		r = serve_disk(vm, vm->fault_io, vm->fault_bounce, page, true, &f->disk_fail_ns);
+		size_t ra = vm->fault_batch ? readahead_runs(vm, page) : 1;
+
+		if (ra > 1) {
+			r = serve_disk_ahead(vm, vm->fault_io, page, ra, &f->disk_fail_ns);
+		} else {
+			r = serve_disk(vm, vm->fault_io, vm->fault_bounce, page, true,
+				       &f->disk_fail_ns);
+			vm->disk_ra_next = page / pagemap_run_pages(vm->pm) + 1;
+		}
 		if (r == -EBUSY)
 			f->wait = WAIT_DISK;
 	} else {

@@ -4,6 +4,9 @@
 #define UFFD_FAULT_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include "shmswap/disktier.h"
 
 /* pthread entry; arg is the struct vm. Returns when vm->stopping is set or the guest's
  * address space is gone. */
@@ -16,5 +19,23 @@ struct disktier_io;
  * Returns 0 (also when there was nothing to do), -EAGAIN to retry once the fault thread has
  * read a pending REMOVE, -EBUSY while it is being evicted, or another -errno. */
 int fault_bring_back(struct vm *vm, struct disktier_io *io, void *bounce, size_t page);
+
+/* Prefetch from the disk tier in one deep queue: runs are added (their shm pages brought back
+ * at once, their disk spans flagged in flight and laid out in a stage at their guest offsets),
+ * then read together and installed. */
+#define FAULT_BATCH_SEGS 256
+struct disk_batch {
+	uint8_t *stage;	   /* the ring's registered buffer */
+	size_t stage_pages;
+	size_t used;	   /* stage pages taken by the runs added */
+	size_t demand_page; /* the fault's page (its span counts as the fault's), or SIZE_MAX */
+	unsigned nsegs;
+	struct disktier_seg segs[FAULT_BATCH_SEGS];
+	size_t first[FAULT_BATCH_SEGS]; /* each span's first page */
+};
+
+/* See fault.c. Lock held for add_run, not for read. */
+int fault_batch_add_run(struct vm *vm, struct disk_batch *b, size_t first);
+int fault_batch_read(struct vm *vm, struct disktier_io *io, struct disk_batch *b);
 
 #endif

@@ -134,4 +134,12 @@ const char *hooks_disk_injection(void)
 	return getenv("UFFD_MGR_INJECT_DISK");
 }
 
+uint32_t hooks_disk_write_delay_us(void)
+{
+	const char *s = getenv("UFFD_MGR_INJECT_DISK_WRITE_DELAY_US");
+	unsigned long v = s ? strtoul(s, NULL, 10) : 0;
+
+	return v > 1000000 ? 1000000 : (uint32_t)v;
+}
+
 #endif

@@ -8,7 +8,11 @@
  *   UFFD_MGR_INJECT_ENOMEM="burst:N[:M]" the first N of every M of them fail (M: 1000);
  *   UFFD_MGR_INJECT_FAULT_EXIT="N"      the first fault thread of the process exits after
  *                                       serving N faults; "N:always": every fault thread;
- *   UFFD_MGR_INJECT_DISK="OP:N:ERR,..." disk tier I/O errors (disktier_set_injection). */
+ *   UFFD_MGR_INJECT_DISK="OP:N:ERR,..." disk tier I/O errors (disktier_set_injection);
+ *   UFFD_MGR_INJECT_DISK_WRITE_DELAY_US="N" every disk-tier write, once the disk scheduler
+ *                                       granted it, waits N µs (at most 1 s) before it starts:
+ *                                       a slow disk, so that faults meet runs whose demotion
+ *                                       write is in flight. */
 #ifndef UFFD_HOOKS_H
 #define UFFD_HOOKS_H
 
@@ -31,6 +35,9 @@ void hooks_set_unprotect_fail(bool on);
 
 /* The disk tier's injection spec from the environment, or NULL. */
 const char *hooks_disk_injection(void);
+
+/* Microseconds each disk-tier write waits before it starts; 0 = none. */
+uint32_t hooks_disk_write_delay_us(void);
 
 /* Replaces the environment's settings (same syntax; NULL or "" = off) and restarts the
  * counters, for unit tests. Returns 0, or -EINVAL (and changes nothing) on a bad spec. */
@@ -57,6 +64,11 @@ static inline bool hooks_unprotect_fail(void)
 static inline const char *hooks_disk_injection(void)
 {
 	return NULL;
+}
+
+static inline uint32_t hooks_disk_write_delay_us(void)
+{
+	return 0;
 }
 
 #endif

@@ -20,6 +20,7 @@
 
 #include "uffd-mgr/authz.h"
 #include "uffd-mgr/ctlmsg.h"
+#include "uffd-mgr/diskq.h"
 #include "uffd-mgr/log.h"
 #include "uffd-mgr/policy.h"
 #include "uffd-mgr/promhttp.h"
@@ -37,6 +38,13 @@
 #define CLIENT_SILENT_S 5 /* a new connection must ask something within this */
 #define MAX_EXITED	32
 #define EMBEDDED_IDLE_S 60
+/* Default bytes of disk-tier I/O in flight on all VMs' rings together (diskq.h). Measured on
+ * this project's test host (virtio disk): a 4 KiB read's p99 beside 64 KiB writes was 0.30 ms
+ * with one write in flight, 0.34 ms with four (256 KiB), 2.5 ms with 32 (2 MiB); sequential
+ * 64 KiB reads reach 650 MiB/s with eight in flight (512 KiB), 760 with 32. So 1 MiB: writes
+ * (a quarter) stay at the 256 KiB that barely slows a read, prefetch (half) keeps most of the
+ * disk's sequential rate, and a fault's read always finds a quarter left for it. */
+#define DISK_INFLIGHT (1ull << 20)
 
 enum client_kind { CLIENT_NEW, CLIENT_SHIM, CLIENT_WATCH };
 
@@ -66,7 +74,9 @@ struct daemon {
 	struct json_object *exited[MAX_EXITED]; /* final snapshots of VMs gone, oldest first */
 	int nexited;
 	struct planner *planner;
+	struct diskq *diskq; /* every VM's disk-tier I/O goes through it */
 	uint64_t budget;     /* --budget, 0: the planner's default */
+	uint64_t disk_inflight; /* --disk-inflight, 0: no cap */
 	struct tracker *bpf; /* loaded when the first VM asks for it */
 	bool bpf_tried;
 	char bpf_err[160]; /* why it could not load */
@@ -85,8 +95,8 @@ static void usage(FILE *out)
 	    "NAME\n"
 	    "    uffd-mgrd - host memory manager for QEMU guests (userfaultfd, shm tier)\n\n"
 	    "SYNOPSIS\n"
-	    "    uffd-mgrd [--socket PATH] [--log FILE] [--budget SIZE] [--embedded]\n"
-	    "              [--metrics ADDR]\n\n"
+	    "    uffd-mgrd [--socket PATH] [--log FILE] [--budget SIZE] [--disk-inflight SIZE]\n"
+	    "              [--embedded] [--metrics ADDR]\n\n"
 	    "DESCRIPTION\n"
 	    "    Serves the guest RAM of every QEMU started through uffd-qemu: never-touched\n"
 	    "    pages as zero pages, cold runs moved to a per-VM shared-memory tier when the\n"
@@ -105,6 +115,11 @@ static void usage(FILE *out)
 	    "                   of MemTotal), split by predicted demand, critical amount,\n"
 	    "                   [balloon] min/max and [memory] weight; re-planned every 5 s\n"
 	    "                   and at once when a VM's faults or swapping spike\n"
+	    "    --disk-inflight SIZE\n"
+	    "                   disk-tier I/O in flight for all VMs together (default 1M;\n"
+	    "                   0: no cap): past it, a fault's read goes before prefetch\n"
+	    "                   reads and demotion writes, and each class is shared among\n"
+	    "                   the VMs by bytes, in proportion to [memory] weight\n"
 	    "    --embedded     exit when the last VM has gone (uffd-qemu starts the daemon\n"
 	    "                   this way when none answers at the socket)\n"
 	    "    --metrics ADDR serve Prometheus metrics over HTTP at http://ADDR/metrics\n"
@@ -524,6 +539,9 @@ static int accept_registration(struct daemon *d, struct client *c, struct proto_
 		   : vm_create(req, fds[0], fds[1], &pol, &vm, err, errlen);
 	if (r)
 		return r;
+	if (vm_join_diskq(vm, d->diskq))
+		log_warn(vm->name, "out of memory joining the disk scheduler: its disk I/O is not "
+				   "arbitrated with the other VMs'");
 	if (pol.track_mode == POLICY_TRACK_EBPF || d->bpf_loading)
 		load_bpf(d);
 	track_choose(vm, d->bpf, d->bpf_err);
@@ -1114,6 +1132,7 @@ static int parse_args(int argc, char **argv, struct daemon *d)
 	    {"log", required_argument, NULL, 'l'},
 	    {"embedded", no_argument, NULL, 'e'},
 	    {"budget", required_argument, NULL, 'b'},
+	    {"disk-inflight", required_argument, NULL, 'D'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {"config", required_argument, NULL, 'c'},
@@ -1133,6 +1152,7 @@ static int parse_args(int argc, char **argv, struct daemon *d)
 
 	d->socket_path =
 	    getenv("UFFD_MGR_SOCKET") ? getenv("UFFD_MGR_SOCKET") : PROTO_DEFAULT_SOCKET;
+	d->disk_inflight = DISK_INFLIGHT;
 	while ((o = getopt_long(argc, argv, "s:l:eh", opts, &idx)) != -1) {
 		switch (o) {
 		case 'c':
@@ -1147,6 +1167,14 @@ static int parse_args(int argc, char **argv, struct daemon *d)
 			if (policy_parse_size(optarg, &d->budget) || d->budget < (64ull << 20)) {
 				fprintf(stderr,
 					"uffd-mgrd: bad --budget '%s' (a size of at least 64M, e.g. 12G)\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'D':
+			if (policy_parse_size(optarg, &d->disk_inflight)) {
+				fprintf(stderr,
+					"uffd-mgrd: bad --disk-inflight '%s' (a size, e.g. 8M, or 0)\n",
 					optarg);
 				return 2;
 			}
@@ -1265,6 +1293,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "uffd-mgrd: cannot size the host budget: %s\n", strerror(-r));
 		return 1;
 	}
+	if (diskq_create(d.disk_inflight, &d.diskq)) {
+		fprintf(stderr, "uffd-mgrd: out of memory\n");
+		return 1;
+	}
 	d.sig_fd = setup_signals();
 	d.argv = argv;
 	if (self_path(d.exe, sizeof(d.exe)) < 0) {
@@ -1297,6 +1329,7 @@ int main(int argc, char **argv)
 	tracker_close(d.bpf);
 	planner_destroy(d.planner);
 	promhttp_stop(d.metrics);
+	diskq_destroy(d.diskq);
 	for (int i = 0; i < d.nexited; i++)
 		json_object_put(d.exited[i]);
 	if (!d.systemd_socket)

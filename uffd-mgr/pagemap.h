@@ -12,7 +12,9 @@
  *   NONE/ZERO               RESIDENT                fault: UFFDIO_ZEROPAGE done (or EEXIST)
  *   SHM/DISK                RESIDENT                fault, prefetch, release: UFFDIO_COPY done,
  *                                                   then the slots are freed
- *   DISK                    DISK+EVICTING           fault: disk read in flight (lock dropped)
+ *   DISK                    DISK+EVICTING           fault, prefetch (many spans in one batch),
+ *                                                   release: disk read in flight (lock dropped)
+ *   DISK+EVICTING           DISK                    the read failed: retried by a fault later
  *   RESIDENT                RESIDENT+EVICTING       evictor: chosen; then M is write-protected
  *   RESIDENT+EVICTING       SHM+EVICTING / ZERO+EV. evictor: copied to a slot (or all zero),
  *                                                   recorded BEFORE M is punched
@@ -28,7 +30,8 @@
  *   RESIDENT                RESIDENT+PREFETCHED     prefetch, until seen used or evicted
  *
  * Within a transition the order of stores is part of the contract: the new home is written
- * first, the flags cleared next, and a slot is freed (its memory punched) only once no entry
+ * first, the flags cleared next, and a slot is freed (its memory punched; a disk slot's punch
+ * is deferred to the evictor, and the slot is not reused before it) only once no entry
  * names it; a page leaves guest RAM only after its tier copy is recorded, and comes back into
  * guest RAM before its entry stops naming the slot.
  *

@@ -59,6 +59,29 @@ static struct json_object *latency_json(const struct hist *h)
 	return o;
 }
 
+/* What the daemon's disk scheduler did for this VM, per class: grants, bytes, and the
+ * requests that waited their turn (how many, how long in all and at most, in ms). */
+static struct json_object *diskq_json(struct diskq_client *dq)
+{
+	static const char *const names[DISKQ_NCLASS] = {"fault", "prefetch", "write"};
+	struct json_object *o = json_object_new_object();
+	struct diskq_stats st;
+
+	diskq_get_stats(dq, &st);
+	for (int i = 0; i < DISKQ_NCLASS; i++) {
+		struct json_object *c = json_object_new_object();
+
+		add_u64(c, "grants", st.grants[i]);
+		add_u64(c, "bytes", st.bytes[i]);
+		add_u64(c, "waits", st.waits[i]);
+		json_object_object_add(c, "wait_ms", json_object_new_double(st.wait_ns[i] / 1e6));
+		json_object_object_add(c, "wait_max_ms",
+				       json_object_new_double(st.wait_max_ns[i] / 1e6));
+		json_object_object_add(o, names[i], c);
+	}
+	return o;
+}
+
 static struct json_object *disk_json(struct vm *vm, const struct vm_stats *s, size_t pages,
 				     size_t runs)
 {
@@ -84,6 +107,10 @@ static struct json_object *disk_json(struct vm *vm, const struct vm_stats *s, si
 	add_u64(o, "read_errors", c.read_errors);
 	add_u64(o, "write_errors", c.write_errors);
 	add_u64(o, "punch_errors", c.punch_errors);
+	add_u64(o, "punches", c.punches);
+	add_u64(o, "unpunched_slots", c.unpunched);
+	if (vm->dq)
+		json_object_object_add(o, "queue", diskq_json(vm->dq));
 	if (vm->disk)
 		json_object_object_add(o, "path", json_object_new_string(disktier_path(vm->disk)));
 	return o;

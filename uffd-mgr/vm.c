@@ -194,6 +194,50 @@ static int open_pidfd(pid_t pid)
 	return fd < 0 ? -errno : fd;
 }
 
+/* The gates between the VM's rings and the daemon's disk scheduler (diskq.h): a write is a
+ * demotion; a read counts as its ring's struct vm_gate says. */
+static int gate_acquire(void *arg, bool write, uint64_t bytes, bool wait)
+{
+	struct vm_gate *g = arg;
+	int r = diskq_acquire(g->dq, write ? DISKQ_WRITE : g->read_cls, bytes, wait);
+
+	if (!r && write && hooks_disk_write_delay_us()) /* test builds: a slow disk */
+		usleep(hooks_disk_write_delay_us());
+	return r;
+}
+
+static void gate_release(void *arg, bool write, uint64_t bytes)
+{
+	struct vm_gate *g = arg;
+
+	diskq_release(g->dq, write ? DISKQ_WRITE : g->read_cls, bytes);
+}
+
+/* Puts a ring of the VM behind the daemon's scheduler, if it has joined one. */
+static void gate_ring(struct vm *vm, struct disktier_io *io, struct vm_gate *g)
+{
+	struct disktier_gate dg = {gate_acquire, gate_release, g};
+
+	if (io && vm->dq)
+		disktier_io_set_gate(io, &dg);
+}
+
+int vm_join_diskq(struct vm *vm, struct diskq *q)
+{
+	int r;
+
+	if (!vm->disk || !q)
+		return 0;
+	r = diskq_join(q, vm->pol.weight, &vm->dq);
+	if (r)
+		return r;
+	vm->fault_gate = (struct vm_gate){vm->dq, DISKQ_FAULT};
+	vm->bg_gate = (struct vm_gate){vm->dq, DISKQ_PREFETCH};
+	gate_ring(vm, vm->fault_io, &vm->fault_gate);
+	gate_ring(vm, vm->evict_io, &vm->bg_gate);
+	return 0;
+}
+
 /* A ring for each thread that does disk I/O, each with its run-sized buffer registered. */
 static int open_rings(struct vm *vm, char *err, size_t errlen)
 {
@@ -202,9 +246,9 @@ static int open_rings(struct vm *vm, char *err, size_t errlen)
 
 	if (inject && *inject && disktier_set_injection(vm->disk, inject))
 		log_warn(vm->name, "ignoring bad UFFD_MGR_INJECT_DISK '%s'", inject);
-	r = disktier_io_create(vm->disk, vm->fault_bounce, vm->pol.run_size, 8, &vm->fault_io);
+	r = disktier_io_create(vm->disk, vm->fault_bounce, vm->fault_bounce_len, 32, &vm->fault_io);
 	if (!r)
-		r = disktier_io_create(vm->disk, vm->evict_stage, vm->pol.run_size, 32,
+		r = disktier_io_create(vm->disk, vm->evict_stage, vm->evict_stage_len, 32,
 				       &vm->evict_io);
 	if (r) {
 		snprintf(err, errlen, "cannot set up io_uring for the disk tier: %s", strerror(-r));
@@ -271,8 +315,14 @@ static int vm_finish(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot build the page map: %s", strerror(-r));
 		return r;
 	}
-	vm->fault_bounce = aligned_alloc(PAGE_SIZE_4K, vm->pol.run_size);
-	vm->evict_stage = aligned_alloc(PAGE_SIZE_4K, vm->pol.run_size);
+	vm->evict_stage_len =
+	    vm->pol.run_size > VM_PREFETCH_STAGE ? vm->pol.run_size : VM_PREFETCH_STAGE;
+	vm->fault_bounce_len = vm->disk ? vm->evict_stage_len : vm->pol.run_size;
+	vm->disk_ra_next = SIZE_MAX;
+	vm->fault_bounce = aligned_alloc(PAGE_SIZE_4K, vm->fault_bounce_len);
+	vm->evict_stage = aligned_alloc(PAGE_SIZE_4K, vm->evict_stage_len);
+	if (vm->disk && !(vm->fault_batch = calloc(1, sizeof(*vm->fault_batch))))
+		return -ENOMEM;
 	if (!vm->fault_bounce || !vm->evict_stage)
 		return -ENOMEM;
 	if (vm->disk) {
@@ -618,6 +668,7 @@ static int bring_back_all(struct vm *vm)
 
 	if (!r && vm->disk)
 		r = disktier_io_create(vm->disk, bounce, vm->pol.run_size, 8, &io);
+	gate_ring(vm, io, &vm->bg_gate);
 	for (size_t p = 0; !r && p < pagemap_npages(vm->pm); p++) {
 		int tries = 0;
 
@@ -746,8 +797,10 @@ void vm_destroy(struct vm *vm)
 		munmap(vm->local, vm->length);
 	disktier_io_destroy(vm->fault_io);
 	disktier_io_destroy(vm->evict_io);
+	diskq_leave(vm->dq); /* no ring of the VM is left to hold a share */
 	disktier_close(vm->disk);
 	free(vm->fault_bounce);
+	free(vm->fault_batch);
 	free(vm->evict_stage);
 	shmpool_destroy(vm->shm);
 	pagemap_destroy(vm->pm);

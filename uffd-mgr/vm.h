@@ -15,6 +15,7 @@
 
 #include "shmswap/disktier.h"
 #include "shmswap/shmpool.h"
+#include "uffd-mgr/diskq.h"
 #include "uffd-mgr/hist.h"
 #include "uffd-mgr/pagemap.h"
 #include "uffd-mgr/policy.h"
@@ -24,6 +25,7 @@
 
 struct tracker;
 struct qmp;
+struct disk_batch;
 
 /* What the planner decided for a VM and what came of it (plan.c). Figures in bytes. */
 struct vm_plan_stats {
@@ -106,7 +108,19 @@ struct vm {
 	struct shmpool *shm;
 	struct disktier *disk;			 /* NULL: no disk tier */
 	struct disktier_io *fault_io, *evict_io; /* each used by one thread only */
-	uint8_t *fault_bounce, *evict_stage;	 /* run_size each, registered with the rings */
+	struct diskq_client *dq;		 /* the daemon's disk scheduler; NULL: none */
+	/* What each ring's reads count as at the scheduler: the fault ring's are a fault's
+	 * (DISKQ_FAULT) but while the fault thread reads ahead (fault thread only); the other
+	 * rings' are background reads (DISKQ_PREFETCH). */
+	struct vm_gate {
+		struct diskq_client *dq;
+		enum diskq_class read_cls;
+	} fault_gate, bg_gate;
+	uint8_t *fault_bounce, *evict_stage;	 /* registered with the rings */
+	size_t fault_bounce_len, evict_stage_len; /* run_size, at least VM_PREFETCH_STAGE */
+	struct disk_batch *fault_batch; /* the fault thread's read-ahead; NULL: no disk tier */
+	size_t disk_ra_next;		/* fault thread: the run a sequential reader faults next */
+	uint32_t disk_ra_runs;		/* fault thread: its read-ahead window, in runs */
 	pthread_mutex_t lock;
 	pthread_cond_t evict_cv;
 	pthread_t fault_tid, evict_tid;
@@ -167,6 +181,10 @@ struct vm {
 	bool killed;		   /* control loop: SIGKILL sent */
 };
 
+/* Bytes of disk reads the evictor's prefetch, and the fault thread's read-ahead, keep in
+ * flight at once, at least: the buffers they read into, registered (pinned) with their rings. */
+#define VM_PREFETCH_STAGE (1u << 20)
+
 struct proto_register;
 struct proto_range;
 
@@ -188,6 +206,11 @@ int vm_adopt(const struct proto_register *req, const int *fds, int nfds,
 /* The descriptors the shim must keep so that the VM outlives this daemon: the state memfd,
  * the shm pool memfd and, with a disk tier, its file. Returns how many it put in fds[3]. */
 int vm_keep_fds(const struct vm *vm, int fds[3]);
+
+/* Puts the VM's disk-tier I/O behind the daemon's disk scheduler q, with the VM's [memory]
+ * weight; before vm_start. Nothing to do without a disk tier or a scheduler. Returns 0 or
+ * -ENOMEM (the VM then runs ungated). */
+int vm_join_diskq(struct vm *vm, struct diskq *q);
 
 /* Starts the fault thread and the evictor (the tracker is started apart, track_start, once
  * the shim has its reply: the tracker talks to the shim). Returns 0 or -errno. */

@@ -4,8 +4,13 @@
  *  - open: argument errors name the path, a non-regular file is refused and left alone; the
  *    file is created 0600 (a stale one made so), truncated, sparse, sized to whole slots, and
  *    unlinked on close;
- *  - slots in extents (exact, longest, -ENOSPC), and disktier_free punching the file so its
- *    st_blocks fall;
+ *  - slots in extents (exact, longest, -ENOSPC), and disktier_free deferring the punch: no
+ *    system call at the free, the slots not handed out again until disktier_reclaim (or an
+ *    allocation that finds no other room) punched them so the file's st_blocks fall;
+ *  - merged I/O: segments adjacent both in the file and in memory move as one I/O (a
+ *    counting gate sees one acquire), a gap on either side splits them, data byte-exact;
+ *  - a gate (disktier_gate) that refuses past 2 segments in flight: 37 segments still move
+ *    byte-exact, the ring waits only with nothing of its own in flight, releases all;
  *  - round trips of seeded data, checked byte-exact: one segment, many segments (more than
  *    the ring's depth, of random sizes and places), through registered buffers, through plain
  *    buffers, both mixed in one call, and a segment that crosses the 1 GiB boundary between
@@ -285,16 +290,27 @@ static void test_alloc_extents(void **state)
 	assert_int_equal(got, 16);
 	assert_int_equal(disktier_alloc(f->d, 16, &got), 16);
 	assert_int_equal(got, 16);
-	disktier_free(f->d, 0, 16); /* free: 0-15 and 32-63 */
+	disktier_free(f->d, 0, 16); /* free: 0-15 (not yet reclaimed) and 32-63 */
 	assert_int_equal(disktier_used(f->d), 16);
 	assert_int_equal(disktier_alloc(f->d, 20, &got), 32);
 	assert_int_equal(got, 20);
-	assert_int_equal(disktier_alloc(f->d, 20, &got), 0); /* longest: 16 at 0 */
-	assert_int_equal(got, 16);
+	/* 0-15 wait for their punch: not handed out while other room is left. */
 	assert_int_equal(disktier_alloc(f->d, 20, &got), 52);
 	assert_int_equal(got, 12);
+	assert_int_equal(counters(f->d).unpunched, 16);
+	/* No room left but them: the allocation reclaims them itself. */
+	assert_int_equal(disktier_alloc(f->d, 20, &got), 0);
+	assert_int_equal(got, 16);
+	assert_int_equal(counters(f->d).unpunched, 0);
 	assert_int_equal(disktier_alloc(f->d, 1, &got), -ENOSPC);
 	assert_int_equal(disktier_used(f->d), 64);
+	/* Frees in any order come back as one extent once reclaimed. */
+	disktier_free(f->d, 8, 8);
+	disktier_free(f->d, 0, 4);
+	disktier_free(f->d, 4, 4);
+	assert_int_equal(disktier_reclaim(f->d), 16);
+	assert_int_equal(disktier_alloc(f->d, 16, &got), 0);
+	assert_int_equal(got, 16);
 }
 
 /* Writes nsegs segments of random sizes (1..maxpg pages) from random places of src, reads
@@ -482,6 +498,11 @@ static void test_free_punches(void **state)
 	assert_int_equal(fstat(disktier_fd(f->d), &before), 0);
 	assert_true(before.st_blocks >= 256 * PG / 512);
 	disktier_free(f->d, s.slot, 128);
+	/* Deferred: the free itself makes no system call; the reclaim punches. */
+	assert_int_equal(fstat(disktier_fd(f->d), &after), 0);
+	assert_int_equal(after.st_blocks, before.st_blocks);
+	assert_int_equal(disktier_used(f->d), 128);
+	assert_int_equal(disktier_reclaim(f->d), 128);
 	assert_int_equal(fstat(disktier_fd(f->d), &after), 0);
 	assert_true(after.st_blocks <= before.st_blocks - 128 * PG / 512);
 	/* The other half is untouched. */
@@ -494,6 +515,7 @@ static void test_free_punches(void **state)
 	assert_memory_equal(buf, want + 128 * PG, 128 * PG);
 	free(want);
 	disktier_free(f->d, s.slot, 128);
+	assert_int_equal(disktier_reclaim(f->d), 128);
 	assert_int_equal(fstat(disktier_fd(f->d), &after), 0);
 	assert_int_equal(after.st_blocks, 0);
 	assert_int_equal(disktier_used(f->d), 0);
@@ -584,6 +606,7 @@ static void test_full_fs(void **state)
 	/* The punch hands the file system its space back. */
 	for (unsigned i = 0; i < PER; i++)
 		disktier_free(f->d, segs[0][i].slot, SEG);
+	assert_int_equal(disktier_reclaim(f->d), PER * SEG);
 	for (unsigned i = 0; i < PER; i++)
 		fill(segs[ok][i].buf, SEG, 9000 + i);
 	assert_int_equal(disktier_write(io, segs[ok], PER), 0);
@@ -1074,6 +1097,123 @@ static void test_adopt_refusals(void **state)
 	assert_true(fcntl(disktier_fd(f->d), F_GETFD) >= 0);
 }
 
+
+/* A gate for the tests: counts what it is asked, grants at most cap bytes in flight and says
+ * -EAGAIN past it, and checks the ring's side of the contract: waiting only with nothing of
+ * its own in flight, releasing exactly what it acquired. */
+struct test_gate {
+	uint64_t cap, inflight, acquires, waits, refusals, bytes[2];
+	bool bad;
+};
+
+static int tg_acquire(void *arg, bool write, uint64_t bytes, bool wait)
+{
+	struct test_gate *g = arg;
+
+	g->acquires++;
+	if (wait) {
+		g->waits++;
+		if (g->inflight) /* would wait for ever on its own share */
+			g->bad = true;
+	} else if (g->inflight + bytes > g->cap) {
+		g->refusals++;
+		return -EAGAIN;
+	}
+	g->inflight += bytes;
+	g->bytes[write] += bytes;
+	return 0;
+}
+
+static void tg_release(void *arg, bool write, uint64_t bytes)
+{
+	struct test_gate *g = arg;
+
+	if (bytes > g->inflight || bytes > g->bytes[write])
+		g->bad = true;
+	g->inflight -= bytes;
+}
+
+/* Segments adjacent on disk and in memory move as one I/O (the gate sees one acquire);
+ * a gap on either side splits them; the data is exact either way. */
+static void test_merged(void **state)
+{
+	struct fix *f = *state;
+	char *mem = map(80 * PG);
+	struct test_gate g = {.cap = UINT64_MAX};
+	struct disktier_gate gate = {tg_acquire, tg_release, &g};
+	struct disktier_seg w[8], r[8];
+	struct disktier_counters c0, c1;
+	struct disktier_io *io;
+	uint32_t got;
+	int64_t base;
+
+	open_tier(f, 4 * MiB);
+	assert_int_equal(disktier_io_create(f->d, mem, 80 * PG, 8, &io), 0);
+	disktier_io_set_gate(io, &gate);
+	base = disktier_alloc(f->d, 32, &got);
+	assert_int_equal(got, 32);
+	/* 8 segments of 4 pages, adjacent in the file and in memory: one write. */
+	for (unsigned i = 0; i < 8; i++) {
+		w[i] = (struct disktier_seg){(uint64_t)base + i * 4, mem + i * 4 * PG, 4};
+		fill(w[i].buf, 4, 300 + i);
+	}
+	c0 = counters(f->d);
+	assert_int_equal(disktier_write(io, w, 8), 0);
+	assert_int_equal(g.acquires, 1);
+	assert_int_equal(g.bytes[1], 32 * PG);
+	/* Read back into 32..: 0-3 adjacent in memory, a page of gap before 4 and before 6:
+	 * three reads. */
+	memset(mem + 32 * PG, 0, 48 * PG);
+	for (unsigned i = 0; i < 8; i++)
+		r[i] = (struct disktier_seg){w[i].slot, mem + (32 + i * 4 + (i >= 4) + (i >= 6)) * PG,
+					     4};
+	g.acquires = 0;
+	assert_int_equal(disktier_read(io, r, 8), 0);
+	assert_int_equal(g.acquires, 3);
+	for (unsigned i = 0; i < 8; i++)
+		check(r[i].buf, 4, 300 + i);
+	/* A gap in the file splits them too. */
+	r[0] = (struct disktier_seg){w[0].slot, mem + 32 * PG, 4};
+	r[1] = (struct disktier_seg){w[2].slot, mem + 36 * PG, 4};
+	g.acquires = 0;
+	assert_int_equal(disktier_read(io, r, 2), 0);
+	assert_int_equal(g.acquires, 2);
+	check(r[1].buf, 4, 302);
+	c1 = counters(f->d);
+	/* Counters still count segments. */
+	assert_int_equal(c1.writes - c0.writes, 8);
+	assert_int_equal(c1.reads - c0.reads, 10);
+	assert_int_equal(g.inflight, 0);
+	assert_false(g.bad);
+	disktier_io_destroy(io);
+	munmap(mem, 80 * PG);
+}
+
+/* A gate that holds the ring to 2 segments in flight: 37 segments of random sizes still move
+ * byte-exact through a ring of depth 8, the ring waits at the gate only with nothing of its
+ * own in flight, and every byte acquired is released. */
+static void test_gate_backpressure(void **state)
+{
+	struct fix *f = *state;
+	enum { ROOM = 37 * 16 };
+	char *mem = map(2 * (size_t)ROOM * PG);
+	struct test_gate g = {.cap = 2 * 16 * PG};
+	struct disktier_gate gate = {tg_acquire, tg_release, &g};
+	struct disktier_io *io;
+
+	open_tier(f, 8 * MiB);
+	assert_int_equal(disktier_io_create(f->d, NULL, 0, 8, &io), 0);
+	disktier_io_set_gate(io, &gate);
+	round_trip(f->d, io, mem, mem + (size_t)ROOM * PG, ROOM, 37, 16, 41);
+	assert_true(g.refusals > 0);
+	assert_true(g.waits > 0);
+	assert_int_equal(g.inflight, 0);
+	assert_int_equal(g.bytes[0], g.bytes[1]);
+	assert_false(g.bad);
+	disktier_io_destroy(io);
+	munmap(mem, 2 * (size_t)ROOM * PG);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1087,6 +1227,8 @@ int main(void)
 	    T(test_mixed_fixed_and_plain),
 	    T(test_fixed_piece_boundary),
 	    T(test_free_punches),
+	    T(test_merged),
+	    T(test_gate_backpressure),
 	    T(test_buffered_fallback),
 	    T(test_tmpfs),
 	    T(test_full_fs),

@@ -29,6 +29,10 @@
  *    agree with the page map;
  *  - a guest under its resident_max loses no page to the evictor;
  *  - a region at an offset inside a larger memfd: nothing outside it is touched;
+ *  - the disk tier's prefetch batch: runs pushed to disk are brought back many at once with
+ *    one deep read (adjacent spans merged), byte-exact; the slots they leave are punched by
+ *    the evictor later, never on the fault path; the rest, read in order, comes back mostly
+ *    by the fault thread's read-ahead, exactly;
  *  - vm_release against a fake shim: every tiered page is back in the memfd before the
  *    shim unregisters, and the evictor stays stopped;
  *  - vm_create's checks and its ownership of the descriptors.
@@ -56,6 +60,7 @@
 
 #include "shmswap/shmpool.h"
 #include "uffd-mgr/evict.h"
+#include "uffd-mgr/fault.h"
 #include "uffd-mgr/hooks.h"
 #include "uffd-mgr/pagemap.h"
 #include "uffd-mgr/policy.h"
@@ -81,6 +86,7 @@ struct fx {
 static struct proto_register req; /* 4 KiB of policy path: not on the stack */
 static struct fx *open_fx;	  /* the fixture to close if a test fails part-way */
 static pid_t fx_pid;		  /* "QEMU"'s pid for the next fx_open; 0: this process */
+static char fx_disk[128];	  /* the next fx_open's [disk] path; "": no disk tier */
 
 static void sleep_ms(long ms)
 {
@@ -135,6 +141,10 @@ static void fx_open_at(struct fx *f, off_t off, size_t len, size_t tail, uint64_
 	pol.resident_max = resident_max;
 	pol.shm_max = shm_max;
 	pol.run_size = run_size;
+	if (fx_disk[0]) {
+		snprintf(pol.disk_path, sizeof(pol.disk_path), "%s", fx_disk);
+		pol.disk_max = 64 * MIB;
+	}
 	err[0] = 0;
 	if (vm_create(&req, uffd, mfd, &pol, &f->vm, err, sizeof(err)))
 		print_error("vm_create: %s\n", err);
@@ -1339,6 +1349,146 @@ static void test_release(void **state)
 	fx_close(&f);
 }
 
+
+/* ---- the disk tier: prefetch in one deep batch ---- */
+
+static int gate_count_acquire(void *arg, bool write, uint64_t bytes, bool wait)
+{
+	(*(unsigned *)arg)++;
+	return 0;
+}
+
+static void gate_count_release(void *arg, bool write, uint64_t bytes)
+{
+}
+
+static int no_disk_in_flight(struct fx *f)
+{
+	struct vm *vm = f->vm;
+	size_t flagged = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	for (size_t p = 0; p < f->npages; p++)
+		flagged += !!(pagemap_flags(vm->pm, p) & PF_EVICTING);
+	pthread_mutex_unlock(&vm->lock);
+	return !flagged && count(f, PS_DISK) > f->npages / 2;
+}
+
+static int disk_all_punched(struct fx *f)
+{
+	struct disktier_counters c;
+
+	disktier_get_counters(f->vm->disk, &c);
+	return c.unpunched == 0;
+}
+
+/* An 8 MiB guest with 1 MiB resident and a 1 MiB shm tier pushes most of its pages to disk;
+ * then, its limit lifted, the runs on disk are brought back as the prefetcher does: many runs
+ * added to one batch (their disk spans flagged in flight at their guest offsets in a 1 MiB
+ * stage) and read with one call through a ring of depth 32, spans adjacent both on disk and
+ * in the guest merged (a counting gate sees fewer I/Os than spans). Every page of those runs
+ * is resident afterwards with its bytes; the slots they left wait for the evictor's punch
+ * (unpunched), which comes off the fault path; the rest of the guest faults back exactly. */
+static void test_disk_prefetch_batch(void **state)
+{
+	static struct fx f; /* static: cleanup() may close it after a failed assertion */
+	static struct disk_batch b;
+	const uint64_t seed = 0xd15c;
+	char dir[] = "/var/tmp/test-vm-disk.XXXXXX";
+	struct disktier_counters c;
+	struct disktier_io *io;
+	unsigned ios = 0;
+	struct disktier_gate g = {gate_count_acquire, gate_count_release, &ios};
+	static size_t firsts[256];
+	size_t run = 4, first_run, runs = 0, tiered = 0;
+	uint8_t *stage = aligned_alloc(PG, MIB);
+
+	assert_non_null(stage);
+	assert_non_null(mkdtemp(dir));
+	snprintf(fx_disk, sizeof(fx_disk), "%s/%%n.swap", dir);
+	fx_open(&f, 8 * MIB, 1 * MIB, 1 * MIB, run * PG);
+	fx_disk[0] = 0;
+	assert_non_null(f.vm->disk);
+	write_range(&f, 0, f.npages, seed, 0);
+	assert_true(wait_for(&f, resident_under_limit, 5000));
+	pthread_mutex_lock(&f.vm->lock);
+	f.vm->pol.resident_max = 0; /* no limit: nothing is evicted again meanwhile */
+	pthread_mutex_unlock(&f.vm->lock);
+	assert_true(wait_for(&f, no_disk_in_flight, 5000));
+
+	assert_int_equal(disktier_io_create(f.vm->disk, stage, MIB, 32, &io), 0);
+	disktier_io_set_gate(io, &g);
+	b.stage = stage;
+	b.stage_pages = MIB / PG;
+	pthread_mutex_lock(&f.vm->lock);
+	for (first_run = 0; first_run < f.npages; first_run += run)
+		if (pagemap_state(f.vm->pm, first_run) == PS_DISK)
+			break;
+	for (size_t p = first_run; p < f.npages; p += run) {
+		size_t n = 0;
+
+		for (size_t i = 0; i < run; i++)
+			n += pagemap_state(f.vm->pm, p + i) == PS_DISK;
+		if (!n)
+			continue;
+		if (runs == 256 || fault_batch_add_run(f.vm, &b, p))
+			break; /* the stage is full */
+		firsts[runs++] = p;
+		tiered += n;
+	}
+	pthread_mutex_unlock(&f.vm->lock);
+	print_message("batch: %zu runs, %zu pages, %u spans\n", runs, tiered, b.nsegs);
+	assert_true(runs >= 32);
+	{
+		unsigned spans = b.nsegs;
+
+		assert_int_equal(fault_batch_read(f.vm, io, &b), 0);
+		print_message("read with %u I/Os for %u spans\n", ios, spans);
+		assert_true(ios >= 1 && ios <= spans);
+	}
+	assert_int_equal(b.nsegs, 0);
+	disktier_get_counters(f.vm->disk, &c);
+	assert_int_equal(c.read_errors, 0);
+	/* Every page the batch covered is back, with its bytes, and none is left in flight. */
+	pthread_mutex_lock(&f.vm->lock);
+	for (size_t k = 0; k < runs; k++) {
+		for (size_t i = 0; i < run; i++) {
+			size_t p = firsts[k] + i;
+
+			assert_int_equal(pagemap_state(f.vm->pm, p), PS_RESIDENT);
+			assert_int_equal(pagemap_flags(f.vm->pm, p) & PF_EVICTING, 0);
+		}
+	}
+	pthread_mutex_unlock(&f.vm->lock);
+	for (size_t k = 0; k < runs; k++)
+		verify_range(&f, firsts[k], run, seed, 0);
+	/* The slots they left are punched by the evictor, off the fault path. */
+	assert_true(wait_for(&f, disk_all_punched, 3000));
+	disktier_get_counters(f.vm->disk, &c);
+	assert_true(c.punches > 0);
+	assert_int_equal(disktier_used(f.vm->disk), count(&f, PS_DISK));
+	/* The rest faults back from disk, byte-exact; read in order with room under no limit,
+	 * most of it comes by the fault thread's read-ahead, not by faults of its own. */
+	{
+		struct vm_stats s0, s1;
+		size_t on_disk = count(&f, PS_DISK);
+
+		snap(&f, &s0);
+		verify_range(&f, 0, f.npages, seed, 0);
+		snap(&f, &s1);
+		print_message("%zu pages on disk: %llu faulted back, %llu read ahead\n", on_disk,
+			      (unsigned long long)(s1.faults_disk_pages - s0.faults_disk_pages),
+			      (unsigned long long)(s1.bring_back_pages - s0.bring_back_pages));
+		assert_true(s1.bring_back_pages - s0.bring_back_pages > on_disk / 2);
+		assert_int_equal(count(&f, PS_DISK), 0);
+	}
+	check_homes(&f, seed, 0);
+	disktier_io_destroy(io);
+	fx_close(&f);
+	free(stage);
+	rmdir(dir);
+}
+
 /* ---- vm_create ---- */
 
 static void test_create_checks_and_ownership(void **state)
@@ -1453,6 +1603,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_no_eviction_under_limit, cleanup),
 	    cmocka_unit_test_teardown(test_memfd_offset, cleanup),
 	    cmocka_unit_test_teardown(test_release, cleanup),
+	    cmocka_unit_test_teardown(test_disk_prefetch_batch, cleanup),
 	};
 	char err[256];
 	int fd;
