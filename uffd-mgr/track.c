@@ -11,6 +11,7 @@
 #include "ebpf/tracker.h"
 #include "uffd-mgr/log.h"
 #include "uffd-mgr/proto.h"
+#include "uffd-mgr/regions.h"
 #include "uffd-mgr/vm.h"
 
 #define SAMPLE_DEFAULT_PAGES 4096
@@ -57,7 +58,15 @@ void track_note_access(struct vm *vm, size_t page)
 
 static bool exact(const struct vm *vm)
 {
-	return vm->track_mode == POLICY_TRACK_EBPF && vm->pol.track_sample_pages == 0;
+	return vm->track_mode == POLICY_TRACK_EBPF && vm->pol.track_sample_pages == 0 &&
+	       vm->pol.track_regions == 0;
+}
+
+/* The default of mode ebpf: adaptive regions (regions.h). */
+static bool by_regions(const struct vm *vm)
+{
+	return vm->track_mode == POLICY_TRACK_EBPF && vm->pol.track_sample_pages == 0 &&
+	       vm->pol.track_regions != 0;
 }
 
 /* Adds the range [first, first + n) to the arming list and flags its pages. Lock held. */
@@ -154,6 +163,107 @@ static size_t plan_arming(struct vm *vm, uint64_t *rng, size_t *cap)
 	}
 	merge_ranges(vm);
 	return chosen;
+}
+
+/* The regions sampler's view of the page map. armable is called from plan_regions, lock
+ * held; resident and hot take the lock themselves, so that the end of an interval holds it for
+ * one region at a time (a bounded share of the map), never for a walk of the whole map. */
+static bool rg_armable(void *ctx, size_t p)
+{
+	const struct vm *vm = ctx;
+
+	return pagemap_state(vm->pm, p) == PS_RESIDENT && !pagemap_flags(vm->pm, p);
+}
+
+static size_t rg_resident(void *ctx, size_t first, size_t n)
+{
+	struct vm *vm = ctx;
+	size_t run = pagemap_run_pages(vm->pm), c = 0, p = first, end = first + n;
+
+	pthread_mutex_lock(&vm->lock);
+	for (; p < end && p % run; p++)
+		c += pagemap_state(vm->pm, p) == PS_RESIDENT;
+	for (; p + run <= end; p += run)
+		c += pagemap_run_resident(vm->pm, p);
+	for (; p < end; p++)
+		c += pagemap_state(vm->pm, p) == PS_RESIDENT;
+	pthread_mutex_unlock(&vm->lock);
+	return c;
+}
+
+/* A region found used: its resident runs are seen this epoch, for the evictor's age order
+ * (the region is the tracker's grain). Runs in a tier are left alone: marking them would
+ * send the prefetcher after pages nobody asked for. */
+static void rg_hot(void *ctx, size_t first, size_t n)
+{
+	struct vm *vm = ctx;
+	size_t run = pagemap_run_pages(vm->pm);
+
+	pthread_mutex_lock(&vm->lock);
+	for (size_t p = first; p < first + n; p = (p / run + 1) * run)
+		if (pagemap_run_resident(vm->pm, p))
+			pagemap_mark_seen(vm->pm, p);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+static const struct regions_ops rg_ops = {.armable = rg_armable, .resident = rg_resident};
+
+/* Chooses the regions' samples and flags those to arm: one range each, joined where they
+ * touch. O(regions). Lock held. Returns pages chosen. */
+static size_t plan_regions(struct vm *vm, struct regions *rg, size_t *pages, size_t *cap)
+{
+	size_t max = regions_count(rg) < PROTO_ARM_MAX ? regions_count(rg) : PROTO_ARM_MAX;
+	size_t n = regions_plan(rg, &rg_ops, vm, pages, max), chosen = 0;
+
+	vm->narmed = 0;
+	for (size_t i = 0; i < n; i++)
+		chosen += arm_add(vm, pages[i], 1, cap) == 0;
+	merge_ranges(vm);
+	return chosen;
+}
+
+/* Ends a regions epoch. The bitmap walk (1 bit per page) and the regions' own work run
+ * without the lock; each page seen takes it briefly. */
+static void end_regions(struct vm *vm, struct regions *rg, const uint64_t *bits)
+{
+	size_t npages = pagemap_npages(vm->pm);
+	struct vm_track_stats *ts = &vm->ts;
+	uint32_t e = pagemap_epoch(vm->pm);
+	double est;
+
+	/* Only this thread touches the wss in ebpf mode (track_note_access is for sample). */
+	wss_mark_bits(vm->wss, bits, e);
+	for (size_t w = 0; w * 64 < npages; w++) {
+		if (!bits[w])
+			continue;
+		pthread_mutex_lock(&vm->lock);
+		for (uint64_t b = bits[w]; b; b &= b - 1) {
+			size_t p = w * 64 + (size_t)__builtin_ctzll(b);
+
+			if (p >= npages)
+				break;
+			pagemap_mark_seen(vm->pm, p);
+			if (pagemap_flags(vm->pm, p) & PF_PREFETCHED) {
+				/* brought back ahead of time, and now used */
+				pagemap_set_flags(vm->pm, p,
+						  pagemap_flags(vm->pm, p) & ~PF_PREFETCHED);
+				vm->plan.ps.prefetch_used++;
+			}
+		}
+		pthread_mutex_unlock(&vm->lock);
+	}
+	est = regions_end(rg, bits, &rg_ops, vm, rg_hot);
+	pthread_mutex_lock(&vm->lock);
+	wss_push_estimate(vm->wss, est);
+	for (int i = 0; i < TRACK_WINDOWS; i++)
+		ts->wss_pages[i] = (uint64_t)(wss_sample_window(vm->wss, track_windows[i]) + 0.5);
+	memset(ts->age_pages, 0, sizeof(ts->age_pages));
+	regions_ages(rg, ts->age_pages);
+	ts->idle_pages =
+	    ts->age_pages[WSS_AGE_BUCKETS - 2] + ts->age_pages[WSS_AGE_BUCKETS - 1];
+	ts->regions = regions_count(rg);
+	ts->epoch = e;
+	pthread_mutex_unlock(&vm->lock);
 }
 
 /* Ends the epoch: folds in what it saw and refreshes the estimates. Lock held. */
@@ -266,8 +376,15 @@ static void *track_main(void *arg)
 	size_t npages = pagemap_npages(vm->pm), nwords = (npages + 63) / 64, cap = 0;
 	uint64_t *bits = calloc(nwords, sizeof(*bits)), rng = 0x9e3779b97f4a7c15ull ^ vm->pid;
 	struct proto_arm *msg = malloc(sizeof(*msg) + PROTO_ARM_MAX * sizeof(msg->range[0]));
-	size_t armed = 0, population = 0;
+	size_t armed = 0, population = 0, *pages = NULL;
+	struct regions *rg = NULL;
 
+	if (by_regions(vm) &&
+	    (regions_create(npages, vm->pol.track_regions, rng, &rg) ||
+	     !(pages = calloc(PROTO_ARM_MAX, sizeof(*pages))))) {
+		log_err(vm->name, "tracker: out of memory; working set not measured");
+		goto out;
+	}
 	if (!bits || !msg) {
 		log_err(vm->name, "tracker: out of memory; working set not measured");
 		goto out;
@@ -295,7 +412,7 @@ static void *track_main(void *arg)
 			continue; /* the previous arming is still running in QEMU */
 		pthread_mutex_lock(&vm->lock);
 		population = pagemap_count(vm->pm, PS_RESIDENT);
-		armed = plan_arming(vm, &rng, &cap);
+		armed = rg ? plan_regions(vm, rg, pages, &cap) : plan_arming(vm, &rng, &cap);
 		vm->ts.armed_pages = armed;
 		vm->ts.arm_ranges = vm->narmed;
 		pthread_mutex_unlock(&vm->lock);
@@ -309,9 +426,10 @@ static void *track_main(void *arg)
 				vm->arm_done_seq = vm->arm_seq;
 				clear_armed(vm);
 				pthread_mutex_unlock(&vm->lock);
-			} else {
-				wait_armed(vm);
 			}
+			/* Samples not armed in time would read as unused: observe nothing. */
+			if ((r || !wait_armed(vm) || (vm->arm_status && !vm->arm_pages)) && rg)
+				regions_arm_failed(rg);
 		}
 		wait_until(vm, deadline);
 		if (vm->track_stop || vm->stopping)
@@ -319,12 +437,21 @@ static void *track_main(void *arg)
 		if (vm->track_mode == POLICY_TRACK_EBPF &&
 		    tracker_read_clear(vm->bpf, vm->bpf_slot, bits, nwords))
 			memset(bits, 0, nwords * sizeof(*bits));
+		if (rg) {
+			end_regions(vm, rg, bits);
+			pthread_mutex_lock(&vm->lock);
+			pagemap_set_epoch(vm->pm, pagemap_epoch(vm->pm) + 1);
+			pthread_mutex_unlock(&vm->lock);
+			continue;
+		}
 		pthread_mutex_lock(&vm->lock);
 		end_epoch(vm, vm->track_mode == POLICY_TRACK_EBPF ? bits : NULL, armed, population);
 		pagemap_set_epoch(vm->pm, pagemap_epoch(vm->pm) + 1);
 		pthread_mutex_unlock(&vm->lock);
 	}
 out:
+	regions_destroy(rg);
+	free(pages);
 	free(bits);
 	free(msg);
 	return NULL;

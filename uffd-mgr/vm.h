@@ -91,6 +91,7 @@ struct vm_track_stats {
 	uint64_t armed_pages;		     /* observed in the last interval */
 	uint64_t arm_rounds, arm_errors, arm_ranges;
 	uint64_t arm_ns; /* time the last arming took in QEMU */
+	uint64_t regions; /* adaptive regions (ebpf mode's default), 0 in the other modes */
 };
 
 struct vm {

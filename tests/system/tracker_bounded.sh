@@ -1,0 +1,64 @@
+# The eBPF tracker's default mode, adaptive regions ([tracker] regions, uffd-mgr/regions.h),
+# against fake guests whose working set is known, on guests of 64 MiB and of 4 GiB at once
+# under one daemon (six fake guests):
+#   uni:  uniform over a prefix                      truth: the prefix
+#   hc:   a hot prefix of pages written once         truth: the hot prefix
+#   ph:   one set for 3 s, then another              truth: the second set, once the shift is
+#                                                    older than the window
+#            64 MiB guests                 4 GiB guests
+#   uni      8192 pages                    65536 pages (256 MiB)
+#   hc       4096 hot of 16384 written     16384 hot of 65536 written
+#   ph       6144 then 10240               24576 then 40960
+# After 16 s the 10 s window of each estimate must be within 10% of the truth, and the
+# tracker's cost bounded: at most [tracker] regions regions, and an arming of at most as
+# many pages. Eviction is off, so only the tracker's arming moves page-table entries. The fake
+# guests check their data too (every page they wrote, at the end).
+. "$(dirname "$0")/lib.bash"
+
+REGIONS=1000
+
+check() { # vm truth
+	python3 - "$T/stats.json" "$1" "$2" "$REGIONS" <<'PY'
+import json, sys
+path, vm, truth, regions = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+v = [x for x in json.load(open(path))['vms'] if x['name'] == vm][-1]
+t = v['tracker']
+got = t['wss_bytes']['10s'] // 4096
+ok = abs(got - truth) <= 0.10 * truth
+bounded = 0 < t['regions'] <= regions and t['armed_pages'] <= t['regions']
+print(f"  {vm:6} wss[10s] = {got:6} pages, truth {truth:6} ({100 * (got - truth) / truth:+5.1f}%)"
+      f" regions {t['regions']:4} armed {t['armed_pages']:4} ranges {t['arm_ranges']:4}: "
+      f"{'ok' if ok and bounded else 'OUT OF 10%' if not ok else 'NOT BOUNDED'}")
+sys.exit(0 if ok and bounded else 1)
+PY
+}
+
+printf '[memory]\nresident_max = 0\n[shm]\nmax = 16M\n[tracker]\nmode = ebpf\nregions = %s\n' \
+	$REGIONS >"$T/p.conf"
+start_daemon
+pids=()
+run() { # vm mb pattern
+	fakeguest "$1" "$T/p.conf" --mb "$2" --threads 2 --seconds 18 --pattern "$3" \
+		>"$T/$1.out" 2>&1 &
+	pids+=($!)
+}
+run uni 64 uniform:8192
+run hc 64 hotcold:4096:12288
+run ph 64 phase:6144:10240:3
+run uni4g 4096 uniform:65536
+run hc4g 4096 hotcold:16384:49152
+run ph4g 4096 phase:24576:40960:3
+sleep 16
+"$BUILD/uffdctl" --socket "$SOCK" stats --json >"$T/stats.json"
+rc=0
+for p in "${pids[@]}"; do wait "$p" || rc=1; done
+[ $rc -eq 0 ] || { tail -n 3 "$T"/*.out; fail "a fake guest failed"; }
+grep -q "tracker: ebpf " "$T/daemon.log" || fail "daemon did not run the ebpf tracker"
+check uni 8192 || rc=1
+check hc 4096 || rc=1
+check ph 10240 || rc=1
+check uni4g 65536 || rc=1
+check hc4g 16384 || rc=1
+check ph4g 40960 || rc=1
+[ $rc -eq 0 ] || fail "a bounded tracker's estimate is off by more than 10%, or its cost unbounded"
+echo "PASS"
