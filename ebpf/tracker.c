@@ -402,6 +402,40 @@ out:
 	return r;
 }
 
+int tracker_set_ranges(struct tracker *t, int slot, const struct tracker_gpa_range *ranges,
+		       unsigned nranges)
+{
+	struct tracker_vm vm;
+	__u32 key;
+	int r = 0;
+
+	if (slot < 0 || slot >= (int)TRACKER_MAX_VMS)
+		return -ENOENT;
+	pthread_mutex_lock(&t->lock);
+	if (!t->slots[slot].used) {
+		r = -ENOENT;
+		goto out;
+	}
+	key = (__u32)t->slots[slot].tgid;
+	if (bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.tracker_vms), &key, &vm)) {
+		r = -errno;
+		goto out;
+	}
+	r = check_ranges(ranges, nranges, vm.npages << TRACKER_PAGE_SHIFT);
+	if (r)
+		goto out;
+	memset(vm.gpa, 0, sizeof(vm.gpa));
+	if (nranges)
+		memcpy(vm.gpa, ranges, nranges * sizeof(*ranges));
+	vm.nranges = nranges;
+	/* A hash map's update swaps the element whole (RCU): no program sees half of it. */
+	if (bpf_map_update_elem(bpf_map__fd(t->skel->maps.tracker_vms), &key, &vm, BPF_EXIST))
+		r = -errno;
+out:
+	pthread_mutex_unlock(&t->lock);
+	return r;
+}
+
 /* BPF programs run inside an RCU read-side section, and membarrier(MEMBARRIER_CMD_GLOBAL) is
  * synchronize_rcu() on a multi-CPU machine: when it returns, every program that could have
  * read a deleted hash entry has finished. Where it does not wait (nohz_full refuses it; one

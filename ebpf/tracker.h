@@ -54,6 +54,12 @@ unsigned tracker_sources(const struct tracker *t);
 int tracker_add(struct tracker *t, pid_t tgid, uint64_t start, uint64_t npages,
 		const struct tracker_gpa_range *ranges, unsigned nranges, int *slot);
 
+/* Replaces the slot's guest-physical ranges (as tracker_add takes them), for KVM faults, once
+ * they are known. A BPF program running meanwhile uses the old ranges or the new ones.
+ * Returns -EINVAL (a range outside the region, too many), -ENOENT (no slot). */
+int tracker_set_ranges(struct tracker *t, int slot, const struct tracker_gpa_range *ranges,
+		       unsigned nranges);
+
 /* Stops tracking the slot and frees its bitmap space. When it returns, no BPF program still
  * running can set a bit in that space (it waits for an RCU grace period). -ENOENT: no slot. */
 int tracker_remove(struct tracker *t, int slot);

@@ -138,7 +138,7 @@ static uint64_t now_ns(void);
 
 /* Between two ranges of an arming, the daemon's faults get a window at least as long as the
  * last madvise held them up (see arm_thread), up to this. */
-#define ARM_PACE_MAX_NS 200000ull /* a fault retries an EAGAIN within ~100 us */
+#define ARM_PACE_MAX_NS 200000ull /* a fault retries an EAGAIN within ~100 µs */
 
 /* The tracker's arming (arm_thread): drops QEMU's page-table entries for the ranges (the pages stay
  * in the memfd), so the next access to each is a minor fault the tracker sees. Each madvise raises

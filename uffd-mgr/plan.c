@@ -9,6 +9,7 @@
 #include "predictor/predict.h"
 #include "qemu-glue/qmp.h"
 #include "uffd-mgr/log.h"
+#include "uffd-mgr/track.h"
 #include "uffd-mgr/vm.h"
 
 #define SAMPLE_NS      1000000000ull
@@ -96,6 +97,7 @@ static struct qmp *vm_qmp(struct vm *vm, uint64_t now)
 	if (!pl->stats_on)
 		log_warn(vm->name, "plan: no guest statistics from the balloon: %s", err);
 	log_info(vm->name, "plan: QMP connected at %s", pl->qmp_path);
+	track_map_gpa(vm, pl->qmp); /* this connection is the VM's only one */
 	return pl->qmp;
 }
 

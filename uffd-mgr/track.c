@@ -2,6 +2,7 @@
 #include "uffd-mgr/track.h"
 
 #include <errno.h>
+#include <json-c/json.h>
 #include <linux/userfaultfd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,12 +10,15 @@
 #include <time.h>
 
 #include "ebpf/tracker.h"
+#include "qemu-glue/qmp.h"
+#include "uffd-mgr/gpamap.h"
 #include "uffd-mgr/log.h"
 #include "uffd-mgr/proto.h"
 #include "uffd-mgr/regions.h"
 #include "uffd-mgr/vm.h"
 
 #define SAMPLE_DEFAULT_PAGES 4096
+#define GPA_QMP_TIMEOUT_MS   2000
 const unsigned track_windows[TRACK_WINDOWS] = {1, 10, 60};
 
 const char *track_mode_name(int mode)
@@ -223,8 +227,9 @@ static size_t plan_regions(struct vm *vm, struct regions *rg, size_t *pages, siz
 }
 
 /* Ends a regions epoch. The bitmap walk (1 bit per page) and the regions' own work run
- * without the lock; each page seen takes it briefly. */
-static void end_regions(struct vm *vm, struct regions *rg, const uint64_t *bits)
+ * without the lock; each page seen takes it briefly. An epoch whose arming failed or came
+ * too late (observed false) gives no estimate: it would read every region as unused. */
+static void end_regions(struct vm *vm, struct regions *rg, const uint64_t *bits, bool observed)
 {
 	size_t npages = pagemap_npages(vm->pm);
 	struct vm_track_stats *ts = &vm->ts;
@@ -254,7 +259,8 @@ static void end_regions(struct vm *vm, struct regions *rg, const uint64_t *bits)
 	}
 	est = regions_end(rg, bits, &rg_ops, vm, rg_hot);
 	pthread_mutex_lock(&vm->lock);
-	wss_push_estimate(vm->wss, est);
+	if (observed)
+		wss_push_estimate(vm->wss, est);
 	for (int i = 0; i < TRACK_WINDOWS; i++)
 		ts->wss_pages[i] = (uint64_t)(wss_sample_window(vm->wss, track_windows[i]) + 0.5);
 	memset(ts->age_pages, 0, sizeof(ts->age_pages));
@@ -402,6 +408,7 @@ static void *track_main(void *arg)
 		wait_until(vm, deadline);
 	}
 	while (!vm->track_stop && !vm->stopping) {
+		bool observed = true;
 		int r;
 
 		deadline += interval;
@@ -428,8 +435,10 @@ static void *track_main(void *arg)
 				pthread_mutex_unlock(&vm->lock);
 			}
 			/* Samples not armed in time would read as unused: observe nothing. */
-			if ((r || !wait_armed(vm) || (vm->arm_status && !vm->arm_pages)) && rg)
+			if ((r || !wait_armed(vm) || (vm->arm_status && !vm->arm_pages)) && rg) {
 				regions_arm_failed(rg);
+				observed = false;
+			}
 		}
 		wait_until(vm, deadline);
 		if (vm->track_stop || vm->stopping)
@@ -438,7 +447,7 @@ static void *track_main(void *arg)
 		    tracker_read_clear(vm->bpf, vm->bpf_slot, bits, nwords))
 			memset(bits, 0, nwords * sizeof(*bits));
 		if (rg) {
-			end_regions(vm, rg, bits);
+			end_regions(vm, rg, bits, observed);
 			pthread_mutex_lock(&vm->lock);
 			pagemap_set_epoch(vm->pm, pagemap_epoch(vm->pm) + 1);
 			pthread_mutex_unlock(&vm->lock);
@@ -516,4 +525,60 @@ void track_stop(struct vm *vm)
 	vm->track_started = false;
 	if (vm->track_mode == POLICY_TRACK_EBPF)
 		tracker_remove(vm->bpf, vm->bpf_slot);
+}
+
+/* The backend's ranges from QEMU into ranges (room for TRACKER_MAX_RANGES); sets *n. */
+static int learn_gpa(struct vm *vm, struct qmp *q, struct tracker_gpa_range *ranges,
+		     unsigned *n, char *err, size_t errlen)
+{
+	struct gpamap_range g[TRACKER_MAX_RANGES];
+	struct json_object *res = NULL, *args;
+	char id[128];
+	int r;
+
+	r = qmp_execute(q, "query-memdev", NULL, &res, GPA_QMP_TIMEOUT_MS, err, errlen);
+	if (!r)
+		r = gpamap_pick_backend(res, vm->length, id, sizeof(id), err, errlen);
+	json_object_put(res);
+	res = NULL;
+	if (r)
+		return r;
+	args = json_object_new_object();
+	json_object_object_add(args, "command-line", json_object_new_string("info mtree -f"));
+	r = qmp_execute(q, "human-monitor-command", args, &res, GPA_QMP_TIMEOUT_MS, err, errlen);
+	json_object_put(args);
+	if (!r)
+		r = gpamap_parse_mtree(json_object_get_string(res), id, vm->length, g,
+				       TRACKER_MAX_RANGES, n, err, errlen);
+	json_object_put(res);
+	for (unsigned i = 0; !r && i < *n; i++)
+		ranges[i] = (struct tracker_gpa_range){g[i].gpa, g[i].len, g[i].offset};
+	return r;
+}
+
+void track_map_gpa(struct vm *vm, struct qmp *q)
+{
+	struct tracker_gpa_range ranges[TRACKER_MAX_RANGES];
+	char err[256] = "", list[256] = "";
+	unsigned n = 0;
+	size_t at = 0;
+	int r;
+
+	if (vm->track_mode != POLICY_TRACK_EBPF || !vm->track_started || !vm->bpf ||
+	    !(tracker_sources(vm->bpf) & TRACKER_SRC_KVM))
+		return;
+	r = learn_gpa(vm, q, ranges, &n, err, sizeof(err));
+	if (!r)
+		r = tracker_set_ranges(vm->bpf, vm->bpf_slot, ranges, n);
+	if (r) {
+		log_warn(vm->name, "tracker: KVM faults stay mapped for the first 2 GiB only: %s",
+			 err[0] ? err : strerror(-r));
+		return;
+	}
+	for (unsigned i = 0; i < n && at < sizeof(list); i++)
+		at += (size_t)snprintf(list + at, sizeof(list) - at, "%s%#llx+%#llx@%#llx",
+				       i ? ", " : "", (unsigned long long)ranges[i].gpa,
+				       (unsigned long long)ranges[i].len,
+				       (unsigned long long)ranges[i].offset);
+	log_info(vm->name, "tracker: KVM faults mapped through guest-physical %s", list);
 }
