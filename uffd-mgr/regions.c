@@ -34,6 +34,7 @@ struct regions {
 	unsigned n, max;
 	uint32_t epoch;
 	uint64_t rng;
+	unsigned cursor, cursor_hit; /* a capped plan's next start; + 1 while planning */
 	struct region *r, *tmp; /* tmp: room for a split pass */
 };
 
@@ -123,13 +124,22 @@ static int agree(const struct region *x, unsigned k)
 	return h == 0 ? 0 : h == mask ? 1 : -1;
 }
 
+static int by_page(const void *a, const void *b)
+{
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
 size_t regions_plan(struct regions *rg, const struct regions_ops *ops, void *ctx, size_t *arm,
 		    size_t cap)
 {
 	size_t narm = 0;
+	unsigned i = 0, start = rg->cursor < rg->n ? rg->cursor : 0;
 
-	for (unsigned i = 0; i < rg->n; i++) {
-		struct region *x = &rg->r[i];
+	/* From where the last capped plan stopped, so a cap leaves no region out for good. */
+	for (; i < rg->n; i++) {
+		struct region *x = &rg->r[(start + i) % rg->n];
 
 		/* A cold region's unused sample is still unmapped: keep watching it, and move
 		 * it now and then so one unlucky page does not speak for the region forever. */
@@ -138,9 +148,15 @@ size_t regions_plan(struct regions *rg, const struct regions_ops *ops, void *ctx
 			continue;
 		x->sample = narm < cap ? pick(rg, x, ops, ctx) : REGIONS_NO_PAGE;
 		x->state = x->sample == REGIONS_NO_PAGE ? S_NONE : S_ARMED;
+		if (x->state == S_ARMED && ++narm == cap && !rg->cursor_hit)
+			rg->cursor_hit = (start + i + 1) % rg->n + 1;
 		if (x->state == S_ARMED)
-			arm[narm++] = x->sample;
+			arm[narm - 1] = x->sample;
 	}
+	rg->cursor = rg->cursor_hit ? rg->cursor_hit - 1 : 0;
+	rg->cursor_hit = 0;
+	if (start)
+		qsort(arm, narm, sizeof(*arm), by_page);
 	return narm;
 }
 
@@ -243,7 +259,12 @@ double regions_end(struct regions *rg, const uint64_t *bits, const struct region
 		bool used;
 
 		if (x->state == S_NONE) {
-			est += (double)count_bits(bits, x->first, x->n);
+			/* Not observed (nothing armable, a capped or failed arming): as it was
+			 * last seen. A region found used keeps counting its resident pages. */
+			if (x->nobs && (x->hist & 1))
+				est += (double)ops->resident(ctx, x->first, x->n);
+			else
+				est += (double)count_bits(bits, x->first, x->n);
 			continue;
 		}
 		used = test_bit(bits, x->sample);

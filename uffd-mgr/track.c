@@ -19,6 +19,8 @@
 
 #define SAMPLE_DEFAULT_PAGES 4096
 #define GPA_QMP_TIMEOUT_MS   2000
+#define BUSY_FAULTS	     1000 /* per interval: see plan_regions */
+#define BUSY_RANGES	     16
 const unsigned track_windows[TRACK_WINDOWS] = {1, 10, 60};
 
 const char *track_mode_name(int mode)
@@ -212,12 +214,30 @@ static void rg_hot(void *ctx, size_t first, size_t n)
 
 static const struct regions_ops rg_ops = {.armable = rg_armable, .resident = rg_resident};
 
-/* Chooses the regions' samples and flags those to arm: one range each, joined where they
- * touch. O(regions). Lock held. Returns pages chosen. */
-static size_t plan_regions(struct vm *vm, struct regions *rg, size_t *pages, size_t *cap)
+/* Missing faults the fault thread has served so far. Lock held. */
+static uint64_t faults_served(const struct vm *vm)
 {
-	size_t max = regions_count(rg) < PROTO_ARM_MAX ? regions_count(rg) : PROTO_ARM_MAX;
-	size_t n = regions_plan(rg, &rg_ops, vm, pages, max), chosen = 0;
+	return vm->st->faults_zero + vm->st->faults_shm + vm->st->faults_disk;
+}
+
+/* Chooses the regions' samples and flags those to arm: one range each, joined where they
+ * touch. O(regions). Lock held. Returns pages chosen.
+ *
+ * Every range's REMOVE stalls the VM's faults until QEMU's arming thread runs again (the
+ * uffd ioctls fail with EAGAIN meanwhile), a few ms on a loaded host. A VM that faulted more
+ * than BUSY_FAULTS times in the last interval is busy bringing pages in, which the tracker sees
+ * anyway: it arms at most BUSY_RANGES regions, in turn; the others hold their last verdict. */
+static size_t plan_regions(struct vm *vm, struct regions *rg, size_t *pages, size_t *cap,
+			   uint64_t *last_faults)
+{
+	size_t max = regions_count(rg) < PROTO_ARM_MAX ? regions_count(rg) : PROTO_ARM_MAX, n,
+	       chosen = 0;
+	uint64_t f = faults_served(vm);
+
+	if (f - *last_faults > BUSY_FAULTS && max > BUSY_RANGES)
+		max = BUSY_RANGES;
+	*last_faults = f;
+	n = regions_plan(rg, &rg_ops, vm, pages, max);
 
 	vm->narmed = 0;
 	for (size_t i = 0; i < n; i++)
@@ -383,6 +403,7 @@ static void *track_main(void *arg)
 	uint64_t *bits = calloc(nwords, sizeof(*bits)), rng = 0x9e3779b97f4a7c15ull ^ vm->pid;
 	struct proto_arm *msg = malloc(sizeof(*msg) + PROTO_ARM_MAX * sizeof(msg->range[0]));
 	size_t armed = 0, population = 0, *pages = NULL;
+	uint64_t last_faults = 0;
 	struct regions *rg = NULL;
 
 	if (by_regions(vm) &&
@@ -419,7 +440,8 @@ static void *track_main(void *arg)
 			continue; /* the previous arming is still running in QEMU */
 		pthread_mutex_lock(&vm->lock);
 		population = pagemap_count(vm->pm, PS_RESIDENT);
-		armed = rg ? plan_regions(vm, rg, pages, &cap) : plan_arming(vm, &rng, &cap);
+		armed = rg ? plan_regions(vm, rg, pages, &cap, &last_faults)
+			   : plan_arming(vm, &rng, &cap);
 		vm->ts.armed_pages = armed;
 		vm->ts.arm_ranges = vm->narmed;
 		pthread_mutex_unlock(&vm->lock);

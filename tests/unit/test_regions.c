@@ -15,6 +15,8 @@
  *    regions, and once settled about as many as the used share of the regions (cold samples
  *    are kept unmapped, not armed again);
  *  - pages that are not resident are never armed; a failed arming observes nothing;
+ *  - a cap on the pages armed (a VM busy with faults): in order, every region in turn, and the
+ *    regions left out hold their last verdict;
  *  - the regions always tile the guest, in order. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -235,6 +237,44 @@ static void test_arm_failed(void **state)
 	sim_free(s);
 }
 
+/* A capped plan arms at most cap pages, in order, and over successive intervals every region
+ * is observed in turn; regions not observed hold their last verdict. */
+static void test_cap(void **state)
+{
+	struct regions *rg;
+	struct sim *s = sim_new(8192);
+	size_t arm[64], narm, first, n, seen_regions = 0;
+	uint8_t *observed = calloc(8192, 1);
+	double est;
+
+	assert_int_equal(regions_create(8192, 64, 3, &rg), 0);
+	for (size_t p = 0; p < 8192; p++)
+		s->resident[p] = 1;
+	for (int i = 0; i < 8; i++) {
+		narm = regions_plan(rg, &ops, s, arm, 3);
+		assert_true(narm <= 3);
+		for (size_t k = 0; k < narm; k++) {
+			assert_true(k == 0 || arm[k] > arm[k - 1]);
+			regions_find(rg, arm[k], &first, &n);
+			seen_regions += !observed[first];
+			observed[first] = 1;
+			s->unmapped[arm[k]] = 1;
+		}
+		memset(s->bits, 0, (8192 / 64 + 1) * sizeof(uint64_t));
+		for (size_t p = 0; p < 8192; p++)
+			sim_use(s, p); /* everything used */
+		est = regions_end(rg, s->bits, &ops, s, NULL);
+		assert_true(est > 0);
+	}
+	/* 8 regions of 1024 pages at the start, 3 a time: all observed within 8 intervals, and
+	 * once each was seen used, the estimate holds it: every page. */
+	assert_int_equal(seen_regions, regions_count(rg) < 8 ? regions_count(rg) : 8);
+	assert_true(est == 8192);
+	free(observed);
+	regions_destroy(rg);
+	sim_free(s);
+}
+
 static void test_bad_args(void **state)
 {
 	struct regions *rg;
@@ -253,6 +293,7 @@ int main(void)
 	    cmocka_unit_test(test_small_guest),
 	    cmocka_unit_test(test_large_guest),
 	    cmocka_unit_test(test_arm_failed),
+	    cmocka_unit_test(test_cap),
 	    cmocka_unit_test(test_bad_args),
 	};
 

@@ -25,7 +25,7 @@
  *    tracepoint, or when the KVM reports no faults at all;
  *  - a tracker opened in a new pid namespace tracks by that namespace's pids;
  *  - remove: nothing counts after it, the slot is gone, its space is reused zeroed; the
- *    bitmap space is bounded (-ENOSPC) and argument errors;
+ *    bitmap space is bounded (-ENOSPC) and argument errors, of tracker_set_ranges too;
  *  - tracker_open's errors, in children: without capabilities (-EPERM, naming CAP_BPF), with
  *    CAP_BPF but not CAP_PERFMON, and with /sys/kernel/btf hidden in a private mount
  *    namespace (-ENOENT, naming the BTF path).
@@ -728,6 +728,14 @@ static void test_bad_args(void **state)
 						  4 * PG * (uint64_t)i};
 	assert_int_equal(tracker_add(trk, FAKE_TGID, FAKE_ADDR, 16, r, 4, &slot), 0);
 	assert_int_equal(tracker_add(trk, FAKE_TGID, FAKE_ADDR, 16, NULL, 0, &s2), -EEXIST);
+	/* Ranges learned later (track_map_gpa): checked as tracker_add checks them. */
+	assert_int_equal(tracker_set_ranges(trk, slot, r, 2), 0);
+	assert_int_equal(tracker_set_ranges(trk, slot, NULL, 0), 0);
+	assert_int_equal(tracker_set_ranges(trk, slot, r, TRACKER_MAX_RANGES + 1), -EINVAL);
+	r[4] = (struct tracker_gpa_range){0, len + PG, 0};
+	assert_int_equal(tracker_set_ranges(trk, slot, &r[4], 1), -EINVAL);
+	assert_int_equal(tracker_set_ranges(trk, TRACKER_MAX_VMS - 1, r, 1), -ENOENT);
+	assert_int_equal(tracker_set_ranges(trk, -1, r, 1), -ENOENT);
 	assert_int_equal(tracker_read_clear(trk, slot, bits, 0), -EINVAL);
 	assert_int_equal(tracker_read_clear(trk, slot, bits, 1), 0);
 	assert_int_equal(bits[0], 0);
