@@ -19,8 +19,9 @@
  * uniform:K touches pages [0, K) over and over; hotcold:H:C writes H + C pages once, then
  * touches only the first H; phase:A:B:S touches [0, A) for S seconds, then [A, A + B). Each
  * pass reads one word of every page of the set (checked against its version), then sleeps
- * 20 ms. The working set it holds is printed as "FAKEGUEST WSS pages=N" when it changes: the
- * truth a tracker's estimate is held to. At the end a pattern verifies the pages it wrote (the
+ * 20 ms. Time counts from when the pages are written (phase's S too). The working set it holds
+ * is printed as "FAKEGUEST WSS pages=N" by the first pass that touches a new set: the truth a
+ * tracker's estimate is held to, and when it began. At the end a pattern verifies the pages it wrote (the
  * others it never touched). The PASS line gives the run's minor faults (minflt=), the cost a
  * tracker's arming puts on the guest. With --ops N a pattern reads N pages per thread in
  * passes back to back, not paced, and the PASS line gives the time its writes took (fill_ms)
@@ -181,6 +182,7 @@ static void *run_pattern(struct worker *w)
 	const struct config *c = w->cfg;
 	uint64_t fill = pattern_fill(c);
 	double start = now_s(), t = 0;
+	uint64_t truth = 0;
 
 	for (uint64_t p = w->id; p < fill && p < w->npages; p += c->threads)
 		write_page(w, p);
@@ -193,6 +195,11 @@ static void *run_pattern(struct worker *w)
 		uint64_t lo, hi;
 
 		pattern_set(c, c->ops ? 0 : t, &lo, &hi);
+		if (w->id == 0 && hi - lo != truth) { /* the set this pass touches is new */
+			truth = hi - lo;
+			printf("FAKEGUEST WSS pages=%llu\n", (unsigned long long)truth);
+			fflush(stdout);
+		}
 		for (uint64_t p = lo + w->id; p < hi && p < w->npages; p += c->threads) {
 			volatile uint64_t *word = w->mem + p * WORDS;
 
@@ -392,15 +399,6 @@ int main(int argc, char **argv)
 					.version = version,
 					.npages = npages};
 		pthread_create(&ws[t].tid, NULL, run, &ws[t]);
-	}
-	if (cfg.pattern != PAT_RANDOM) {
-		printf("FAKEGUEST WSS pages=%llu\n", (unsigned long long)cfg.pat_a);
-		fflush(stdout);
-		if (cfg.pattern == PAT_PHASE && cfg.pat_switch < cfg.seconds) {
-			usleep((useconds_t)(cfg.pat_switch * 1e6));
-			printf("FAKEGUEST WSS pages=%llu\n", (unsigned long long)cfg.pat_b);
-			fflush(stdout);
-		}
 	}
 	for (unsigned t = 0; t < cfg.threads; t++) {
 		pthread_join(ws[t].tid, NULL);
