@@ -558,13 +558,17 @@ static int learn_gpa(struct vm *vm, struct qmp *q, struct tracker_gpa_range *ran
 	char id[128];
 	int r;
 
-	r = qmp_execute(q, "query-memdev", NULL, &res, GPA_QMP_TIMEOUT_MS, err, errlen);
-	if (!r)
-		r = gpamap_pick_backend(res, vm->length, id, sizeof(id), err, errlen);
-	json_object_put(res);
-	res = NULL;
-	if (r)
-		return r;
+	/* The shim names the backend (uffd-qemu lists them); else the one of the region's size. */
+	snprintf(id, sizeof(id), "%s", vm->backend_id);
+	if (!id[0]) {
+		r = qmp_execute(q, "query-memdev", NULL, &res, GPA_QMP_TIMEOUT_MS, err, errlen);
+		if (!r)
+			r = gpamap_pick_backend(res, vm->length, id, sizeof(id), err, errlen);
+		json_object_put(res);
+		res = NULL;
+		if (r)
+			return r;
+	}
 	args = json_object_new_object();
 	json_object_object_add(args, "command-line", json_object_new_string("info mtree -f"));
 	r = qmp_execute(q, "human-monitor-command", args, &res, GPA_QMP_TIMEOUT_MS, err, errlen);

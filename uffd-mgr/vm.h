@@ -134,6 +134,7 @@ struct vm {
 	int track_mode;
 	char track_why[192]; /* why this mode: the fallback's reason */
 	struct tracker *bpf; /* the daemon's BPF tracker (ebpf mode), not owned */
+	char backend_id[64]; /* QEMU's id of this RAM backend, "" when the shim did not say */
 	int bpf_slot;
 	struct wss *wss;	   /* lock */
 	struct proto_range *armed; /* ranges armed for the current epoch (tracker thread) */
