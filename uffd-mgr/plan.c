@@ -97,7 +97,6 @@ static struct qmp *vm_qmp(struct vm *vm, uint64_t now)
 	if (!pl->stats_on)
 		log_warn(vm->name, "plan: no guest statistics from the balloon: %s", err);
 	log_info(vm->name, "plan: QMP connected at %s", pl->qmp_path);
-	track_map_gpa(vm, pl->qmp); /* this connection is the VM's only one */
 	return pl->qmp;
 }
 
@@ -286,6 +285,17 @@ out:
 	free(conf);
 }
 
+/* Has the tracker of each VM learn its guest-physical map once, over the QMP connection of
+ * its guest: its own, or for a NUMA guest's other backends (no QMP of their own) the first
+ * backend's, the VM with the same pid. */
+static void map_gpa(struct vm *const *vms, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < n && !vms[i]->gpa_mapped && vms[i]->track_started; j++)
+			if (vms[j]->pid == vms[i]->pid && vms[j]->plan.qmp)
+				track_map_gpa(vms[i], vms[j]->plan.qmp);
+}
+
 int planner_tick(struct planner *p, struct vm *const *vms, size_t n)
 {
 	uint64_t now = vm_now_ns();
@@ -294,6 +304,7 @@ int planner_tick(struct planner *p, struct vm *const *vms, size_t n)
 		p->emergency_reason = NULL;
 		for (size_t i = 0; i < n; i++)
 			sample_vm(p, vms[i], now);
+		map_gpa(vms, n);
 		p->next_sample_ns = now + SAMPLE_NS;
 		if (p->emergency_reason) {
 			p->emergencies++;

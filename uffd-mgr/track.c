@@ -505,17 +505,17 @@ int track_start(struct vm *vm)
 	pthread_mutex_unlock(&vm->lock);
 	if (vm->track_mode == POLICY_TRACK_EBPF) {
 		/* Under KVM the vCPUs fault by guest-physical address. On x86 pc and q35 machines
-		 * guest RAM starts at GPA 0 and its first 2 GiB always lie below the PCI hole;
-		 * above that the split depends on the machine type, which the daemon does not
-		 * know: KVM faults there go unseen (QEMU's own accesses are still seen). */
+		 * guest RAM starts at GPA 0 and its first 2 GiB always lie below the PCI hole:
+		 * that much is mapped until track_map_gpa has asked QEMU where the rest lies. A
+		 * NUMA guest's other backends lie elsewhere: none until then. */
 		struct tracker_gpa_range low = {
 		    .gpa = 0,
 		    .len = vm->length < (2ull << 30) ? vm->length : (2ull << 30),
 		    .offset = 0,
 		};
 
-		r = tracker_add(vm->bpf, vm->pid, vm->host_addr, pagemap_npages(vm->pm), &low, 1,
-				&vm->bpf_slot);
+		r = tracker_add(vm->bpf, vm->pid, vm->host_addr, pagemap_npages(vm->pm), &low,
+				vm->backend_index == 0, &vm->bpf_slot);
 		if (r) {
 			log_warn(vm->name,
 				 "tracker: cannot add pid %d to the BPF tracker: %s; "
@@ -590,6 +590,7 @@ void track_map_gpa(struct vm *vm, struct qmp *q)
 	size_t at = 0;
 	int r;
 
+	vm->gpa_mapped = true; /* once: a failure is logged, and the first 2 GiB stay mapped */
 	if (vm->track_mode != POLICY_TRACK_EBPF || !vm->track_started || !vm->bpf ||
 	    !(tracker_sources(vm->bpf) & TRACKER_SRC_KVM))
 		return;

@@ -25,7 +25,8 @@
  * others it never touched). The PASS line gives the run's minor faults (minflt=), the cost a
  * tracker's arming puts on the guest. With --ops N a pattern reads N pages per thread in
  * passes back to back, not paced, and the PASS line gives the time its writes took (fill_ms)
- * and the time of the passes (pass_ms), for a tracker's overhead. */
+ * and the time of the passes (pass_ms), for a tracker's overhead. With --backends N (patterns
+ * only) guest RAM is N memfds mapped back to back, as a NUMA guest's backends. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -58,6 +59,7 @@ struct config {
 	int fill;	      /* write every page once before the random phase */
 	unsigned discard_pct; /* share of operations that discard a page as QEMU does */
 	uint64_t ops;         /* operations per thread (then stop), 0 = run for --seconds */
+	unsigned backends;    /* RAM backends, as a NUMA guest has (patterns only) */
 	/* --pattern: a known working set for the tracker's tests instead of random accesses */
 	enum { PAT_RANDOM, PAT_UNIFORM, PAT_HOTCOLD, PAT_PHASE } pattern;
 	uint64_t pat_a, pat_b; /* uniform: a pages; hotcold: a hot, b cold; phase: a then b */
@@ -288,6 +290,7 @@ static int parse(int argc, char **argv, struct config *c)
 	    {"discard-pct", required_argument, NULL, 'D'},
 	    {"pattern", required_argument, NULL, 'P'},
 	    {"ops", required_argument, NULL, 'O'},
+	    {"backends", required_argument, NULL, 'B'},
 	    {NULL, 0, NULL, 0},
 	};
 	int o;
@@ -323,6 +326,9 @@ static int parse(int argc, char **argv, struct config *c)
 			c->discard_pct = (unsigned)atoi(optarg);
 			break;
 		case 'O': c->ops = strtoull(optarg, NULL, 0); break;
+		case 'B':
+			c->backends = (unsigned)atoi(optarg);
+			break;
 		case 'P':
 			if (parse_pattern(optarg, c))
 				return -EINVAL;
@@ -332,11 +338,54 @@ static int parse(int argc, char **argv, struct config *c)
 				"usage: fakeguest [--mb N] [--threads T] [--seconds S] "
 				"[--seed S] [--write-pct P] [--hot-pct P] [--map-twice] [--fill] "
 				"[--discard-pct P]\n"
-				"                 [--pattern uniform:K|hotcold:H:C|phase:A:B:S] [--ops N]\n");
+				"                 [--pattern uniform:K|hotcold:H:C|phase:A:B:S] [--ops N]"
+				" [--backends N]\n");
 			return -EINVAL;
 		}
 	}
 	return c->mb && c->threads && c->threads <= 64 ? 0 : -EINVAL;
+}
+
+/* A memfd of npages pages named and sealed as QEMU's memory-backend-memfd (uffd-mgrd refuses
+ * a guest memfd that could shrink under its mapping); -1 on failure. */
+static int guest_memfd(uint64_t npages)
+{
+	int fd = memfd_create("memory-backend-memfd", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	if (fd < 0 || ftruncate(fd, (off_t)(npages * PAGE)) < 0 ||
+	    (!getenv("FAKEGUEST_UNSEALED") &&
+	     fcntl(fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0)) {
+		perror("fakeguest: memfd");
+		return -1;
+	}
+	return fd;
+}
+
+/* A NUMA guest's RAM: one memfd per backend, mapped back to back so the workers see one
+ * array, and named to the shim as uffd-qemu names QEMU's (UFFD_MGR_BACKENDS, ids n0, n1...):
+ * each registers as a unit of its own, NAME then NAME.n1 ... */
+static uint64_t *map_backends(const struct config *c, uint64_t npages)
+{
+	uint64_t per = npages / c->backends;
+	char list[512] = "";
+	size_t at = 0;
+	uint8_t *base;
+
+	for (unsigned b = 0; b < c->backends && at < sizeof(list); b++)
+		at += (size_t)snprintf(list + at, sizeof(list) - at, "%sn%u:%llu", b ? "," : "", b,
+				       (unsigned long long)(per * PAGE));
+	setenv("UFFD_MGR_BACKENDS", list, 1);
+	base = mmap(NULL, npages * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (base == MAP_FAILED)
+		return MAP_FAILED;
+	for (unsigned b = 0; b < c->backends; b++) {
+		int fd = guest_memfd(per);
+
+		if (fd < 0 || mmap(base + b * per * PAGE, per * PAGE, PROT_READ | PROT_WRITE,
+				   MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED)
+			return MAP_FAILED;
+	}
+	return (uint64_t *)base;
 }
 
 static double max_of(const struct worker *ws, unsigned n, int run)
@@ -372,16 +421,19 @@ int main(int argc, char **argv)
 		return 2;
 	signal(SIGUSR1, on_usr1);
 	npages = cfg.mb * 1024 * 1024 / PAGE;
-	/* Sealed as QEMU's memory-backend-memfd seals it: uffd-mgrd refuses a guest memfd that
-	 * could shrink under its mapping. */
-	fd = memfd_create("memory-backend-memfd", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (fd < 0 || ftruncate(fd, (off_t)(npages * PAGE)) < 0 ||
-	    (!getenv("FAKEGUEST_UNSEALED") &&
-	     fcntl(fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0)) {
-		perror("fakeguest: memfd");
-		return 1;
+	if (cfg.backends > 1) {
+		if (cfg.pattern == PAT_RANDOM || npages % cfg.backends) {
+			fprintf(stderr, "fakeguest: --backends needs a --pattern and pages it "
+					"divides\n");
+			return 2;
+		}
+		fd = -1;
+		mem = map_backends(&cfg, npages);
+	} else {
+		fd = guest_memfd(npages);
+		mem = fd < 0 ? MAP_FAILED
+			     : mmap(NULL, npages * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	}
-	mem = mmap(NULL, npages * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (cfg.map_twice)
 		mmap(NULL, npages * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	version = calloc(npages, sizeof(*version));
