@@ -34,7 +34,7 @@ struct regions {
 	unsigned n, max;
 	uint32_t epoch;
 	uint64_t rng;
-	unsigned cursor, cursor_hit; /* a capped plan's next start; + 1 while planning */
+	unsigned cursor; /* where the next plan starts: after the last capped one stopped */
 	struct region *r, *tmp; /* tmp: room for a split pass */
 };
 
@@ -135,10 +135,10 @@ size_t regions_plan(struct regions *rg, const struct regions_ops *ops, void *ctx
 		    size_t cap)
 {
 	size_t narm = 0;
-	unsigned i = 0, start = rg->cursor < rg->n ? rg->cursor : 0;
+	unsigned start = rg->cursor < rg->n ? rg->cursor : 0, next = 0; /* next: + 1 */
 
 	/* From where the last capped plan stopped, so a cap leaves no region out for good. */
-	for (; i < rg->n; i++) {
+	for (unsigned i = 0; i < rg->n; i++) {
 		struct region *x = &rg->r[(start + i) % rg->n];
 
 		/* A cold region's unused sample is still unmapped: keep watching it, and move
@@ -148,13 +148,13 @@ size_t regions_plan(struct regions *rg, const struct regions_ops *ops, void *ctx
 			continue;
 		x->sample = narm < cap ? pick(rg, x, ops, ctx) : REGIONS_NO_PAGE;
 		x->state = x->sample == REGIONS_NO_PAGE ? S_NONE : S_ARMED;
-		if (x->state == S_ARMED && ++narm == cap && !rg->cursor_hit)
-			rg->cursor_hit = (start + i + 1) % rg->n + 1;
-		if (x->state == S_ARMED)
-			arm[narm - 1] = x->sample;
+		if (x->state != S_ARMED)
+			continue;
+		arm[narm++] = x->sample;
+		if (narm == cap && !next)
+			next = (start + i + 1) % rg->n + 1;
 	}
-	rg->cursor = rg->cursor_hit ? rg->cursor_hit - 1 : 0;
-	rg->cursor_hit = 0;
+	rg->cursor = next ? next - 1 : 0;
 	if (start)
 		qsort(arm, narm, sizeof(*arm), by_page);
 	return narm;
