@@ -17,10 +17,12 @@
 #      io_uring, QD1, same CPU) on the disk tier's own file while it holds the guest's pages.
 #   4. The test guest (KVM or TCG) running memstress under the manager, resident_max 50% and
 #      25% of its working set, against the same guest with all its RAM resident (plain QEMU).
-#   5. Tracker overhead: the fake guest (tests/tools/fakeguest) doing a fixed number of random
-#      page reads and writes over 64 MiB, no resident limit, with [tracker] mode off (the
-#      baseline), ebpf (every resident page armed each second) and sample; the median of 9
-#      runs each, interleaved.
+#   5. Tracker overhead on a 4 GiB fake guest (tests/tools/fakeguest): 1 GiB written, then
+#      256 MiB of it read in back-to-back passes, no resident limit, with [tracker] mode off
+#      (the baseline), ebpf with its default adaptive regions, and ebpf exact (regions = 0,
+#      every resident page armed each second): the passes' time and the writes' (faults) time
+#      against off, the minor faults per second the tracker causes, and the default's
+#      working-set estimate against the truth; medians of 5 runs each, interleaved.
 #   6. Three real guests under one daemon with a budget of half their RAM, with phased
 #      memstress (one grows while another shrinks, as tests/system/three_guests.sh), with the
 #      balloon and proactive prefetch on, against the same scene with both off: pages
@@ -74,8 +76,9 @@ fi
 FIO_S=5
 FAIR_MB=96 FAIR_LIMIT=24 FAIR_SAMPLES=4096 FAIR_RUNS=3 # scene 9: the light VM
 THRASH_MB=256 THRASH_LIMIT=16              # scene 9: each of the two thrashing VMs
-TRACK_OPS=6000000 # scene 5: per thread, ~6 s a run here
-TRACK_RUNS=9      # scene 5: the effect (a few %) is smaller than this host's run-to-run noise
+TRACK_MB=4096 TRACK_SET=262144 TRACK_HOT=65536 # scene 5: 1 GiB written, 256 MiB of it read
+TRACK_OPS=150000000 # scene 5: pages read per thread, ~8 s of passes here
+TRACK_RUNS=5        # scene 5: this host's run-to-run noise is larger than the effect
 
 WORK='' SOCK='' DAEMON='' CHILD='' BGCHILD='' SWAP='' CG='' FAILED=0 GBOOTS=''
 T0=$SECONDS
@@ -161,8 +164,10 @@ failed() {
 
 check_prereqs() {
 	[ "$(id -u)" -eq 0 ] || die "needs root (swap file, memory cgroup)"
-	for b in uffd-mgrd uffdctl uffd-qemu libuffd-shim.so guest/vmlinuz; do
-		[ "$b" != guest/vmlinuz ] || scene 4 || scene 6 || continue
+	local need="uffd-mgrd uffdctl uffd-qemu libuffd-shim.so tests/fakeguest"
+	# Only scenes 4 and 6 boot the test guest.
+	! scene 4 && ! scene 6 || need="$need guest/vmlinuz"
+	for b in $need; do
 		[ -e "$BUILD/$b" ] || die "$BUILD/$b is missing: run 'make all guest' first"
 	done
 	for c in fio gnuplot python3 gcc mkswap swapon; do
@@ -517,34 +522,84 @@ scene4() {
 
 # ---- scene 5: tracker overhead ----
 
-scene5() {
-	local mode i ms
-	declare -A times
-	for mode in off ebpf sample; do
-		printf '[vm]\nname = tr-%s\n[memory]\nresident_max = 0\n[tracker]\nmode = %s\n' \
-			"$mode" "$mode" >"$WORK/tr-$mode.conf"
+# One fake guest of TRACK_MB with the tracker in mode $1 ("off", "regions": ebpf's default,
+# "exact": ebpf with regions = 0): it writes TRACK_SET pages once, then reads the hot
+# TRACK_HOT of them in passes, TRACK_OPS pages per thread. Output in $WORK/tr-$1.out.
+track_run() {
+	local vm=tr-$1 mode=ebpf regions=1000
+	case $1 in off) mode=off ;; exact) regions=0 ;; esac
+	printf '[vm]\nname = %s\n[memory]\nresident_max = 0\n[tracker]\nmode = %s\nregions = %s\n' \
+		"$vm" "$mode" "$regions" >"$WORK/$vm.conf"
+	managed "$vm" "$WORK/$vm.out" "$BUILD/tests/fakeguest" --mb "$TRACK_MB" --threads 2 \
+		--pattern "hotcold:$TRACK_HOT:$((TRACK_SET - TRACK_HOT))" --ops "$TRACK_OPS"
+}
+
+# The estimate against the truth: the same guest, its passes paced (one every 20 ms), the
+# 10 s window read 11 s after its pages are written (it says so: FAKEGUEST WSS), then the
+# guest is told to stop (SIGUSR1) and check its pages. Sets TR_EST (pages).
+track_estimate() {
+	local vm=tr-est
+	printf '[vm]\nname = %s\n[memory]\nresident_max = 0\n' "$vm" >"$WORK/$vm.conf"
+	env UFFD_MGR_SOCKET="$SOCK" UFFD_MGR_VM=$vm UFFD_MGR_POLICY="$WORK/$vm.conf" \
+		LD_PRELOAD="$BUILD/libuffd-shim.so" "$BUILD/tests/fakeguest" --mb "$TRACK_MB" \
+		--threads 2 --pattern "hotcold:$TRACK_HOT:$((TRACK_SET - TRACK_HOT))" --seconds 120 \
+		>"$WORK/$vm.out" 2>&1 &
+	BGCHILD=$!
+	for _ in $(seq 600); do
+		grep -q 'FAKEGUEST WSS' "$WORK/$vm.out" && break
+		sleep 0.1
 	done
+	sleep 11
+	TR_EST=$(($(vmstat $vm tracker.wss_bytes.10s) / 4096)) || TR_EST=
+	TR_EST_REGIONS=$(vmstat $vm tracker.regions) || TR_EST_REGIONS=
+	kill -USR1 $BGCHILD 2>/dev/null # env has become the fake guest
+	wait $BGCHILD || failed "scene 5: estimate run: $(tail -n 3 "$WORK/$vm.out")"
+	BGCHILD=
+}
+
+scene5() {
+	local mode i
+	declare -A pass fill flt secs
 	for i in $(seq "$TRACK_RUNS"); do
-		for mode in off ebpf sample; do
-			say "scene 5: fake guest, tracker $mode, run $i of $TRACK_RUNS"
-			if managed "tr-$mode" "$WORK/tr.out" "$BUILD/tests/fakeguest" --mb 64 \
-				--threads 2 --ops "$TRACK_OPS" --write-pct 20 --fill; then
-				ms=$(kv "$WORK/tr.out" ms)
-				times[$mode]="${times[$mode]:-} $ms"
+		for mode in off regions exact; do
+			say "scene 5: $TRACK_MB MiB fake guest, tracker $mode, run $i of $TRACK_RUNS"
+			if track_run $mode; then
+				pass[$mode]="${pass[$mode]:-} $(kv "$WORK/tr-$mode.out" pass_ms)"
+				fill[$mode]="${fill[$mode]:-} $(kv "$WORK/tr-$mode.out" fill_ms)"
+				flt[$mode]="${flt[$mode]:-} $(kv "$WORK/tr-$mode.out" minflt)"
+				secs[$mode]="${secs[$mode]:-} $(kv "$WORK/tr-$mode.out" ms)"
 			else
 				failed "scene 5 fake guest (tracker $mode)"
 			fi
 		done
 	done
-	TR_OFF=$(median ${times[off]:-}) TR_EBPF=$(median ${times[ebpf]:-})
-	TR_SAMPLE=$(median ${times[sample]:-})
-	row 5 "fake guest run time, tracker ebpf (all resident pages, 1 s)" "${TR_EBPF:-n/a}" ms \
-		"tracker off" "${TR_OFF:-n/a}"
-	row 5 "fake guest run time, tracker sample (4096 pages, 1 s)" "${TR_SAMPLE:-n/a}" ms \
-		"tracker off" "${TR_OFF:-n/a}"
-	meta note9 "Scene 5: $TRACK_OPS random 4 KiB reads and writes (20% writes) per thread, 2" \
-		"threads over 64 MiB, every page resident; run times (ms) off:${times[off]:-}," \
-		"ebpf:${times[ebpf]:-}, sample:${times[sample]:-}."
+	say "scene 5: the estimate of the default tracker against the truth ($TRACK_HOT pages)"
+	track_estimate
+	local off_p reg_p ex_p off_f reg_f ex_f fl_off fl_reg fl_ex
+	off_p=$(median ${pass[off]:-}) reg_p=$(median ${pass[regions]:-}) ex_p=$(median ${pass[exact]:-})
+	off_f=$(median ${fill[off]:-}) reg_f=$(median ${fill[regions]:-}) ex_f=$(median ${fill[exact]:-})
+	# Faults the tracker causes: minor faults beyond the run without it, per second of run.
+	fl_off=$(median ${flt[off]:-})
+	fl_reg=$(python3 -c "import sys; print(max(0, round(($(median ${flt[regions]:-0}) - ${fl_off:-0}) / ($(median ${secs[regions]:-1}) / 1000))))")
+	fl_ex=$(python3 -c "import sys; print(max(0, round(($(median ${flt[exact]:-0}) - ${fl_off:-0}) / ($(median ${secs[exact]:-1}) / 1000))))")
+	row 5 "4 GiB fake guest, $TRACK_HOT hot pages read in passes, tracker ebpf regions (default)" \
+		"${reg_p:-n/a}" ms "tracker off" "${off_p:-n/a}"
+	row 5 "the same, tracker ebpf exact (regions = 0: every resident page armed)" \
+		"${ex_p:-n/a}" ms "tracker off" "${off_p:-n/a}"
+	row 5 "4 GiB fake guest writing $TRACK_SET pages (faults), tracker ebpf regions" \
+		"${reg_f:-n/a}" ms "tracker off" "${off_f:-n/a}"
+	row 5 "the same, tracker ebpf exact" "${ex_f:-n/a}" ms "tracker off" "${off_f:-n/a}"
+	row 5 "minor faults the tracker causes, 4 GiB guest, regions (default)" "${fl_reg:-n/a}" \
+		faults/s "exact" "${fl_ex:-n/a}"
+	row 5 "working-set estimate, 4 GiB guest, regions, 10 s window" "${TR_EST:-n/a}" pages \
+		"truth" "$TRACK_HOT"
+	meta note9 "Scene 5: a $TRACK_MB MiB fake guest writes $TRACK_SET pages, then reads" \
+		"$TRACK_HOT of them in back-to-back passes, $TRACK_OPS pages per thread, 2 threads," \
+		"nothing evicted; medians of $TRACK_RUNS interleaved runs per tracker mode. Pass" \
+		"times (ms) off:${pass[off]:-}, regions:${pass[regions]:-}, exact:${pass[exact]:-};" \
+		"write times (ms) off:${fill[off]:-}, regions:${fill[regions]:-}," \
+		"exact:${fill[exact]:-}. The estimate: the same guest paced (a pass every 20 ms), 10 s" \
+		"window 11 s after its pages were written, ${TR_EST_REGIONS:-?} regions."
 }
 
 # ---- scene 6: three guests sharing a budget, balloon and prefetch on against off ----

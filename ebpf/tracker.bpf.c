@@ -53,18 +53,18 @@ static __always_inline struct tracker_vm *current_vm(void)
 	return bpf_map_lookup_elem(&tracker_vms, &tgid);
 }
 
-/* Sets the bit of region byte offset off. Reads first so that a hot page does not bounce the
+/* Sets the bit of unit byte offset off. Reads first so that a hot page does not bounce the
  * cache line between CPUs; the atomic OR never loses a bit user space is exchanging. */
-static __always_inline void mark(const struct tracker_vm *vm, __u64 off)
+static __always_inline void mark(const struct tracker_unit *u, __u64 off)
 {
 	__u64 page = off >> TRACKER_PAGE_SHIFT, bit, *word;
 	__u32 idx;
 
-	if (page >= vm->npages)
+	if (page >= u->npages)
 		return;
-	if (vm->word + (page >> 6) >= TRACKER_WORDS)
+	if (u->word + (page >> 6) >= TRACKER_WORDS)
 		return;
-	idx = vm->word + (page >> 6);
+	idx = u->word + (page >> 6);
 	word = bpf_map_lookup_elem(&tracker_bits, &idx);
 	if (!word)
 		return;
@@ -76,9 +76,19 @@ static __always_inline void mark(const struct tracker_vm *vm, __u64 off)
 static __always_inline int on_host_fault(__u64 address)
 {
 	struct tracker_vm *vm = current_vm();
+	__u32 i;
 
-	if (vm)
-		mark(vm, address - vm->start); /* below start wraps to a huge offset: ignored */
+	if (!vm)
+		return 0;
+	for (i = 0; i < TRACKER_MAX_UNITS; i++) {
+		const struct tracker_unit *u = &vm->unit[i];
+
+		/* below start wraps to a huge offset; a free unit has npages 0 */
+		if (address - u->start < u->npages << TRACKER_PAGE_SHIFT) {
+			mark(u, address - u->start);
+			break;
+		}
+	}
 	return 0;
 }
 
@@ -97,6 +107,24 @@ int BPF_PROG(on_kernel_fault, unsigned long address)
 	return on_host_fault(address);
 }
 
+/* The unit and offset of a guest-physical address; 0 when found. */
+static __always_inline int gpa_mark(const struct tracker_unit *u, __u64 gpa)
+{
+	__u64 d;
+	__u32 j;
+
+	for (j = 0; j < TRACKER_MAX_GPA; j++) {
+		if (j >= u->nranges)
+			break;
+		d = gpa - u->gpa[j].gpa;
+		if (d < u->gpa[j].len) {
+			mark(u, u->gpa[j].offset + d);
+			return 1;
+		}
+	}
+	return 0;
+}
+
 /* A vCPU's access to guest RAM that KVM had not mapped: an EPT/NPT violation, by
  * guest-physical address. Under shadow paging the same tracepoint reports guest-virtual
  * addresses; those are told apart by the MMU role and skipped. */
@@ -105,7 +133,7 @@ int BPF_PROG(on_kvm_fault, __u64 arg0, __u64 arg1)
 {
 	struct tracker_vm *vm;
 	struct kvm_mmu *mmu;
-	__u64 gpa = arg0, d;
+	__u64 gpa = arg0;
 	__u32 i;
 
 	vm = current_vm();
@@ -119,14 +147,8 @@ int BPF_PROG(on_kvm_fault, __u64 arg0, __u64 arg1)
 			return 0;
 		gpa = arg1;
 	}
-	for (i = 0; i < TRACKER_MAX_GPA; i++) {
-		if (i >= vm->nranges)
+	for (i = 0; i < TRACKER_MAX_UNITS; i++)
+		if (gpa_mark(&vm->unit[i], gpa))
 			break;
-		d = gpa - vm->gpa[i].gpa;
-		if (d < vm->gpa[i].len) {
-			mark(vm, vm->gpa[i].offset + d);
-			break;
-		}
-	}
 	return 0;
 }

@@ -39,6 +39,7 @@ _Static_assert(sizeof(struct tracker_gpa_range) == sizeof(struct tracker_gpa), "
 struct slot {
 	bool used;
 	pid_t tgid;
+	unsigned unit; /* in the tgid's hash value */
 	uint64_t word, nwords;
 };
 
@@ -355,14 +356,57 @@ static int check_ranges(const struct tracker_gpa_range *ranges, unsigned nranges
 	return 0;
 }
 
+/* The tgid's units as the hash holds them, or none. Lock held. */
+static void units_of(struct tracker *t, pid_t tgid, struct tracker_vm *vm)
+{
+	__u32 key = (__u32)tgid;
+
+	if (bpf_map_lookup_elem(bpf_map__fd(t->skel->maps.tracker_vms), &key, vm))
+		memset(vm, 0, sizeof(*vm));
+}
+
+/* Writes the tgid's units back: the hash swaps the value whole (RCU), so a BPF program sees
+ * the old units or the new ones, never half of each; no units left deletes the entry. */
+static int units_store(struct tracker *t, pid_t tgid, const struct tracker_vm *vm)
+{
+	__u32 key = (__u32)tgid;
+
+	for (unsigned i = 0; i < TRACKER_MAX_UNITS; i++)
+		if (vm->unit[i].npages)
+			return bpf_map_update_elem(bpf_map__fd(t->skel->maps.tracker_vms), &key, vm,
+						   BPF_ANY)
+				   ? -errno
+				   : 0;
+	bpf_map_delete_elem(bpf_map__fd(t->skel->maps.tracker_vms), &key);
+	return 0;
+}
+
+/* A free unit of vm for [start, start + len), or -EEXIST (it overlaps one) / -ENOSPC. */
+static int free_unit(const struct tracker_vm *vm, uint64_t start, uint64_t len)
+{
+	int free = -ENOSPC;
+
+	for (unsigned i = 0; i < TRACKER_MAX_UNITS; i++) {
+		const struct tracker_unit *u = &vm->unit[i];
+
+		if (!u->npages) {
+			free = free < 0 ? (int)i : free;
+			continue;
+		}
+		if (start < u->start + (u->npages << TRACKER_PAGE_SHIFT) && u->start < start + len)
+			return -EEXIST;
+	}
+	return free;
+}
+
 int tracker_add(struct tracker *t, pid_t tgid, uint64_t start, uint64_t npages,
 		const struct tracker_gpa_range *ranges, unsigned nranges, int *slot)
 {
-	struct tracker_vm vm = {.start = start, .npages = npages, .nranges = nranges};
+	struct tracker_unit u = {.start = start, .npages = npages, .nranges = nranges};
 	uint64_t nwords = (npages + 63) / 64, len = npages << TRACKER_PAGE_SHIFT;
-	__u32 key = (__u32)tgid;
+	struct tracker_vm vm;
 	int64_t word;
-	int r, s;
+	int r, s, ui;
 
 	if (tgid <= 0 || !npages || start & ((1u << TRACKER_PAGE_SHIFT) - 1))
 		return -EINVAL;
@@ -371,7 +415,7 @@ int tracker_add(struct tracker *t, pid_t tgid, uint64_t start, uint64_t npages,
 	if (start + len < start || check_ranges(ranges, nranges, len))
 		return -EINVAL;
 	if (nranges)
-		memcpy(vm.gpa, ranges, nranges * sizeof(*ranges));
+		memcpy(u.gpa, ranges, nranges * sizeof(*ranges));
 
 	pthread_mutex_lock(&t->lock);
 	for (s = 0; s < (int)TRACKER_MAX_VMS && t->slots[s].used; s++)
@@ -379,24 +423,51 @@ int tracker_add(struct tracker *t, pid_t tgid, uint64_t start, uint64_t npages,
 	r = -ENOSPC;
 	if (s == (int)TRACKER_MAX_VMS)
 		goto out;
-	r = -EEXIST;
-	for (unsigned i = 0; i < TRACKER_MAX_VMS; i++)
-		if (t->slots[i].used && t->slots[i].tgid == tgid)
-			goto out;
+	units_of(t, tgid, &vm);
+	ui = r = free_unit(&vm, start, len);
+	if (r < 0)
+		goto out;
 	word = first_fit(t, nwords);
 	r = (int)word;
 	if (word < 0)
 		goto out;
 	/* The run is zero: fresh, or cleared by tracker_remove after the last writer left. */
-	vm.word = (uint64_t)word;
-	r = bpf_map_update_elem(bpf_map__fd(t->skel->maps.tracker_vms), &key, &vm, BPF_NOEXIST);
-	if (r < 0) {
-		r = -errno;
+	u.word = (uint64_t)word;
+	vm.unit[ui] = u;
+	r = units_store(t, tgid, &vm);
+	if (r)
 		goto out;
-	}
-	t->slots[s] = (struct slot){.used = true, .tgid = tgid, .word = vm.word, .nwords = nwords};
+	t->slots[s] = (struct slot){
+	    .used = true, .tgid = tgid, .unit = (unsigned)ui, .word = u.word, .nwords = nwords};
 	*slot = s;
-	r = 0;
+out:
+	pthread_mutex_unlock(&t->lock);
+	return r;
+}
+
+int tracker_set_ranges(struct tracker *t, int slot, const struct tracker_gpa_range *ranges,
+		       unsigned nranges)
+{
+	struct tracker_unit *u;
+	struct tracker_vm vm;
+	int r;
+
+	if (slot < 0 || slot >= (int)TRACKER_MAX_VMS)
+		return -ENOENT;
+	pthread_mutex_lock(&t->lock);
+	r = -ENOENT;
+	if (!t->slots[slot].used)
+		goto out;
+	units_of(t, t->slots[slot].tgid, &vm);
+	u = &vm.unit[t->slots[slot].unit];
+	r = check_ranges(ranges, nranges, u->npages << TRACKER_PAGE_SHIFT);
+	if (r)
+		goto out;
+	memset(u->gpa, 0, sizeof(u->gpa));
+	if (nranges)
+		memcpy(u->gpa, ranges, nranges * sizeof(*ranges));
+	u->nranges = nranges;
+	r = units_store(t, t->slots[slot].tgid, &vm);
 out:
 	pthread_mutex_unlock(&t->lock);
 	return r;
@@ -415,8 +486,8 @@ static void wait_for_readers(void)
 
 int tracker_remove(struct tracker *t, int slot)
 {
+	struct tracker_vm vm;
 	struct slot *s;
-	__u32 key;
 
 	if (slot < 0 || slot >= (int)TRACKER_MAX_VMS)
 		return -ENOENT;
@@ -426,8 +497,9 @@ int tracker_remove(struct tracker *t, int slot)
 		pthread_mutex_unlock(&t->lock);
 		return -ENOENT;
 	}
-	key = (__u32)s->tgid;
-	bpf_map_delete_elem(bpf_map__fd(t->skel->maps.tracker_vms), &key);
+	units_of(t, s->tgid, &vm);
+	memset(&vm.unit[s->unit], 0, sizeof(vm.unit[s->unit]));
+	units_store(t, s->tgid, &vm);
 	wait_for_readers();
 	for (uint64_t i = 0; i < s->nwords; i++)
 		__atomic_store_n(&t->bits[s->word + i], 0, __ATOMIC_RELAXED);

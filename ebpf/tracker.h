@@ -46,13 +46,21 @@ void tracker_close(struct tracker *t);
 unsigned tracker_sources(const struct tracker *t);
 
 /* Starts tracking faults by process tgid (as this process's pid namespace numbers it) inside
- * [start, start + npages * 4096): a bitmap of npages bits, zero at first. KVM faults are mapped
- * through the nranges (at most TRACKER_MAX_RANGES, may be 0) guest-physical ranges, each inside
- * the region. Bitmap space is shared by all slots (TRACKER_WORDS in tracker_shared.h: 64 GiB of
+ * [start, start + npages * 4096): a bitmap of npages bits, zero at first. A process may have
+ * up to TRACKER_MAX_UNITS (4) such regions, each its own slot: a NUMA guest maps one per node.
+ * KVM faults are mapped through the nranges (at most TRACKER_MAX_RANGES, may be 0)
+ * guest-physical ranges, each inside the region. Bitmap space is shared by all slots (TRACKER_WORDS in tracker_shared.h: 64 GiB of
  * guest RAM in all). Sets *slot. Returns -EINVAL (unaligned start, npages 0, a range outside
- * the region), -EEXIST (tgid already tracked), -ENOSPC (no bitmap space or slot left). */
+ * the region), -EEXIST (tgid already tracks a region overlapping this one), -ENOSPC (no
+ * bitmap space or slot left, or the tgid has TRACKER_MAX_UNITS regions). */
 int tracker_add(struct tracker *t, pid_t tgid, uint64_t start, uint64_t npages,
 		const struct tracker_gpa_range *ranges, unsigned nranges, int *slot);
+
+/* Replaces the slot's guest-physical ranges (as tracker_add takes them), for KVM faults, once
+ * they are known. A BPF program running meanwhile uses the old ranges or the new ones.
+ * Returns -EINVAL (a range outside the region, too many), -ENOENT (no slot). */
+int tracker_set_ranges(struct tracker *t, int slot, const struct tracker_gpa_range *ranges,
+		       unsigned nranges);
 
 /* Stops tracking the slot and frees its bitmap space. When it returns, no BPF program still
  * running can set a bit in that space (it waits for an RCU grace period). -ENOENT: no slot. */

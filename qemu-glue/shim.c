@@ -134,11 +134,22 @@ static int release_region(struct region *rg)
 	return r;
 }
 
+static uint64_t now_ns(void);
+
+/* Between two ranges of an arming, the daemon's faults get a window at least as long as the
+ * last madvise held them up (see arm_thread), up to this. */
+#define ARM_PACE_MAX_NS 200000ull /* a fault retries an EAGAIN within ~100 µs */
+
 /* The tracker's arming (arm_thread): drops QEMU's page-table entries for the ranges (the pages stay
  * in the memfd), so the next access to each is a minor fault the tracker sees. Each madvise raises
  * a REMOVE that the daemon reads before the madvise returns; the daemon has flagged the pages so it
- * knows they are not discarded. Holds the lock so that a hole punch of QEMU's (announce_punch) does
- * not interleave. */
+ * knows they are not discarded. Each madvise holds the lock so that a hole punch of QEMU's
+ * (announce_punch) does not interleave with it.
+ *
+ * From a madvise's REMOVE until the madvise has woken up, every uffd ioctl of the daemon fails
+ * with EAGAIN; back to back, a long arming would starve its faults (an EAGAIN storm). So after
+ * each range the thread pauses as long as that madvise took (at most ARM_PACE_MAX_NS): the
+ * arming takes at most half of the time, and a waiting fault is served in the gap. */
 struct arm_job {
 	struct region *rg;
 	struct proto_arm a; /* with its ranges after it */
@@ -150,13 +161,13 @@ static void *arm_thread(void *arg)
 	struct region *rg = job->rg;
 	struct proto_arm *a = &job->a;
 	struct proto_arm_done done = {0};
-	uint64_t npages = rg->len / 4096;
+	uint64_t npages = rg->len / 4096, t0, took;
 
 	proto_hdr_init(&done.hdr, PROTO_ARM_DONE, sizeof(done));
 	done.seq = a->seq;
-	pthread_mutex_lock(&rg->lock);
 	for (uint32_t i = 0; i < a->nranges; i++) {
 		const struct proto_range *r = &a->range[i];
+		int rc;
 
 		/* Each madvise waits for a daemon to read its REMOVE, and until it returns every
 		 * uffd ioctl fails with EAGAIN: an arming of thousands of ranges would hold up the
@@ -165,15 +176,23 @@ static void *arm_thread(void *arg)
 			break;
 		if (r->first_page >= npages || r->npages > npages - r->first_page || !r->npages)
 			continue;
-		if (syscall(SYS_madvise, (void *)(uintptr_t)(rg->addr + r->first_page * 4096),
-			    (size_t)(r->npages * 4096), MADV_DONTNEED) < 0) {
-			if (!done.status)
-				done.status = -errno;
-			continue;
+		t0 = now_ns();
+		pthread_mutex_lock(&rg->lock);
+		rc = (int)syscall(SYS_madvise, (void *)(uintptr_t)(rg->addr + r->first_page * 4096),
+				  (size_t)(r->npages * 4096), MADV_DONTNEED);
+		if (rc < 0 && !done.status)
+			done.status = -errno;
+		pthread_mutex_unlock(&rg->lock);
+		if (rc == 0)
+			done.pages += r->npages;
+		took = now_ns() - t0;
+		if (i + 1 < a->nranges) {
+			struct timespec gap = {0, (long)(took < ARM_PACE_MAX_NS ? took
+									: ARM_PACE_MAX_NS)};
+
+			nanosleep(&gap, NULL);
 		}
-		done.pages += r->npages;
 	}
-	pthread_mutex_unlock(&rg->lock);
 	free(job);
 	__atomic_store_n(&rg->arming, 0, __ATOMIC_RELEASE);
 	proto_send(rg->sock, &done, sizeof(done), NULL, 0);

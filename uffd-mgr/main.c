@@ -545,6 +545,8 @@ static int accept_registration(struct daemon *d, struct client *c, struct proto_
 	if (pol.track_mode == POLICY_TRACK_EBPF || d->bpf_loading)
 		load_bpf(d);
 	track_choose(vm, d->bpf, d->bpf_err);
+	snprintf(vm->backend_id, sizeof(vm->backend_id), "%s", req->backend.id);
+	vm->backend_index = req->backend.count > 1 ? req->backend.index : 0;
 	vm->plan.stats_only = req->backend.count > 1 && req->backend.index == 0;
 	/* A shim's connection carries the tracker's armings and the release, which wait for
 	 * room (vm.h): blocking from now on; the loop itself only reads from it. */

@@ -313,6 +313,11 @@ uint32_t pagemap_run_pages(const struct pagemap *pm)
 	return pm->run_pages;
 }
 
+size_t pagemap_run_resident(const struct pagemap *pm, size_t page)
+{
+	return page < pm->npages ? pm->run_resident[page / pm->run_pages] : 0;
+}
+
 enum page_state pagemap_state(const struct pagemap *pm, size_t page)
 {
 	return (enum page_state)(pm->ent[page] & ST_MASK);

@@ -107,6 +107,8 @@ void pagemap_destroy(struct pagemap *pm);
 
 size_t pagemap_npages(const struct pagemap *pm);
 uint32_t pagemap_run_pages(const struct pagemap *pm);
+/* Resident pages of the run holding page (0 past the end). O(1). */
+size_t pagemap_run_resident(const struct pagemap *pm, size_t page);
 enum page_state pagemap_state(const struct pagemap *pm, size_t page);
 uint64_t pagemap_slot(const struct pagemap *pm, size_t page);
 unsigned pagemap_flags(const struct pagemap *pm, size_t page);

@@ -9,6 +9,7 @@
 #include "predictor/predict.h"
 #include "qemu-glue/qmp.h"
 #include "uffd-mgr/log.h"
+#include "uffd-mgr/track.h"
 #include "uffd-mgr/vm.h"
 
 #define SAMPLE_NS      1000000000ull
@@ -284,6 +285,17 @@ out:
 	free(conf);
 }
 
+/* Has the tracker of each VM learn its guest-physical map once, over the QMP connection of
+ * its guest: its own, or for a NUMA guest's other backends (no QMP of their own) the first
+ * backend's, the VM with the same pid. */
+static void map_gpa(struct vm *const *vms, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < n && !vms[i]->gpa_mapped && vms[i]->track_started; j++)
+			if (vms[j]->pid == vms[i]->pid && vms[j]->plan.qmp)
+				track_map_gpa(vms[i], vms[j]->plan.qmp);
+}
+
 int planner_tick(struct planner *p, struct vm *const *vms, size_t n)
 {
 	uint64_t now = vm_now_ns();
@@ -292,6 +304,7 @@ int planner_tick(struct planner *p, struct vm *const *vms, size_t n)
 		p->emergency_reason = NULL;
 		for (size_t i = 0; i < n; i++)
 			sample_vm(p, vms[i], now);
+		map_gpa(vms, n);
 		p->next_sample_ns = now + SAMPLE_NS;
 		if (p->emergency_reason) {
 			p->emergencies++;

@@ -83,6 +83,7 @@ struct policy_key {
 enum {
 	K_NAME, K_OWNER, K_RESIDENT_MAX, K_RUN_SIZE, K_WEIGHT, K_CRITICAL_MIN, K_SHM_MAX, K_SHM_HIGH, K_SHM_LOW, K_DISK_PATH,
 	K_DISK_MAX, K_DISK_READ_RETRY, K_FAULT_CPU, K_BUSY_POLL, K_STALL_WARN, K_TRACK_MODE, K_TRACK_INTERVAL, K_TRACK_SAMPLE,
+	K_TRACK_REGIONS,
 	K_BALLOON, K_BALLOON_MIN, K_BALLOON_MAX, K_BALLOON_HEADROOM, K_PREFETCH, K_PREFETCH_BATCH,
 	K_COUNT
 };
@@ -301,8 +302,21 @@ static const struct policy_key keys[K_COUNT] = {
 		.max = 1u << 24,
 		.offset = FIELD(track_sample_pages, uint32_t),
 		.help = "Resident pages observed per interval, chosen at random in whole runs; "
-			"the working set is scaled up from them. 0: every resident page with "
-			"mode ebpf, 4096 with mode sample.",
+			"the working set is scaled up from them. 0: with mode ebpf, as regions "
+			"says; with mode sample, 4096.",
+	},
+	[K_TRACK_REGIONS] = {
+		.section = "tracker",
+		.key = "regions",
+		.type = KT_UINT,
+		.def = "1000",
+		.max = 8192, /* PROTO_ARM_MAX: one arming message */
+		.offset = FIELD(track_regions, uint32_t),
+		.help = "Mode ebpf: at most this many adaptive regions, each observed through "
+			"one page per interval (split where its samples disagree, merged with "
+			"neighbours where they agree), so the tracker's cost per interval is "
+			"bounded whatever the guest's size. 0: observe every resident page each "
+			"interval (exact, at one minor fault per used page per interval).",
 	},
 	[K_BALLOON] = {
 		.section = "balloon",

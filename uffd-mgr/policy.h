@@ -28,7 +28,8 @@ struct policy {
 	uint32_t stall_warn_ms;     /* [fault] stall_warn: report a fault waiting longer; 0 = off */
 	int track_mode;             /* [tracker] mode: POLICY_TRACK_* */
 	uint32_t track_interval_ms; /* [tracker] interval */
-	uint32_t track_sample_pages; /* [tracker] sample_pages; 0 = all (ebpf), 4096 (sample) */
+	uint32_t track_sample_pages; /* [tracker] sample_pages; 0 = regions (ebpf), 4096 (sample) */
+	uint32_t track_regions;	     /* [tracker] regions; 0 = every resident page (ebpf) */
 	uint32_t weight;            /* [memory] weight, in the host budget */
 	uint64_t critical_min;      /* [memory] critical_min, bytes */
 	int balloon_on;             /* [balloon] enabled: 0 off, 1 on */

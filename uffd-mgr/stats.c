@@ -130,7 +130,8 @@ static struct json_object *tracker_json(const struct vm *vm, const struct vm_tra
 	add_u64(o, "interval_ms", vm->pol.track_interval_ms);
 	json_object_object_add(o, "sampled",
 			       json_object_new_boolean(vm->track_mode == POLICY_TRACK_SAMPLE ||
-						       vm->pol.track_sample_pages));
+						       vm->pol.track_sample_pages ||
+						       vm->pol.track_regions));
 	add_u64(o, "epoch", t->epoch);
 	for (int i = 0; i < TRACK_WINDOWS; i++) {
 		snprintf(key, sizeof(key), "%gs", track_windows[i] * sec);
@@ -146,6 +147,7 @@ static struct json_object *tracker_json(const struct vm *vm, const struct vm_tra
 	add_u64(o, "arm_rounds", t->arm_rounds);
 	add_u64(o, "arm_errors", t->arm_errors);
 	add_u64(o, "arm_us", t->arm_ns / 1000);
+	add_u64(o, "regions", t->regions);
 	return o;
 }
 

@@ -2,6 +2,7 @@
 #include "uffd-mgr/track.h"
 
 #include <errno.h>
+#include <json-c/json.h>
 #include <linux/userfaultfd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,11 +10,17 @@
 #include <time.h>
 
 #include "ebpf/tracker.h"
+#include "qemu-glue/qmp.h"
+#include "uffd-mgr/gpamap.h"
 #include "uffd-mgr/log.h"
 #include "uffd-mgr/proto.h"
+#include "uffd-mgr/regions.h"
 #include "uffd-mgr/vm.h"
 
 #define SAMPLE_DEFAULT_PAGES 4096
+#define GPA_QMP_TIMEOUT_MS   2000
+#define BUSY_FAULTS	     1000 /* per interval: see plan_regions */
+#define BUSY_RANGES	     16
 const unsigned track_windows[TRACK_WINDOWS] = {1, 10, 60};
 
 const char *track_mode_name(int mode)
@@ -57,7 +64,15 @@ void track_note_access(struct vm *vm, size_t page)
 
 static bool exact(const struct vm *vm)
 {
-	return vm->track_mode == POLICY_TRACK_EBPF && vm->pol.track_sample_pages == 0;
+	return vm->track_mode == POLICY_TRACK_EBPF && vm->pol.track_sample_pages == 0 &&
+	       vm->pol.track_regions == 0;
+}
+
+/* The default of mode ebpf: adaptive regions (regions.h). */
+static bool by_regions(const struct vm *vm)
+{
+	return vm->track_mode == POLICY_TRACK_EBPF && vm->pol.track_sample_pages == 0 &&
+	       vm->pol.track_regions != 0;
 }
 
 /* Adds the range [first, first + n) to the arming list and flags its pages. Lock held. */
@@ -154,6 +169,127 @@ static size_t plan_arming(struct vm *vm, uint64_t *rng, size_t *cap)
 	}
 	merge_ranges(vm);
 	return chosen;
+}
+
+/* The regions sampler's view of the page map. armable is called from plan_regions, lock
+ * held; resident and hot take the lock themselves, so that the end of an interval holds it for
+ * one region at a time (a bounded share of the map), never for a walk of the whole map. */
+static bool rg_armable(void *ctx, size_t p)
+{
+	const struct vm *vm = ctx;
+
+	return pagemap_state(vm->pm, p) == PS_RESIDENT && !pagemap_flags(vm->pm, p);
+}
+
+static size_t rg_resident(void *ctx, size_t first, size_t n)
+{
+	struct vm *vm = ctx;
+	size_t run = pagemap_run_pages(vm->pm), c = 0, p = first, end = first + n;
+
+	pthread_mutex_lock(&vm->lock);
+	for (; p < end && p % run; p++)
+		c += pagemap_state(vm->pm, p) == PS_RESIDENT;
+	for (; p + run <= end; p += run)
+		c += pagemap_run_resident(vm->pm, p);
+	for (; p < end; p++)
+		c += pagemap_state(vm->pm, p) == PS_RESIDENT;
+	pthread_mutex_unlock(&vm->lock);
+	return c;
+}
+
+/* A region found used: its resident runs are seen this epoch, for the evictor's age order
+ * (the region is the tracker's grain). Runs in a tier are left alone: marking them would
+ * send the prefetcher after pages nobody asked for. */
+static void rg_hot(void *ctx, size_t first, size_t n)
+{
+	struct vm *vm = ctx;
+	size_t run = pagemap_run_pages(vm->pm);
+
+	pthread_mutex_lock(&vm->lock);
+	for (size_t p = first; p < first + n; p = (p / run + 1) * run)
+		if (pagemap_run_resident(vm->pm, p))
+			pagemap_mark_seen(vm->pm, p);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+static const struct regions_ops rg_ops = {.armable = rg_armable, .resident = rg_resident};
+
+/* Missing faults the fault thread has served so far. Lock held. */
+static uint64_t faults_served(const struct vm *vm)
+{
+	return vm->st->faults_zero + vm->st->faults_shm + vm->st->faults_disk;
+}
+
+/* Chooses the regions' samples and flags those to arm: one range each, joined where they
+ * touch. O(regions). Lock held. Returns pages chosen.
+ *
+ * Every range's REMOVE stalls the VM's faults until QEMU's arming thread runs again (the
+ * uffd ioctls fail with EAGAIN meanwhile), a few ms on a loaded host. A VM that faulted more
+ * than BUSY_FAULTS times in the last interval is busy bringing pages in, which the tracker sees
+ * anyway: it arms at most BUSY_RANGES regions, in turn; the others hold their last verdict. */
+static size_t plan_regions(struct vm *vm, struct regions *rg, size_t *pages, size_t *cap,
+			   uint64_t *last_faults)
+{
+	size_t max = regions_count(rg) < PROTO_ARM_MAX ? regions_count(rg) : PROTO_ARM_MAX, n,
+	       chosen = 0;
+	uint64_t f = faults_served(vm);
+
+	if (f - *last_faults > BUSY_FAULTS && max > BUSY_RANGES)
+		max = BUSY_RANGES;
+	*last_faults = f;
+	n = regions_plan(rg, &rg_ops, vm, pages, max);
+
+	vm->narmed = 0;
+	for (size_t i = 0; i < n; i++)
+		chosen += arm_add(vm, pages[i], 1, cap) == 0;
+	merge_ranges(vm);
+	return chosen;
+}
+
+/* Ends a regions epoch. The bitmap walk (1 bit per page) and the regions' own work run
+ * without the lock; each page seen takes it briefly. An epoch whose arming failed or came
+ * too late (observed false) gives no estimate: it would read every region as unused. */
+static void end_regions(struct vm *vm, struct regions *rg, const uint64_t *bits, bool observed)
+{
+	size_t npages = pagemap_npages(vm->pm);
+	struct vm_track_stats *ts = &vm->ts;
+	uint32_t e = pagemap_epoch(vm->pm);
+	double est;
+
+	/* Only this thread touches the wss in ebpf mode (track_note_access is for sample). */
+	wss_mark_bits(vm->wss, bits, e);
+	for (size_t w = 0; w * 64 < npages; w++) {
+		if (!bits[w])
+			continue;
+		pthread_mutex_lock(&vm->lock);
+		for (uint64_t b = bits[w]; b; b &= b - 1) {
+			size_t p = w * 64 + (size_t)__builtin_ctzll(b);
+
+			if (p >= npages)
+				break;
+			pagemap_mark_seen(vm->pm, p);
+			if (pagemap_flags(vm->pm, p) & PF_PREFETCHED) {
+				/* brought back ahead of time, and now used */
+				pagemap_set_flags(vm->pm, p,
+						  pagemap_flags(vm->pm, p) & ~PF_PREFETCHED);
+				vm->plan.ps.prefetch_used++;
+			}
+		}
+		pthread_mutex_unlock(&vm->lock);
+	}
+	est = regions_end(rg, bits, &rg_ops, vm, rg_hot);
+	pthread_mutex_lock(&vm->lock);
+	if (observed)
+		wss_push_estimate(vm->wss, est);
+	for (int i = 0; i < TRACK_WINDOWS; i++)
+		ts->wss_pages[i] = (uint64_t)(wss_sample_window(vm->wss, track_windows[i]) + 0.5);
+	memset(ts->age_pages, 0, sizeof(ts->age_pages));
+	regions_ages(rg, ts->age_pages);
+	ts->idle_pages =
+	    ts->age_pages[WSS_AGE_BUCKETS - 2] + ts->age_pages[WSS_AGE_BUCKETS - 1];
+	ts->regions = regions_count(rg);
+	ts->epoch = e;
+	pthread_mutex_unlock(&vm->lock);
 }
 
 /* Ends the epoch: folds in what it saw and refreshes the estimates. Lock held. */
@@ -266,8 +402,16 @@ static void *track_main(void *arg)
 	size_t npages = pagemap_npages(vm->pm), nwords = (npages + 63) / 64, cap = 0;
 	uint64_t *bits = calloc(nwords, sizeof(*bits)), rng = 0x9e3779b97f4a7c15ull ^ vm->pid;
 	struct proto_arm *msg = malloc(sizeof(*msg) + PROTO_ARM_MAX * sizeof(msg->range[0]));
-	size_t armed = 0, population = 0;
+	size_t armed = 0, population = 0, *pages = NULL;
+	uint64_t last_faults = 0;
+	struct regions *rg = NULL;
 
+	if (by_regions(vm) &&
+	    (regions_create(npages, vm->pol.track_regions, rng, &rg) ||
+	     !(pages = calloc(PROTO_ARM_MAX, sizeof(*pages))))) {
+		log_err(vm->name, "tracker: out of memory; working set not measured");
+		goto out;
+	}
 	if (!bits || !msg) {
 		log_err(vm->name, "tracker: out of memory; working set not measured");
 		goto out;
@@ -285,6 +429,7 @@ static void *track_main(void *arg)
 		wait_until(vm, deadline);
 	}
 	while (!vm->track_stop && !vm->stopping) {
+		bool observed = true;
 		int r;
 
 		deadline += interval;
@@ -295,7 +440,8 @@ static void *track_main(void *arg)
 			continue; /* the previous arming is still running in QEMU */
 		pthread_mutex_lock(&vm->lock);
 		population = pagemap_count(vm->pm, PS_RESIDENT);
-		armed = plan_arming(vm, &rng, &cap);
+		armed = rg ? plan_regions(vm, rg, pages, &cap, &last_faults)
+			   : plan_arming(vm, &rng, &cap);
 		vm->ts.armed_pages = armed;
 		vm->ts.arm_ranges = vm->narmed;
 		pthread_mutex_unlock(&vm->lock);
@@ -309,8 +455,11 @@ static void *track_main(void *arg)
 				vm->arm_done_seq = vm->arm_seq;
 				clear_armed(vm);
 				pthread_mutex_unlock(&vm->lock);
-			} else {
-				wait_armed(vm);
+			}
+			/* Samples not armed in time would read as unused: observe nothing. */
+			if ((r || !wait_armed(vm) || (vm->arm_status && !vm->arm_pages)) && rg) {
+				regions_arm_failed(rg);
+				observed = false;
 			}
 		}
 		wait_until(vm, deadline);
@@ -319,12 +468,21 @@ static void *track_main(void *arg)
 		if (vm->track_mode == POLICY_TRACK_EBPF &&
 		    tracker_read_clear(vm->bpf, vm->bpf_slot, bits, nwords))
 			memset(bits, 0, nwords * sizeof(*bits));
+		if (rg) {
+			end_regions(vm, rg, bits, observed);
+			pthread_mutex_lock(&vm->lock);
+			pagemap_set_epoch(vm->pm, pagemap_epoch(vm->pm) + 1);
+			pthread_mutex_unlock(&vm->lock);
+			continue;
+		}
 		pthread_mutex_lock(&vm->lock);
 		end_epoch(vm, vm->track_mode == POLICY_TRACK_EBPF ? bits : NULL, armed, population);
 		pagemap_set_epoch(vm->pm, pagemap_epoch(vm->pm) + 1);
 		pthread_mutex_unlock(&vm->lock);
 	}
 out:
+	regions_destroy(rg);
+	free(pages);
 	free(bits);
 	free(msg);
 	return NULL;
@@ -347,17 +505,17 @@ int track_start(struct vm *vm)
 	pthread_mutex_unlock(&vm->lock);
 	if (vm->track_mode == POLICY_TRACK_EBPF) {
 		/* Under KVM the vCPUs fault by guest-physical address. On x86 pc and q35 machines
-		 * guest RAM starts at GPA 0 and its first 2 GiB always lie below the PCI hole;
-		 * above that the split depends on the machine type, which the daemon does not
-		 * know: KVM faults there go unseen (QEMU's own accesses are still seen). */
+		 * guest RAM starts at GPA 0 and its first 2 GiB always lie below the PCI hole:
+		 * that much is mapped until track_map_gpa has asked QEMU where the rest lies. A
+		 * NUMA guest's other backends lie elsewhere: none until then. */
 		struct tracker_gpa_range low = {
 		    .gpa = 0,
 		    .len = vm->length < (2ull << 30) ? vm->length : (2ull << 30),
 		    .offset = 0,
 		};
 
-		r = tracker_add(vm->bpf, vm->pid, vm->host_addr, pagemap_npages(vm->pm), &low, 1,
-				&vm->bpf_slot);
+		r = tracker_add(vm->bpf, vm->pid, vm->host_addr, pagemap_npages(vm->pm), &low,
+				vm->backend_index == 0, &vm->bpf_slot);
 		if (r) {
 			log_warn(vm->name,
 				 "tracker: cannot add pid %d to the BPF tracker: %s; "
@@ -389,4 +547,65 @@ void track_stop(struct vm *vm)
 	vm->track_started = false;
 	if (vm->track_mode == POLICY_TRACK_EBPF)
 		tracker_remove(vm->bpf, vm->bpf_slot);
+}
+
+/* The backend's ranges from QEMU into ranges (room for TRACKER_MAX_RANGES); sets *n. */
+static int learn_gpa(struct vm *vm, struct qmp *q, struct tracker_gpa_range *ranges,
+		     unsigned *n, char *err, size_t errlen)
+{
+	struct gpamap_range g[TRACKER_MAX_RANGES];
+	struct json_object *res = NULL, *args;
+	char id[128];
+	int r;
+
+	/* The shim names the backend (uffd-qemu lists them); else the one of the region's size. */
+	snprintf(id, sizeof(id), "%s", vm->backend_id);
+	if (!id[0]) {
+		r = qmp_execute(q, "query-memdev", NULL, &res, GPA_QMP_TIMEOUT_MS, err, errlen);
+		if (!r)
+			r = gpamap_pick_backend(res, vm->length, id, sizeof(id), err, errlen);
+		json_object_put(res);
+		res = NULL;
+		if (r)
+			return r;
+	}
+	args = json_object_new_object();
+	json_object_object_add(args, "command-line", json_object_new_string("info mtree -f"));
+	r = qmp_execute(q, "human-monitor-command", args, &res, GPA_QMP_TIMEOUT_MS, err, errlen);
+	json_object_put(args);
+	if (!r)
+		r = gpamap_parse_mtree(json_object_get_string(res), id, vm->length, g,
+				       TRACKER_MAX_RANGES, n, err, errlen);
+	json_object_put(res);
+	for (unsigned i = 0; !r && i < *n; i++)
+		ranges[i] = (struct tracker_gpa_range){g[i].gpa, g[i].len, g[i].offset};
+	return r;
+}
+
+void track_map_gpa(struct vm *vm, struct qmp *q)
+{
+	struct tracker_gpa_range ranges[TRACKER_MAX_RANGES];
+	char err[256] = "", list[256] = "";
+	unsigned n = 0;
+	size_t at = 0;
+	int r;
+
+	vm->gpa_mapped = true; /* once: a failure is logged, and the first 2 GiB stay mapped */
+	if (vm->track_mode != POLICY_TRACK_EBPF || !vm->track_started || !vm->bpf ||
+	    !(tracker_sources(vm->bpf) & TRACKER_SRC_KVM))
+		return;
+	r = learn_gpa(vm, q, ranges, &n, err, sizeof(err));
+	if (!r)
+		r = tracker_set_ranges(vm->bpf, vm->bpf_slot, ranges, n);
+	if (r) {
+		log_warn(vm->name, "tracker: KVM faults stay mapped for the first 2 GiB only: %s",
+			 err[0] ? err : strerror(-r));
+		return;
+	}
+	for (unsigned i = 0; i < n && at < sizeof(list); i++)
+		at += (size_t)snprintf(list + at, sizeof(list) - at, "%s%#llx+%#llx@%#llx",
+				       i ? ", " : "", (unsigned long long)ranges[i].gpa,
+				       (unsigned long long)ranges[i].len,
+				       (unsigned long long)ranges[i].offset);
+	log_info(vm->name, "tracker: KVM faults mapped through guest-physical %s", list);
 }

@@ -21,6 +21,7 @@
 
 struct vm;
 struct tracker;
+struct qmp;
 
 /* The working-set windows reported, in tracker intervals (vm->ts.wss_pages[i]). */
 #define TRACK_WINDOWS 3
@@ -41,6 +42,15 @@ int track_start(struct vm *vm);
 
 /* Stops and joins the thread and removes the VM from the BPF tracker. Safe to call twice. */
 void track_stop(struct vm *vm);
+
+/* Learns where the VM's guest RAM lies in guest-physical memory from QEMU ("info mtree -f"
+ * over the connection q, for the backend the shim named, or the one of the region's size in
+ * query-memdev; gpamap.h) and has the BPF tracker map KVM faults through every range of it,
+ * below and above 4 GiB; until then only the first 2 GiB are mapped. Only in ebpf mode with
+ * kvm:kvm_page_fault attached; a failure is logged and the old mapping stays. Runs once per VM
+ * (sets vm->gpa_mapped). Called by the planner once it has a QMP connection of the VM's
+ * guest, from the control loop (one thread uses q). */
+void track_map_gpa(struct vm *vm, struct qmp *q);
 
 /* Records that the guest touched page (a fault brought it in, or a minor fault on a sampled
  * page) in sample mode; a no-op in the others (BPF sees those faults). Lock held. */

@@ -93,6 +93,7 @@ struct vm_track_stats {
 	uint64_t armed_pages;		     /* observed in the last interval */
 	uint64_t arm_rounds, arm_errors, arm_ranges;
 	uint64_t arm_ns; /* time the last arming took in QEMU */
+	uint64_t regions; /* adaptive regions (ebpf mode's default), 0 in the other modes */
 };
 
 struct vm {
@@ -147,6 +148,9 @@ struct vm {
 	int track_mode;
 	char track_why[192]; /* why this mode: the fallback's reason */
 	struct tracker *bpf; /* the daemon's BPF tracker (ebpf mode), not owned */
+	char backend_id[64]; /* QEMU's id of this RAM backend, "" when the shim did not say */
+	uint32_t backend_index; /* which of the guest's backends (0: the first, or only) */
+	bool gpa_mapped;     /* control loop: track_map_gpa has run for this VM */
 	int bpf_slot;
 	struct wss *wss;	   /* lock */
 	struct proto_range *armed; /* ranges armed for the current epoch (tracker thread) */

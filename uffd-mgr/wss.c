@@ -86,6 +86,14 @@ size_t wss_seen_in(const struct wss *w, size_t first, size_t n, uint32_t epoch)
 	return seen;
 }
 
+void wss_push_estimate(struct wss *w, double est)
+{
+	w->est[w->head] = est;
+	w->head = (w->head + 1) % WSS_HISTORY;
+	if (w->nest < WSS_HISTORY)
+		w->nest++;
+}
+
 double wss_sample_end(struct wss *w, size_t observed, size_t accessed, size_t population,
 		      size_t outside)
 {
@@ -93,10 +101,7 @@ double wss_sample_end(struct wss *w, size_t observed, size_t accessed, size_t po
 
 	if (observed)
 		est += (double)accessed / (double)observed * (double)population;
-	w->est[w->head] = est;
-	w->head = (w->head + 1) % WSS_HISTORY;
-	if (w->nest < WSS_HISTORY)
-		w->nest++;
+	wss_push_estimate(w, est);
 	return est;
 }
 

@@ -5,14 +5,16 @@
  * "seen" in an epoch when the tracker observed an access to it then: the BPF bitmap, a
  * uffd minor fault on a sampled page, or a missing fault that brought it in.
  *
- * Two ways to estimate:
+ * Three ways to estimate:
  *  - exact (every resident page observed each interval): the working set over a window of
  *    W epochs is the number of pages seen in the last W epochs, a union;
  *  - sampled (a random sample observed each interval): for the epoch just ended,
  *    estimate = accessed/observed of the sample x the resident population, plus the pages
  *    seen outside the sample (brought in by missing faults). A window of W epochs averages
  *    the last W estimates: a sample cannot tell a union from a mean, and for a steady working
- *    set the two agree.
+ *    set the two agree;
+ *  - regions (regions.h): one sample per adaptive region; the epoch's estimate is pushed here
+ *    and windows are means, as for sampled.
  *
  * Not thread-safe: the VM's lock serialises. */
 #ifndef UFFD_WSS_H
@@ -49,6 +51,9 @@ size_t wss_seen_in(const struct wss *w, size_t first, size_t n, uint32_t epoch);
  * sample. Records and returns the estimate in pages. */
 double wss_sample_end(struct wss *w, size_t observed, size_t accessed, size_t population,
 		      size_t outside);
+
+/* Records the estimate of an epoch that ended, made elsewhere (the regions sampler). */
+void wss_push_estimate(struct wss *w, double est);
 
 /* Mean of the last window (1..WSS_HISTORY) sampled estimates; 0 before the first. */
 double wss_sample_window(const struct wss *w, unsigned window);

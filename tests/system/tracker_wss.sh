@@ -1,5 +1,7 @@
-# Working-set tracker accuracy on fake guests with a known working set, for the eBPF tracker
-# and for the uffd minor-fault sampling fallback. Three fake guests under one daemon:
+# Working-set tracker accuracy on fake guests with a known working set, for the eBPF tracker's
+# exact mode ([tracker] regions = 0: every resident page armed each interval) and for the uffd
+# minor-fault sampling fallback (the default, bounded mode is tracker_bounded.sh's). Three fake
+# guests under one daemon:
 #   uni: uniform over 8192 pages (32 MiB)                 truth 8192 pages
 #   hc:  4096 hot pages, 12288 written once and left cold   truth 4096 over 10 s, after 10 s
 #   ph:  6144 pages for 2 s, then 10240 other pages         truth 10240 once the shift is 10 s old
@@ -24,7 +26,7 @@ PY
 
 run_mode() { # mode sample_pages
 	local pids=() rc=0
-	printf '[memory]\nresident_max = 0\n[shm]\nmax = 16M\n[tracker]\nmode = %s\nsample_pages = %s\n' \
+	printf '[memory]\nresident_max = 0\n[shm]\nmax = 16M\n[tracker]\nmode = %s\nsample_pages = %s\nregions = 0\n' \
 		"$1" "$2" >"$T/$1.conf"
 	start_daemon
 	fakeguest uni "$T/$1.conf" --mb 96 --threads 2 --seconds 17 --pattern uniform:8192 \

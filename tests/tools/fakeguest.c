@@ -19,7 +19,14 @@
  * uniform:K touches pages [0, K) over and over; hotcold:H:C writes H + C pages once, then
  * touches only the first H; phase:A:B:S touches [0, A) for S seconds, then [A, A + B). Each
  * pass reads one word of every page of the set (checked against its version), then sleeps
- * 20 ms. The working set it holds is printed as "FAKEGUEST WSS pages=N" when it changes. */
+ * 20 ms. Time counts from when the pages are written (phase's S too). The working set it holds
+ * is printed as "FAKEGUEST WSS pages=N" by the first pass that touches a new set: the truth a
+ * tracker's estimate is held to, and when it began. At the end a pattern verifies the pages it wrote (the
+ * others it never touched). The PASS line gives the run's minor faults (minflt=), the cost a
+ * tracker's arming puts on the guest. With --ops N a pattern reads N pages per thread in
+ * passes back to back, not paced, and the PASS line gives the time its writes took (fill_ms)
+ * and the time of the passes (pass_ms), for a tracker's overhead. With --backends N (patterns
+ * only) guest RAM is N memfds mapped back to back, as a NUMA guest's backends. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -30,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,6 +59,7 @@ struct config {
 	int fill;	      /* write every page once before the random phase */
 	unsigned discard_pct; /* share of operations that discard a page as QEMU does */
 	uint64_t ops;         /* operations per thread (then stop), 0 = run for --seconds */
+	unsigned backends;    /* RAM backends, as a NUMA guest has (patterns only) */
 	/* --pattern: a known working set for the tracker's tests instead of random accesses */
 	enum { PAT_RANDOM, PAT_UNIFORM, PAT_HOTCOLD, PAT_PHASE } pattern;
 	uint64_t pat_a, pat_b; /* uniform: a pages; hotcold: a hot, b cold; phase: a then b */
@@ -65,6 +74,7 @@ struct worker {
 	uint32_t *version;
 	uint64_t npages;
 	uint64_t reads, writes, discards;
+	double fill_s, run_s; /* pattern: writing its pages, then the passes */
 	int failed;
 	pthread_t tid;
 };
@@ -155,20 +165,43 @@ static void pattern_set(const struct config *c, double t, uint64_t *lo, uint64_t
 	}
 }
 
+/* Pages a pattern writes first (and the only ones it ever touches). */
+static uint64_t pattern_fill(const struct config *c)
+{
+	return c->pattern == PAT_UNIFORM ? c->pat_a : c->pat_a + c->pat_b;
+}
+
+/* Pages checked at the end: all of them, or those a pattern touched. */
+static uint64_t verify_pages(const struct config *c, uint64_t npages)
+{
+	if (c->pattern == PAT_RANDOM || pattern_fill(c) > npages)
+		return npages;
+	return pattern_fill(c);
+}
+
 static void *run_pattern(struct worker *w)
 {
 	const struct config *c = w->cfg;
-	uint64_t fill = c->pattern == PAT_HOTCOLD ? c->pat_a + c->pat_b
-			: c->pattern == PAT_PHASE ? c->pat_a + c->pat_b
-						  : c->pat_a;
-	double start = now_s(), t;
+	uint64_t fill = pattern_fill(c);
+	double start = now_s(), t = 0;
+	uint64_t truth = 0;
 
 	for (uint64_t p = w->id; p < fill && p < w->npages; p += c->threads)
 		write_page(w, p);
-	while ((t = now_s() - start) < c->seconds && !w->failed && !finish_now) {
+	/* The run's clock starts once the pages are written: with --ops, the time of a fixed
+	 * number of passes, back to back, is the throughput a tracker can slow down. */
+	w->fill_s = now_s() - start;
+	start = now_s();
+	while ((c->ops ? w->reads < c->ops : (t = now_s() - start) < c->seconds) && !w->failed &&
+	       !finish_now) {
 		uint64_t lo, hi;
 
-		pattern_set(c, t, &lo, &hi);
+		pattern_set(c, c->ops ? 0 : t, &lo, &hi);
+		if (w->id == 0 && hi - lo != truth) { /* the set this pass touches is new */
+			truth = hi - lo;
+			printf("FAKEGUEST WSS pages=%llu\n", (unsigned long long)truth);
+			fflush(stdout);
+		}
 		for (uint64_t p = lo + w->id; p < hi && p < w->npages; p += c->threads) {
 			volatile uint64_t *word = w->mem + p * WORDS;
 
@@ -179,8 +212,10 @@ static void *run_pattern(struct worker *w)
 			}
 			w->reads++;
 		}
-		usleep(20000);
+		if (!c->ops)
+			usleep(20000);
 	}
+	w->run_s = now_s() - start;
 	return NULL;
 }
 
@@ -255,6 +290,7 @@ static int parse(int argc, char **argv, struct config *c)
 	    {"discard-pct", required_argument, NULL, 'D'},
 	    {"pattern", required_argument, NULL, 'P'},
 	    {"ops", required_argument, NULL, 'O'},
+	    {"backends", required_argument, NULL, 'B'},
 	    {NULL, 0, NULL, 0},
 	};
 	int o;
@@ -290,6 +326,9 @@ static int parse(int argc, char **argv, struct config *c)
 			c->discard_pct = (unsigned)atoi(optarg);
 			break;
 		case 'O': c->ops = strtoull(optarg, NULL, 0); break;
+		case 'B':
+			c->backends = (unsigned)atoi(optarg);
+			break;
 		case 'P':
 			if (parse_pattern(optarg, c))
 				return -EINVAL;
@@ -299,11 +338,66 @@ static int parse(int argc, char **argv, struct config *c)
 				"usage: fakeguest [--mb N] [--threads T] [--seconds S] "
 				"[--seed S] [--write-pct P] [--hot-pct P] [--map-twice] [--fill] "
 				"[--discard-pct P]\n"
-				"                 [--pattern uniform:K|hotcold:H:C|phase:A:B:S] [--ops N]\n");
+				"                 [--pattern uniform:K|hotcold:H:C|phase:A:B:S] [--ops N]"
+				" [--backends N]\n");
 			return -EINVAL;
 		}
 	}
 	return c->mb && c->threads && c->threads <= 64 ? 0 : -EINVAL;
+}
+
+/* A memfd of npages pages named and sealed as QEMU's memory-backend-memfd (uffd-mgrd refuses
+ * a guest memfd that could shrink under its mapping); -1 on failure. */
+static int guest_memfd(uint64_t npages)
+{
+	int fd = memfd_create("memory-backend-memfd", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	if (fd < 0 || ftruncate(fd, (off_t)(npages * PAGE)) < 0 ||
+	    (!getenv("FAKEGUEST_UNSEALED") &&
+	     fcntl(fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0)) {
+		perror("fakeguest: memfd");
+		return -1;
+	}
+	return fd;
+}
+
+/* A NUMA guest's RAM: one memfd per backend, mapped back to back so the workers see one
+ * array, and named to the shim as uffd-qemu names QEMU's (UFFD_MGR_BACKENDS, ids n0, n1...):
+ * each registers as a unit of its own, NAME then NAME.n1 ... */
+static uint64_t *map_backends(const struct config *c, uint64_t npages)
+{
+	uint64_t per = npages / c->backends;
+	char list[512] = "";
+	size_t at = 0;
+	uint8_t *base;
+
+	for (unsigned b = 0; b < c->backends && at < sizeof(list); b++)
+		at += (size_t)snprintf(list + at, sizeof(list) - at, "%sn%u:%llu", b ? "," : "", b,
+				       (unsigned long long)(per * PAGE));
+	setenv("UFFD_MGR_BACKENDS", list, 1);
+	base = mmap(NULL, npages * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (base == MAP_FAILED)
+		return MAP_FAILED;
+	for (unsigned b = 0; b < c->backends; b++) {
+		int fd = guest_memfd(per);
+
+		if (fd < 0 || mmap(base + b * per * PAGE, per * PAGE, PROT_READ | PROT_WRITE,
+				   MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED)
+			return MAP_FAILED;
+	}
+	return (uint64_t *)base;
+}
+
+static double max_of(const struct worker *ws, unsigned n, int run)
+{
+	double m = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		double v = run ? ws[i].run_s : ws[i].fill_s;
+
+		m = v > m ? v : m;
+	}
+	return m;
 }
 
 static void on_usr1(int sig)
@@ -321,21 +415,25 @@ int main(int argc, char **argv)
 	uint64_t *mem;
 	int fd, failed = 0;
 	double t0, run_s;
+	struct rusage ru;
 
 	if (parse(argc, argv, &cfg))
 		return 2;
 	signal(SIGUSR1, on_usr1);
 	npages = cfg.mb * 1024 * 1024 / PAGE;
-	/* Sealed as QEMU's memory-backend-memfd seals it: uffd-mgrd refuses a guest memfd that
-	 * could shrink under its mapping. */
-	fd = memfd_create("memory-backend-memfd", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (fd < 0 || ftruncate(fd, (off_t)(npages * PAGE)) < 0 ||
-	    (!getenv("FAKEGUEST_UNSEALED") &&
-	     fcntl(fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0)) {
-		perror("fakeguest: memfd");
-		return 1;
+	if (cfg.backends > 1) {
+		if (cfg.pattern == PAT_RANDOM || npages % cfg.backends) {
+			fprintf(stderr, "fakeguest: --backends needs a --pattern and pages it "
+					"divides\n");
+			return 2;
+		}
+		fd = -1;
+		mem = map_backends(&cfg, npages);
+	} else {
+		fd = guest_memfd(npages);
+		mem = fd < 0 ? MAP_FAILED
+			     : mmap(NULL, npages * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	}
-	mem = mmap(NULL, npages * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (cfg.map_twice)
 		mmap(NULL, npages * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	version = calloc(npages, sizeof(*version));
@@ -354,15 +452,6 @@ int main(int argc, char **argv)
 					.npages = npages};
 		pthread_create(&ws[t].tid, NULL, run, &ws[t]);
 	}
-	if (cfg.pattern != PAT_RANDOM) {
-		printf("FAKEGUEST WSS pages=%llu\n", (unsigned long long)cfg.pat_a);
-		fflush(stdout);
-		if (cfg.pattern == PAT_PHASE && cfg.pat_switch < cfg.seconds) {
-			usleep((useconds_t)(cfg.pat_switch * 1e6));
-			printf("FAKEGUEST WSS pages=%llu\n", (unsigned long long)cfg.pat_b);
-			fflush(stdout);
-		}
-	}
 	for (unsigned t = 0; t < cfg.threads; t++) {
 		pthread_join(ws[t].tid, NULL);
 		failed |= ws[t].failed;
@@ -371,14 +460,23 @@ int main(int argc, char **argv)
 		discards += ws[t].discards;
 	}
 	run_s = now_s() - t0;
-	for (uint64_t p = 0; p < npages && !failed; p++)
+	getrusage(RUSAGE_SELF, &ru);
+	/* A pattern never touches the pages past the ones it wrote: reading them all would be a
+	 * zero-page fault each (minutes on a guest of gigabytes), and they are zero by the same
+	 * check on the pages that are read. */
+	for (uint64_t p = 0; p < verify_pages(&cfg, npages) && !failed; p++)
 		if (check_page(&ws[p % cfg.threads], p))
 			failed = 1;
 	if (failed)
 		return 1;
 	printf("FAKEGUEST PASS pages=%llu threads=%u reads=%llu writes=%llu discards=%llu "
-	       "ms=%.0f\n",
+	       "ms=%.0f minflt=%ld",
 	       (unsigned long long)npages, cfg.threads, (unsigned long long)reads,
-	       (unsigned long long)writes, (unsigned long long)discards, run_s * 1000);
+	       (unsigned long long)writes, (unsigned long long)discards, run_s * 1000,
+	       ru.ru_minflt);
+	if (cfg.pattern != PAT_RANDOM) /* the slowest thread's */
+		printf(" fill_ms=%.0f pass_ms=%.0f", max_of(ws, cfg.threads, 0) * 1000,
+		       max_of(ws, cfg.threads, 1) * 1000);
+	printf("\n");
 	return 0;
 }

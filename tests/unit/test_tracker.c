@@ -9,6 +9,7 @@
  *  - first touches by this process are seen; a second read finds the bitmap clear; after
  *    MADV_DONTNEED a different subset makes the second window; touches of present pages
  *    are not seen;
+ *  - several regions of one process (a NUMA guest's backends), each seen in its own bitmap;
  *  - the region's bounds (a region that is not a multiple of 64 pages, touches beside it);
  *  - a touch from a second thread counts; a forked child touching the same virtual range
  *    (checked to have faulted, by its minor-fault count) does not;
@@ -25,7 +26,7 @@
  *    tracepoint, or when the KVM reports no faults at all;
  *  - a tracker opened in a new pid namespace tracks by that namespace's pids;
  *  - remove: nothing counts after it, the slot is gone, its space is reused zeroed; the
- *    bitmap space is bounded (-ENOSPC) and argument errors;
+ *    bitmap space is bounded (-ENOSPC) and argument errors, of tracker_set_ranges too;
  *  - tracker_open's errors, in children: without capabilities (-EPERM, naming CAP_BPF), with
  *    CAP_BPF but not CAP_PERFMON, and with /sys/kernel/btf hidden in a private mount
  *    namespace (-ENOENT, naming the BTF path).
@@ -169,6 +170,47 @@ static void test_user_faults(void **state)
 
 	assert_int_equal(tracker_remove(trk, slot), 0);
 	munmap(area, NPAGES * PG);
+}
+
+/* A process with several regions (a NUMA guest's backends): each fault lands in its own
+ * region's bitmap; a region overlapping one already tracked is refused, a fifth is one too
+ * many; removing one leaves the others tracked. */
+static void test_units(void **state)
+{
+	uint64_t a[NWORDS], b[NWORDS];
+	uint8_t *area[TRACKER_MAX_UNITS + 1];
+	int slot[TRACKER_MAX_UNITS + 1], extra;
+
+	for (unsigned i = 0; i <= TRACKER_MAX_UNITS; i++)
+		area[i] = map_area(NPAGES);
+	for (unsigned i = 0; i < TRACKER_MAX_UNITS; i++)
+		assert_int_equal(tracker_add(trk, getpid(), (uintptr_t)area[i], NPAGES, NULL, 0,
+					     &slot[i]),
+				 0);
+	assert_int_equal(tracker_add(trk, getpid(), (uintptr_t)(area[1] + PG), 1, NULL, 0, &extra),
+			 -EEXIST);
+	assert_int_equal(tracker_add(trk, getpid(), (uintptr_t)area[TRACKER_MAX_UNITS], NPAGES,
+				     NULL, 0, &extra),
+			 -ENOSPC);
+	pick(11, 3, a, NPAGES);
+	pick(12, 5, b, NPAGES);
+	touch(area[0], a, NPAGES);
+	touch(area[2], b, NPAGES);
+	expect_bits(slot[0], a, NWORDS);
+	expect_clear(slot[1], NWORDS);
+	expect_bits(slot[2], b, NWORDS);
+	expect_clear(slot[3], NWORDS);
+
+	assert_int_equal(tracker_remove(trk, slot[0]), 0);
+	drop(area[2], NPAGES);
+	touch(area[0], b, NPAGES); /* present: not seen, and its slot is gone anyway */
+	touch(area[2], a, NPAGES);
+	expect_bits(slot[2], a, NWORDS);
+	assert_int_equal(tracker_read_clear(trk, slot[0], a, NWORDS), -ENOENT);
+	for (unsigned i = 1; i < TRACKER_MAX_UNITS; i++)
+		assert_int_equal(tracker_remove(trk, slot[i]), 0);
+	for (unsigned i = 0; i <= TRACKER_MAX_UNITS; i++)
+		munmap(area[i], NPAGES * PG);
 }
 
 /* A 1000-page region (not a multiple of 64) at page 8 of the area: touches on the pages beside
@@ -728,6 +770,14 @@ static void test_bad_args(void **state)
 						  4 * PG * (uint64_t)i};
 	assert_int_equal(tracker_add(trk, FAKE_TGID, FAKE_ADDR, 16, r, 4, &slot), 0);
 	assert_int_equal(tracker_add(trk, FAKE_TGID, FAKE_ADDR, 16, NULL, 0, &s2), -EEXIST);
+	/* Ranges learned later (track_map_gpa): checked as tracker_add checks them. */
+	assert_int_equal(tracker_set_ranges(trk, slot, r, 2), 0);
+	assert_int_equal(tracker_set_ranges(trk, slot, NULL, 0), 0);
+	assert_int_equal(tracker_set_ranges(trk, slot, r, TRACKER_MAX_RANGES + 1), -EINVAL);
+	r[4] = (struct tracker_gpa_range){0, len + PG, 0};
+	assert_int_equal(tracker_set_ranges(trk, slot, &r[4], 1), -EINVAL);
+	assert_int_equal(tracker_set_ranges(trk, TRACKER_MAX_VMS - 1, r, 1), -ENOENT);
+	assert_int_equal(tracker_set_ranges(trk, -1, r, 1), -ENOENT);
 	assert_int_equal(tracker_read_clear(trk, slot, bits, 0), -EINVAL);
 	assert_int_equal(tracker_read_clear(trk, slot, bits, 1), 0);
 	assert_int_equal(bits[0], 0);
@@ -814,7 +864,8 @@ static void test_open_errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_user_faults),	 cmocka_unit_test(test_bounds),
+	    cmocka_unit_test(test_user_faults),
+	    cmocka_unit_test(test_units),	 cmocka_unit_test(test_bounds),
 	    cmocka_unit_test(test_thread),	 cmocka_unit_test(test_other_process),
 	    cmocka_unit_test(test_kernel_fault), cmocka_unit_test(test_shmem_rearm),
 	    cmocka_unit_test(test_kvm),		 cmocka_unit_test(test_pidns),

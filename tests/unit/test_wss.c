@@ -62,6 +62,9 @@ static void test_sampled_estimates(void **state)
 	/* the last ten: 50 + i for i = 3*64-10 .. 3*64-1 */
 	assert_true(wss_sample_window(w, 10) ==
 		    50 + (3 * WSS_HISTORY - 10 + 3 * WSS_HISTORY - 1) / 2.0);
+	/* an estimate made elsewhere (regions) joins the same ring */
+	wss_push_estimate(w, 1e6);
+	assert_true(wss_sample_window(w, 1) == 1e6);
 	wss_destroy(w);
 }
 
