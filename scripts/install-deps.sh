@@ -4,7 +4,7 @@
 set -eu
 
 PKGS="build-essential pkg-config clang llvm libclang-rt-14-dev bpftool libbpf-dev libelf-dev zlib1g-dev
-liburing-dev libcmocka-dev libjson-c-dev libinih-dev libncurses-dev
+liburing-dev libcmocka-dev libjson-c-dev libinih-dev libncurses-dev liblz4-dev libzstd-dev
 qemu-system-x86 busybox-static cpio xz-utils zstd kmod
 fio gnuplot-nox e2fsprogs util-linux
 debhelper man-db prometheus tmux curl"

@@ -2,7 +2,12 @@
  *
  * Slots are handed out in extents of adjacent slots so that a run of guest pages is stored
  * contiguously and comes back with one UFFDIO_COPY. Freed slots give their memory back to
- * the host (hole punch). Thread-safe: the evictor allocates while fault threads free. */
+ * the host (hole punch). Thread-safe: the evictor allocates while fault threads free.
+ *
+ * A pool can instead be cut into smaller units (grains, for the compressed tier: zpool.h).
+ * Every count and number below is then in units, not slots; a page of the memfd is punched
+ * once every unit in it is free, under the pool's lock, so that no allocation can land in a
+ * page while it is being punched. */
 #ifndef UFFD_SHMPOOL_H
 #define UFFD_SHMPOOL_H
 
@@ -15,11 +20,18 @@ struct shmpool;
  * (-EINVAL when bytes holds no slot). */
 int shmpool_create(const char *name, uint64_t bytes, struct shmpool **out);
 
+/* As shmpool_create, the pool cut into units of unit bytes (a power of two, 64 to 4096).
+ * Returns 0 or -errno (-EINVAL for a bad unit). */
+int shmpool_create_unit(const char *name, uint64_t bytes, uint32_t unit, struct shmpool **out);
+
 /* Takes over a pool a shim handed back after a daemon restart: fd (taken over on success) is
  * the pool memfd of nslots slots, sealed against resizing; every slot starts free, to be
  * claimed by the page entries that own one (shmpool_claim) before shmpool_settle. Returns 0 or
  * -errno (-EINVAL: not a sealed memfd of that size). */
 int shmpool_adopt(int fd, uint64_t nslots, struct shmpool **out);
+
+/* As shmpool_adopt for a pool of nslots 4 KiB pages cut into units of unit bytes. */
+int shmpool_adopt_unit(int fd, uint64_t nslots, uint32_t unit, struct shmpool **out);
 
 /* Marks a slot that a page entry owns. Returns 0, -ERANGE or -EEXIST (see slotmap_claim). */
 int shmpool_claim(struct shmpool *pool, uint64_t slot);
@@ -41,10 +53,14 @@ int64_t shmpool_alloc(struct shmpool *pool, uint32_t want, uint32_t *got);
 /* Frees n slots from first and releases their memory. Cannot fail. */
 void shmpool_free(struct shmpool *pool, uint64_t first, uint32_t n);
 
-/* The pool's mapping of a slot: 4096 bytes, valid while the slot is allocated. */
+/* The pool's mapping of a slot: 4096 bytes (a unit), valid while the slot is allocated. */
 void *shmpool_addr(struct shmpool *pool, uint64_t slot);
 
+/* Slots (units) in the pool, and in use. */
 uint64_t shmpool_slots(const struct shmpool *pool);
 uint64_t shmpool_used(struct shmpool *pool);
+
+/* Bytes of a slot (unit): 4096 unless cut into smaller units. */
+uint32_t shmpool_unit(const struct shmpool *pool);
 
 #endif

@@ -148,6 +148,18 @@ int slotmap_claim(struct slotmap *m, uint64_t slot)
 	return r;
 }
 
+bool slotmap_is_free(struct slotmap *m, uint64_t first, uint64_t n)
+{
+	bool all;
+
+	if (first > m->nslots || n > m->nslots - first)
+		return false;
+	pthread_mutex_lock(&m->lock);
+	all = free_len(m, first, n) == n;
+	pthread_mutex_unlock(&m->lock);
+	return all;
+}
+
 void slotmap_each_free(struct slotmap *m, void (*fn)(uint64_t first, uint64_t n, void *arg),
 		       void *arg)
 {

@@ -4,6 +4,7 @@
 #ifndef UFFD_SLOTMAP_H
 #define UFFD_SLOTMAP_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct slotmap;
@@ -23,6 +24,9 @@ void slotmap_free(struct slotmap *m, uint64_t first, uint32_t n);
  * own slots. Returns 0, -ERANGE past the map, -EEXIST when the slot is taken already (two pages
  * would share it: the entries are damaged). */
 int slotmap_claim(struct slotmap *m, uint64_t slot);
+
+/* Whether every slot of [first, first + n) is free. */
+bool slotmap_is_free(struct slotmap *m, uint64_t first, uint64_t n);
 
 /* Calls fn(first, n, arg) for each extent of free slots, in order. Not for concurrent use. */
 void slotmap_each_free(struct slotmap *m, void (*fn)(uint64_t first, uint64_t n, void *arg),

@@ -28,8 +28,9 @@
 #include "uffd-mgr/log.h"
 #include "uffd-mgr/uffd.h"
 #include "uffd-mgr/vm.h"
+#include "uffd-mgr/zshm.h"
 
-enum { HOME_KEEP = 0, HOME_ZERO, HOME_SHM };
+enum { HOME_KEEP = 0, HOME_ZERO, HOME_SHM, HOME_ZSHM };
 #define HOME_UNPUNCHED 0x80 /* recorded, but the punch failed: the page stays resident */
 
 /* How long an ioctl error that may be QEMU unmapping guest RAM on its way out waits for the
@@ -110,10 +111,31 @@ static bool page_is_zero(const uint8_t *p)
 	return true;
 }
 
+/* Step 3 with [shm] compress: zero pages stay zero pages, the others go into one blob (or
+ * more, when the pool has no room for one; zshm.c). */
+static int copy_out_z(struct vm *vm, struct victim *v)
+{
+	uint8_t sel[512], stored[512] = {0}; /* run_size is at most 2M = 512 pages */
+	int r;
+
+	for (size_t i = 0; i < v->n; i++) {
+		sel[i] = v->chosen[i] && !page_is_zero(vm->local + (v->first + i) * PAGE_SIZE_4K);
+		if (v->chosen[i] && !sel[i])
+			v->home[i] = HOME_ZERO;
+	}
+	r = zshm_store(vm, v->first, v->n, sel, stored, v->slot, vm->evict_stage);
+	for (size_t i = 0; i < v->n; i++)
+		if (stored[i])
+			v->home[i] = HOME_ZSHM;
+	return r;
+}
+
 /* Step 3: gives each chosen page a home and copies it there. Returns 0 or -ENOSPC when the
  * tier filled part-way (pages without a home stay HOME_KEEP). */
 static int copy_out(struct vm *vm, struct victim *v)
 {
+	if (vm->z)
+		return copy_out_z(vm, v);
 	for (size_t i = 0; i < v->n;) {
 		size_t j = i;
 		uint32_t got;
@@ -152,6 +174,8 @@ static void record(struct vm *vm, struct victim *v)
 	for (size_t i = 0; i < v->n; i++) {
 		if (v->home[i] == HOME_SHM)
 			pagemap_set(vm->pm, v->first + i, PS_SHM, v->slot[i]);
+		else if (v->home[i] == HOME_ZSHM)
+			pagemap_set(vm->pm, v->first + i, PS_ZSHM, v->slot[i]);
 		else if (v->home[i] == HOME_ZERO)
 			pagemap_set(vm->pm, v->first + i, PS_ZERO, 0);
 	}
@@ -210,6 +234,9 @@ static int commit(struct vm *vm, struct victim *v, bool tier_full)
 		if ((v->home[i] & ~HOME_UNPUNCHED) == HOME_SHM &&
 		    (discarded || v->home[i] & HOME_UNPUNCHED))
 			shmpool_free(vm->shm, v->slot[i], 1);
+		if ((v->home[i] & ~HOME_UNPUNCHED) == HOME_ZSHM &&
+		    (discarded || v->home[i] & HOME_UNPUNCHED))
+			zshm_put(vm, p, v->slot[i]); /* freed with the last page leaving it */
 		if (v->home[i] == HOME_KEEP || v->home[i] & HOME_UNPUNCHED)
 			continue; /* still resident */
 		zero += discarded || v->home[i] == HOME_ZERO;
@@ -310,6 +337,7 @@ out:
 struct demotion {
 	size_t first, n;
 	uint8_t chosen[512]; /* run_size is at most 2M = 512 pages */
+	uint8_t z[512];	     /* the page was PS_ZSHM: shm_slot is its blob's reference */
 	uint64_t shm_slot[512];
 	uint64_t disk_slot[512];
 	struct disktier_seg segs[512];
@@ -317,20 +345,43 @@ struct demotion {
 	size_t count;
 };
 
+/* A compressed page goes to disk unpacked: the disk tier keeps its one slot per page, so a
+ * disk fault stays one read and one copy, and a 4 KiB page would take a 4 KiB disk block
+ * compressed or not. Returns false (the page is left where it is) when its blob is damaged;
+ * the fault that meets it fails the VM with the page's name. Lock held. */
+static bool demote_stage_z(struct vm *vm, struct demotion *d, size_t i, uint64_t *cached)
+{
+	d->z[i] = 1;
+	if (!zshm_copy_page(vm, d->shm_slot[i], vm->evict_stage + d->count * PAGE_SIZE_4K,
+			    vm->zscratch, cached))
+		return true;
+	vm->st->demote_errors++;
+	log_err(vm->name, "page %#zx: its compressed copy is damaged; not demoted", d->first + i);
+	return false;
+}
+
 static size_t demote_choose(struct vm *vm, struct demotion *d)
 {
+	uint64_t cached = 0;
+
 	d->count = 0;
 	pthread_mutex_lock(&vm->lock);
 	for (size_t i = 0; i < d->n; i++) {
 		size_t p = d->first + i;
+		enum page_state st = pagemap_state(vm->pm, p);
 
-		d->chosen[i] = pagemap_state(vm->pm, p) == PS_SHM && !pagemap_flags(vm->pm, p);
+		d->chosen[i] = (st == PS_SHM || st == PS_ZSHM) && !pagemap_flags(vm->pm, p);
 		if (!d->chosen[i])
 			continue;
-		pagemap_set_flags(vm->pm, p, PF_EVICTING);
 		d->shm_slot[i] = pagemap_slot(vm->pm, p);
-		memcpy(vm->evict_stage + d->count * PAGE_SIZE_4K,
-		       shmpool_addr(vm->shm, d->shm_slot[i]), PAGE_SIZE_4K);
+		if (st == PS_ZSHM && !demote_stage_z(vm, d, i, &cached)) {
+			d->chosen[i] = 0;
+			continue;
+		}
+		pagemap_set_flags(vm->pm, p, PF_EVICTING);
+		if (st == PS_SHM)
+			memcpy(vm->evict_stage + d->count * PAGE_SIZE_4K,
+			       shmpool_addr(vm->shm, d->shm_slot[i]), PAGE_SIZE_4K);
 		d->count++;
 	}
 	pthread_mutex_unlock(&vm->lock);
@@ -391,7 +442,9 @@ static void demote_commit(struct vm *vm, struct demotion *d, bool moved)
 		else if (moved)
 			pagemap_set(vm->pm, p, PS_DISK, d->disk_slot[i]);
 		pagemap_set_flags(vm->pm, p, 0);
-		if (discarded || moved)
+		if ((discarded || moved) && d->z[i])
+			zshm_put(vm, p, d->shm_slot[i]); /* freed with the last page leaving it */
+		else if (discarded || moved)
 			shmpool_free(vm->shm, d->shm_slot[i], 1);
 		if (discarded && moved)
 			disktier_free(vm->disk, d->disk_slot[i], 1);
@@ -545,7 +598,7 @@ static size_t prefetch_pick(struct vm *vm, struct disk_batch *b, size_t *firsts,
 						 ? pagemap_state(vm->pm, first + i)
 						 : PS_NONE;
 
-			w[i] = st == PS_SHM || st == PS_DISK;
+			w[i] = st == PS_SHM || st == PS_DISK || st == PS_ZSHM;
 			n += w[i];
 		}
 		if (fault_batch_add_run(vm, b, first))

@@ -27,6 +27,7 @@
 #include "uffd-mgr/track.h"
 #include "uffd-mgr/uffd.h"
 #include "uffd-mgr/vm.h"
+#include "uffd-mgr/zshm.h"
 
 #define READ_BATCH 64
 /* Faults the queue holds room for from the start: more than a guest has vCPUs faulting, so
@@ -169,6 +170,11 @@ static void apply_remove(struct vm *vm, uint64_t start, uint64_t end)
 
 			pagemap_set(vm->pm, p, PS_ZERO, 0);
 			free_slots(vm, st, slot, 1);
+		} else if (st == PS_ZSHM) {
+			uint64_t ref = pagemap_slot(vm->pm, p);
+
+			pagemap_set(vm->pm, p, PS_ZERO, 0);
+			zshm_put(vm, p, ref);
 		} else if (st == PS_RESIDENT && is_hole[i]) {
 			pagemap_set(vm->pm, p, PS_ZERO, 0);
 		}
@@ -511,6 +517,8 @@ int fault_bring_back(struct vm *vm, struct disktier_io *io, void *bounce, size_t
 		r = -EBUSY;
 	else if (pagemap_state(vm->pm, page) == PS_SHM)
 		r = serve_shm(vm, page, false);
+	else if (pagemap_state(vm->pm, page) == PS_ZSHM)
+		r = zshm_serve(vm, bounce, page, false);
 	else if (pagemap_state(vm->pm, page) == PS_DISK)
 		r = serve_disk(vm, io, bounce, page, false, NULL);
 	pthread_mutex_unlock(&vm->lock);
@@ -588,6 +596,8 @@ static int serve(struct vm *vm, struct pending *f)
 		r = serve_minor(vm, page);
 	} else if (st == PS_SHM) {
 		r = serve_shm(vm, page, true);
+	} else if (st == PS_ZSHM) {
+		r = zshm_serve(vm, vm->fault_bounce, page, true);
 	} else if (st == PS_DISK) {
 		size_t ra = vm->fault_batch ? readahead_runs(vm, page) : 1;
 

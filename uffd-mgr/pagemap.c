@@ -220,7 +220,7 @@ static void rebuild_derived(struct pagemap *pm)
 		pm->counts[st]++;
 		if (st == PS_RESIDENT)
 			pm->run_resident[run]++;
-		else if (st == PS_SHM)
+		else if (st == PS_SHM || st == PS_ZSHM)
 			pm->run_shm[run]++;
 		else if (st == PS_DISK)
 			pm->run_disk[run]++;
@@ -253,7 +253,9 @@ size_t pagemap_reconcile(uint64_t *ent, size_t npages, const uint64_t *in_memfd,
 			to = PS_ZERO;
 		if (keep_arming && to == PS_RESIDENT)
 			keep_fl = fl & PF_ARMING;
-		keep = (to == PS_SHM || to == PS_DISK) ? (ent[p] & ~(ST_MASK | FL_MASK)) : 0;
+		keep = (to == PS_SHM || to == PS_DISK || to == PS_ZSHM)
+			   ? (ent[p] & ~(ST_MASK | FL_MASK))
+			   : 0;
 		if (to != st || fl != keep_fl) {
 			ent[p] = keep | ((uint64_t)keep_fl << FL_SHIFT) | (uint64_t)to;
 			changed++;
@@ -352,6 +354,13 @@ void pagemap_set_flags(struct pagemap *pm, size_t page, unsigned flags)
 	sync_run(pm, (uint32_t)run);
 }
 
+/* The per-run count a state goes into: a run's shm pages are counted together, plain or
+ * compressed (both are the shm tier's, for demotion and prefetch alike). */
+static enum page_state bucket(enum page_state st)
+{
+	return st == PS_ZSHM ? PS_SHM : st;
+}
+
 /* Moves one page of run out of state old and into state st in the per-run counts, keeping the
  * runs_with totals. Returns whether the run now holds resident pages it did not before. */
 static bool count_move(struct pagemap *pm, size_t run, enum page_state old, enum page_state st)
@@ -361,6 +370,8 @@ static bool count_move(struct pagemap *pm, size_t run, enum page_state old, enum
 
 	pm->counts[old]--;
 	pm->counts[st]++;
+	old = bucket(old);
+	st = bucket(st);
 	if (per_run[old] && --per_run[old][run] == 0)
 		pm->runs_with[old]--;
 	if (per_run[st] && per_run[st][run]++ == 0) {
@@ -376,7 +387,7 @@ void pagemap_set(struct pagemap *pm, size_t page, enum page_state st, uint64_t s
 	size_t run = page / pm->run_pages;
 	uint64_t keep_flags = pm->ent[page] & FL_MASK;
 
-	if (st != PS_SHM && st != PS_DISK)
+	if (st != PS_SHM && st != PS_DISK && st != PS_ZSHM)
 		slot = 0;
 	pm->ent[page] = (slot << SLOT_SHIFT) | keep_flags | (uint64_t)st;
 	if (old == st)
@@ -480,6 +491,7 @@ int pagemap_hot_tiered_pick(const struct pagemap *pm, size_t *first_page)
 
 size_t pagemap_runs_with(const struct pagemap *pm, enum page_state st)
 {
+	st = bucket(st);
 	return st == PS_RESIDENT || st == PS_SHM || st == PS_DISK ? pm->runs_with[st] : 0;
 }
 

@@ -24,6 +24,20 @@
  *   SHM+EVICTING            DISK / SHM              demoter commit: write done / failed
  *   any +EVICTING           +DISCARDED              REMOVE during a move: zero at the commit
  *   SHM/DISK                ZERO                    REMOVE (discard): slots freed
+ *  With [shm] compress (a compressed shm tier, PS_ZSHM; see below for its slot field):
+ *   RESIDENT+EVICTING       ZSHM+EVICTING / ZERO+EV evictor: the run's non-zero pages stored as
+ *                                                   one blob, each entry naming it, recorded
+ *                                                   BEFORE M is punched; zero pages as above
+ *   ZSHM+EVICTING           ZSHM / ZERO / RESIDENT  evictor commit, as for SHM
+ *   ZSHM                    RESIDENT                fault, prefetch, release: the blob unpacked
+ *                                                   and every page that names it installed
+ *                                                   (one UFFDIO_COPY per span), blob freed last
+ *   ZSHM                    ZSHM+EVICTING           demoter: chosen, unpacked into the stage,
+ *                                                   written to disk as plain pages
+ *   ZSHM+EVICTING           DISK / ZSHM             demoter commit: write done / failed
+ *   ZSHM                    ZERO                    REMOVE (discard)
+ *  A blob is freed (its grains punched) only once no entry names it: after the last of its
+ *  pages has its new home and its flags, whichever transition moved it.
  *   RESIDENT, M a hole      ZERO                    REMOVE after QEMU punched M
  *   RESIDENT                RESIDENT+ARMING         tracker: PTE being dropped; the REMOVE it
  *                                                   raises clears the flag
@@ -41,7 +55,7 @@
  *                                        than a tier copy: copies are taken from M under
  *                                        write-protection and M is punched only after.
  *   M a hole, +DISCARDED              -> ZERO: the guest discarded it.
- *   M a hole, SHM/DISK                -> kept: the tier holds the only copy (the punch came
+ *   M a hole, SHM/DISK/ZSHM           -> kept: the tier holds the only copy (the punch came
  *                                        after the home was recorded).
  *   M a hole, RESIDENT/ZERO           -> ZERO (a discard, or a zero page evicted).
  *   M a hole, NONE                    -> NONE.
@@ -52,7 +66,16 @@
  *                                        its REMOVE would be taken for discarded. The fault
  *                                        thread lifts what is left once that arming ends.
  * Slots owned by no entry afterwards (copies made but never recorded, a demotion's disk write)
- * are free. */
+ * are free; so are grains of the compressed tier no kept PS_ZSHM entry names. Every blob an
+ * entry names is checked (within the pool, header and algorithm agreeing, the page's index
+ * within the blob's pages) and claimed once, by all the entries of its run that name it; an
+ * entry of another run naming a claimed blob means the entries are damaged.
+ *
+ * THE SLOT FIELD (56 bits): for PS_SHM a 4 KiB slot of the shm pool, for PS_DISK a 4 KiB slot of
+ * the swap file, for PS_ZSHM a zpool reference (shmswap/zpool.h): the blob's first 256-byte
+ * grain (32 bits), its length in grains less one (13), the page's index among the blob's pages
+ * (9) and the algorithm (2: raw, lz4, zstd); the blob's exact compressed length is in its
+ * header, in the pool. Every page of one blob lies in one run. */
 #ifndef UFFD_PAGEMAP_H
 #define UFFD_PAGEMAP_H
 
@@ -68,6 +91,7 @@ enum page_state {
 	PS_ZERO,     /* known zero (evicted zero page or discarded), nowhere */
 	PS_SHM,	     /* in a shm tier slot */
 	PS_DISK,     /* in a disk tier slot */
+	PS_ZSHM,     /* in a blob of the compressed shm tier ([shm] compress) */
 	PS_NSTATES
 };
 
@@ -162,8 +186,8 @@ int pagemap_demote_pick(struct pagemap *pm, size_t *first_page);
  * *first_page set, or -ENOENT. */
 int pagemap_hot_tiered_pick(const struct pagemap *pm, size_t *first_page);
 
-/* Runs that hold at least one page in state st (resident, shm or disk; 0 for the others).
- * O(1). */
+/* Runs that hold at least one page in state st (resident, shm or disk; 0 for the others;
+ * PS_SHM and PS_ZSHM both count the runs with shm pages of either form). O(1). */
 size_t pagemap_runs_with(const struct pagemap *pm, enum page_state st);
 
 /* For tests and benchmarks only: the runs visited so far by picks and by the upkeep of their

@@ -81,7 +81,7 @@ struct policy_key {
 		 __typeof__(((struct policy *)0)->m), t) ? 1 : -1]))
 
 enum {
-	K_NAME, K_OWNER, K_RESIDENT_MAX, K_RUN_SIZE, K_WEIGHT, K_CRITICAL_MIN, K_SHM_MAX, K_SHM_HIGH, K_SHM_LOW, K_DISK_PATH,
+	K_NAME, K_OWNER, K_RESIDENT_MAX, K_RUN_SIZE, K_WEIGHT, K_CRITICAL_MIN, K_SHM_MAX, K_SHM_HIGH, K_SHM_LOW, K_SHM_COMPRESS, K_DISK_PATH,
 	K_DISK_MAX, K_DISK_READ_RETRY, K_FAULT_CPU, K_BUSY_POLL, K_STALL_WARN, K_TRACK_MODE, K_TRACK_INTERVAL, K_TRACK_SAMPLE,
 	K_TRACK_REGIONS,
 	K_BALLOON, K_BALLOON_MIN, K_BALLOON_MAX, K_BALLOON_HEADROOM, K_PREFETCH, K_PREFETCH_BATCH,
@@ -191,6 +191,21 @@ static const struct policy_key keys[K_COUNT] = {
 		.offset = FIELD(shm_low_pct, uint32_t),
 		.help = "Percent of [shm] max down to which demotion to disk goes once it has "
 			"started; below high_watermark.",
+	},
+	[K_SHM_COMPRESS] = {
+		.section = "shm",
+		.key = "compress",
+		.type = KT_CHOICE,
+		.def = "off",
+		.choices = "off|lz4|zstd",
+		.offset = FIELD(shm_compress, int),
+		.help = "Store each evicted run compressed, in 256-byte grains of the shm tier: "
+			"more guest memory in the same [shm] max, for the CPU time of compressing "
+			"on eviction and decompressing on fault. A run that does not shrink by a "
+			"quarter is kept as it is; zero pages are never stored. lz4: fast (the "
+			"fault costs little more than uncompressed); zstd: smaller, slower. "
+			"Pages demoted to the disk tier are written there uncompressed. Fixed for "
+			"the life of the VM: a daemon that adopts it keeps the form its tier has.",
 	},
 	[K_DISK_PATH] = {
 		.section = "disk",

@@ -20,6 +20,7 @@ struct policy {
 	uint64_t shm_max;           /* [shm] max, bytes of the shm tier for this VM */
 	uint32_t shm_high_pct;      /* [shm] high_watermark, % of max: demotion to disk starts */
 	uint32_t shm_low_pct;       /* [shm] low_watermark, % of max: demotion stops */
+	int shm_compress;           /* [shm] compress: POLICY_COMPRESS_* */
 	char disk_path[POLICY_PATH_MAX]; /* [disk] path; "" = no disk tier; %n = the VM name */
 	uint64_t disk_max;          /* [disk] max, bytes of the disk tier */
 	uint32_t disk_read_retry_ms; /* [disk] read_retry_max: a failing read fails the VM; 0 = never */
@@ -39,6 +40,9 @@ struct policy {
 	int prefetch_on;            /* [prefetch] proactive: 0 off, 1 on */
 	uint64_t prefetch_batch;    /* [prefetch] batch, bytes */
 };
+
+/* [shm] compress values, in the order the key's choices list them (and zpool.h's algs). */
+enum { POLICY_COMPRESS_OFF, POLICY_COMPRESS_LZ4, POLICY_COMPRESS_ZSTD };
 
 /* [tracker] mode values, in the order the key's choices list them. */
 enum { POLICY_TRACK_EBPF, POLICY_TRACK_SAMPLE, POLICY_TRACK_OFF };

@@ -213,6 +213,24 @@ static const char *vm_state(struct vm *vm, const char *state, bool failed)
 	return vm->threads_started && !vm_fault_thread_alive(vm) ? "unserved" : state;
 }
 
+/* [shm] compress: how the shm tier stores runs, and what it took. */
+static struct json_object *zshm_json(const struct vm *vm, const struct vm_stats *s,
+				     size_t pages)
+{
+	struct json_object *o = json_object_new_object();
+	unsigned alg = vm->state.hdr->geom.shm_compress;
+
+	json_object_object_add(o, "compress",
+			       json_object_new_string(alg ? zpool_alg_name(alg) : "off"));
+	add_u64(o, "pages", pages);
+	add_u64(o, "blobs", s->zshm_blobs);
+	add_u64(o, "raw_blobs", s->zshm_raw_blobs);
+	add_u64(o, "stored_pages", s->zshm_pages);
+	add_u64(o, "stored_bytes", s->zshm_bytes);
+	add_u64(o, "errors", s->zshm_errors);
+	return o;
+}
+
 struct json_object *stats_vm_json(struct vm *vm, const char *state)
 {
 	char fault_why[sizeof(vm->fault_why)], fail_why[sizeof(vm->fail_why)];
@@ -255,8 +273,10 @@ struct json_object *stats_vm_json(struct vm *vm, const char *state)
 	add_u64(o, "guest_bytes", vm->length);
 	add_u64(o, "resident_bytes", counts[PS_RESIDENT] * PAGE_SIZE_4K);
 	add_u64(o, "resident_max", vm->pol.resident_max);
-	add_u64(o, "shm_bytes", counts[PS_SHM] * PAGE_SIZE_4K);
+	add_u64(o, "shm_bytes", (counts[PS_SHM] + counts[PS_ZSHM]) * PAGE_SIZE_4K);
 	add_u64(o, "shm_slots_used", shm_used);
+	add_u64(o, "shm_stored_bytes", shm_used * shmpool_unit(vm->shm));
+	json_object_object_add(o, "zshm", zshm_json(vm, &s, counts[PS_ZSHM]));
 	add_u64(o, "shm_runs", shm_runs);
 	add_u64(o, "shm_max", vm->pol.shm_max);
 	add_u64(o, "zero_pages", counts[PS_ZERO]);

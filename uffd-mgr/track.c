@@ -321,7 +321,7 @@ static void end_epoch(struct vm *vm, const uint64_t *bits, size_t armed_pages, s
 		enum page_state st = pagemap_state(vm->pm, p);
 		unsigned b;
 
-		if (st != PS_RESIDENT && st != PS_SHM && st != PS_DISK)
+		if (st != PS_RESIDENT && st != PS_SHM && st != PS_DISK && st != PS_ZSHM)
 			continue;
 		b = wss_age_bucket(wss_last_seen(vm->wss, p), e);
 		if (b == 0 && (pagemap_flags(vm->pm, p) & PF_PREFETCHED)) {

@@ -26,6 +26,7 @@
 #include "uffd-mgr/log.h"
 #include "uffd-mgr/proto.h"
 #include "uffd-mgr/uffd.h"
+#include "uffd-mgr/zshm.h"
 
 /* A fault thread that stops again this soon after a restart is not restarted again. */
 #define RESTART_WINDOW_NS (60 * 1000000000ull)
@@ -301,6 +302,38 @@ static void state_geom(const struct vm *vm, struct vmstate_geom *g)
 	g->stats_len = sizeof(struct vm_stats);
 	g->shm_slots = vm->pol.shm_max / PAGE_SIZE_4K;
 	g->disk_slots = vm->pol.disk_path[0] ? vm->pol.disk_max / PAGE_SIZE_4K : 0;
+	g->shm_compress = (uint32_t)vm->pol.shm_compress;
+}
+
+/* [shm] compress: the store of blobs over the pool, and the demoter's scratch to unpack one. */
+static int open_zpool(struct vm *vm, char *err, size_t errlen)
+{
+	int r = zpool_create(vm->shm, (enum zpool_alg)vm->state.hdr->geom.shm_compress, &vm->z);
+
+	vm->zscratch = r ? NULL : aligned_alloc(PAGE_SIZE_4K, vm->pol.run_size);
+	if (!r && !vm->zscratch)
+		r = -ENOMEM;
+	if (r)
+		snprintf(err, errlen, "cannot set up the compressed shm tier: %s", strerror(-r));
+	return r;
+}
+
+/* The shm tier as the state's geometry says: 4 KiB slots, or grains for blobs. */
+static int create_shm(struct vm *vm, char *err, size_t errlen)
+{
+	char poolname[96];
+	int r;
+
+	snprintf(poolname, sizeof(poolname), "uffd-shm-%s", vm->name);
+	r = vm->pol.shm_compress
+		? shmpool_create_unit(poolname, vm->pol.shm_max, ZPOOL_GRAIN, &vm->shm)
+		: shmpool_create(poolname, vm->pol.shm_max, &vm->shm);
+	if (r) {
+		snprintf(err, errlen, "cannot create the shm tier (%llu bytes): %s",
+			 (unsigned long long)vm->pol.shm_max, strerror(-r));
+		return r;
+	}
+	return vm->pol.shm_compress ? open_zpool(vm, err, errlen) : 0;
 }
 
 /* What create and adopt share after the state and tiers exist: buffers, rings, watches. */
@@ -344,7 +377,6 @@ static int vm_finish(struct vm *vm, char *err, size_t errlen)
 static int vm_build(struct vm *vm, char *err, size_t errlen)
 {
 	struct vmstate_geom g;
-	char poolname[96];
 	int r = map_guest(vm, err, errlen);
 
 	if (r)
@@ -353,13 +385,9 @@ static int vm_build(struct vm *vm, char *err, size_t errlen)
 	r = vmstate_create(&g, &vm->state, err, errlen);
 	if (r)
 		return r;
-	snprintf(poolname, sizeof(poolname), "uffd-shm-%s", vm->name);
-	r = shmpool_create(poolname, vm->pol.shm_max, &vm->shm);
-	if (r) {
-		snprintf(err, errlen, "cannot create the shm tier (%llu bytes): %s",
-			 (unsigned long long)vm->pol.shm_max, strerror(-r));
+	r = create_shm(vm, err, errlen);
+	if (r)
 		return r;
-	}
 	if (vm->pol.disk_path[0]) {
 		r = open_disk(vm, err, errlen);
 		if (r)
@@ -461,16 +489,24 @@ static uint64_t *memfd_data_bitmap(const struct vm *vm)
 }
 
 /* Rebuilds the tiers' allocators from the page entries; refuses entries no daemon could have
- * written (a slot out of range, two pages on one slot). */
+ * written (a slot out of range, two pages on one slot, a blob that is not whole). */
 static int claim_slots(struct vm *vm, char *err, size_t errlen)
 {
+	size_t bad;
+
+	if (pagemap_count(vm->pm, PS_ZSHM) && (!vm->z || zshm_claim_all(vm, &bad))) {
+		snprintf(err, errlen, "state is damaged: page %#zx names a compressed blob that %s",
+			 vm->z ? bad : (size_t)0,
+			 vm->z ? "is not whole or is shared" : "the shm tier cannot hold");
+		return -EUCLEAN;
+	}
 	for (size_t p = 0; p < pagemap_npages(vm->pm); p++) {
 		enum page_state st = pagemap_state(vm->pm, p);
 		uint64_t slot = pagemap_slot(vm->pm, p);
 		int r = 0;
 
-		if (st == PS_SHM)
-			r = shmpool_claim(vm->shm, slot);
+		if (st == PS_SHM) /* a pool of grains holds blobs only */
+			r = vm->z ? -ERANGE : shmpool_claim(vm->shm, slot);
 		else if (st == PS_DISK)
 			r = vm->disk ? disktier_claim(vm->disk, slot) : -ERANGE;
 		if (r) {
@@ -490,12 +526,25 @@ static int claim_slots(struct vm *vm, char *err, size_t errlen)
 static int adopt_tiers(struct vm *vm, const int *fds, int nfds, char *err, size_t errlen)
 {
 	const struct vmstate_geom *g = &vm->state.hdr->geom;
-	int r = shmpool_adopt(fds[3], g->shm_slots, &vm->shm);
+	int r = g->shm_compress ? shmpool_adopt_unit(fds[3], g->shm_slots, ZPOOL_GRAIN, &vm->shm)
+				: shmpool_adopt(fds[3], g->shm_slots, &vm->shm);
 
 	if (r) {
 		snprintf(err, errlen, "the shm tier handed back is not the state's (%llu slots): %s",
 			 (unsigned long long)g->shm_slots, strerror(-r));
 		return r;
+	}
+	if (g->shm_compress != (uint32_t)vm->pol.shm_compress)
+		log_info(vm->name,
+			 "keeps [shm] compress = %s, as its shm tier was made; the policy's %s "
+			 "applies when the VM starts again",
+			 g->shm_compress ? zpool_alg_name(g->shm_compress) : "off",
+			 vm->pol.shm_compress ? zpool_alg_name((unsigned)vm->pol.shm_compress)
+					      : "off");
+	if (g->shm_compress) {
+		r = open_zpool(vm, err, errlen);
+		if (r)
+			return r;
 	}
 	if (!g->disk_slots)
 		return 0;
@@ -567,10 +616,11 @@ static int adopt_build(struct vm *vm, const int *fds, int nfds, char *err, size_
 	 * hold the socket lock its files held (main.c, lock_socket). */
 	vm->state.hdr->adoptions++;
 	log_info(vm->name,
-		 "adopted (%llu times so far): %zu pages resident, %zu in shm, %zu on disk; %zu "
-		 "entries settled from the moves in flight",
+		 "adopted (%llu times so far): %zu pages resident, %zu in shm (%zu compressed), "
+		 "%zu on disk; %zu entries settled from the moves in flight",
 		 (unsigned long long)vm->state.hdr->adoptions, pagemap_count(vm->pm, PS_RESIDENT),
-		 pagemap_count(vm->pm, PS_SHM), pagemap_count(vm->pm, PS_DISK), changed);
+		 pagemap_count(vm->pm, PS_SHM) + pagemap_count(vm->pm, PS_ZSHM),
+		 pagemap_count(vm->pm, PS_ZSHM), pagemap_count(vm->pm, PS_DISK), changed);
 	return 0;
 }
 
@@ -802,6 +852,8 @@ void vm_destroy(struct vm *vm)
 	free(vm->fault_bounce);
 	free(vm->fault_batch);
 	free(vm->evict_stage);
+	free(vm->zscratch);
+	zpool_destroy(vm->z);
 	shmpool_destroy(vm->shm);
 	pagemap_destroy(vm->pm);
 	vmstate_close(&vm->state);

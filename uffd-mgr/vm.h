@@ -15,6 +15,7 @@
 
 #include "shmswap/disktier.h"
 #include "shmswap/shmpool.h"
+#include "shmswap/zpool.h"
 #include "uffd-mgr/diskq.h"
 #include "uffd-mgr/hist.h"
 #include "uffd-mgr/pagemap.h"
@@ -82,6 +83,9 @@ struct vm_stats {
 	uint64_t fault_max_wait_ns;    /* longest a fault has waited, served or not */
 	uint64_t fault_thread_restarts; /* the fault thread stopped and was started again */
 	uint64_t evict_wp_errors;      /* protection not lifted after an eviction (writers woken) */
+	/* [shm] compress (zshm.c): blobs stored compressed, and raw (incompressible); the pages
+	 * they took and the pool bytes they took; blobs found damaged. */
+	uint64_t zshm_blobs, zshm_raw_blobs, zshm_pages, zshm_bytes, zshm_errors;
 };
 
 /* What the working-set tracker measured (uffd-mgr/track.c); under vm->lock. */
@@ -107,6 +111,8 @@ struct vm {
 	uint8_t *local; /* the daemon's own mapping of the guest memfd */
 	struct pagemap *pm;
 	struct shmpool *shm;
+	struct zpool *z;			 /* [shm] compress: shm holds blobs; NULL: slots */
+	uint8_t *zscratch;			 /* run_size: the demoter's unpacked blob */
 	struct disktier *disk;			 /* NULL: no disk tier */
 	struct disktier_io *fault_io, *evict_io; /* each used by one thread only */
 	struct diskq_client *dq;		 /* the daemon's disk scheduler; NULL: none */

@@ -119,8 +119,9 @@ static int check_hdr(const struct vmstate_hdr *h, const struct vmstate_geom *wan
 		return -EPROTO;
 	}
 	if (!h->geom.run_pages || (h->geom.run_pages & (h->geom.run_pages - 1)) ||
-	    h->geom.run_pages > 512 || h->geom.guest_bytes % PAGE) {
-		err_set(err, errlen, "state header is damaged (run of %u pages)", h->geom.run_pages);
+	    h->geom.run_pages > 512 || h->geom.guest_bytes % PAGE || h->geom.shm_compress > 2) {
+		err_set(err, errlen, "state header is damaged (run of %u pages, shm compress %u)",
+			h->geom.run_pages, h->geom.shm_compress);
 		return -EUCLEAN;
 	}
 	layout(&h->geom, &expect);

@@ -23,7 +23,9 @@
 #include <stdint.h>
 
 #define VMSTATE_MAGIC	0x55464d53u /* "UFMS" */
-#define VMSTATE_VERSION 1
+/* 2: page entries may be PS_ZSHM (a blob of the compressed shm tier, pagemap.h), and the
+ * geometry says how the shm tier stores runs. A state of another version is refused. */
+#define VMSTATE_VERSION 2
 
 /* What a VM's state is sized for; adoption refuses a state whose sizes differ. */
 struct vmstate_geom {
@@ -33,6 +35,9 @@ struct vmstate_geom {
 	uint32_t stats_len; /* sizeof(struct vm_stats) of the daemon that made it */
 	uint64_t shm_slots;
 	uint64_t disk_slots; /* 0: no disk tier */
+	uint32_t shm_compress; /* 0: 4 KiB slots; else the pool is in grains, new blobs use this
+				* algorithm (shmswap/zpool.h: ZPOOL_LZ4, ZPOOL_ZSTD) */
+	uint32_t reserved;
 };
 
 struct vmstate_hdr {
@@ -61,8 +66,9 @@ int vmstate_create(const struct vmstate_geom *g, struct vmstate *out, char *err,
 /* Copies the state a shim handed back (fd stays the caller's) into a new one of ours, once it
  * has checked it against what the resuming VM says it is (want: name, guest_bytes; stats_len
  * of this daemon). Refuses a state of another version, another VM or other sizes, a truncated
- * or unsealed one: -EPROTO, -EINVAL or -EUCLEAN with err holding one line. Tier sizes come from
- * the state (the tiers were made with them), not from want. The entries are not checked here
+ * or unsealed one: -EPROTO, -EINVAL or -EUCLEAN with err holding one line. Tier sizes and the
+ * shm tier's form (shm_compress) come from the state (the tiers were made with them), not from
+ * want. The entries are not checked here
  * (pagemap_attach and the tiers' claims do). */
 int vmstate_open(int fd, const struct vmstate_geom *want, struct vmstate *out, char *err,
 		 size_t errlen);

@@ -13,6 +13,10 @@
  * With --discard-pct, some operations discard a page as QEMU does (hole punch, then
  * MADV_DONTNEED, which raises UFFD_EVENT_REMOVE): the page must then read zero, wherever it
  * lived (resident, shm or disk tier).
+ * With --content mixed, a page's bytes are of one of five kinds, chosen by (seed, page,
+ * version): random (incompressible), all zero, a 64-byte pattern repeated (compresses well),
+ * half random and half pattern (compresses to about half), and 7/8 random (does not compress
+ * by a quarter: the compressed shm tier keeps it raw). The default is random only.
  * Any mismatch prints the page, word, expected and found value and exits 1.
  *
  * With --pattern the threads instead touch a known working set, for the tracker's tests:
@@ -64,6 +68,7 @@ struct config {
 	enum { PAT_RANDOM, PAT_UNIFORM, PAT_HOTCOLD, PAT_PHASE } pattern;
 	uint64_t pat_a, pat_b; /* uniform: a pages; hotcold: a hot, b cold; phase: a then b */
 	double pat_switch;     /* phase: seconds before the switch */
+	int mixed;	       /* --content mixed: pages of five kinds of compressibility */
 };
 
 struct worker {
@@ -87,11 +92,28 @@ static uint64_t mix(uint64_t x)
 	return x ^ (x >> 31);
 }
 
-static uint64_t expected(uint64_t seed, uint64_t page, uint32_t version, unsigned word)
+/* With --content mixed: which words of a page repeat a 64-byte pattern (from word cut on), or
+ * WORDS + 1 for an all-zero page. */
+static unsigned pattern_from(uint64_t seed, uint64_t page, uint32_t version)
+{
+	static const unsigned cut[] = {WORDS, WORDS + 1, 0, WORDS / 2, WORDS * 7 / 8};
+
+	return cut[mix(seed ^ 0x5a5a ^ (page << 20) ^ ((uint64_t)version << 44)) % 5];
+}
+
+static uint64_t expected(const struct config *c, uint64_t page, uint32_t version, unsigned word)
 {
 	if (!version)
 		return 0;
-	return mix(seed ^ (page << 20) ^ ((uint64_t)version << 44) ^ word);
+	if (c->mixed) {
+		unsigned from = pattern_from(c->seed, page, version);
+
+		if (from > WORDS)
+			return 0;
+		if (word >= from)
+			word = WORDS + word % 8;
+	}
+	return mix(c->seed ^ (page << 20) ^ ((uint64_t)version << 44) ^ word);
 }
 
 static int check_page(struct worker *w, uint64_t page)
@@ -100,7 +122,7 @@ static int check_page(struct worker *w, uint64_t page)
 	uint32_t v = w->version[page];
 
 	for (unsigned i = 0; i < WORDS; i++) {
-		uint64_t want = expected(w->cfg->seed, page, v, i);
+		uint64_t want = expected(w->cfg, page, v, i);
 
 		if (p[i] != want) {
 			fprintf(stderr,
@@ -120,7 +142,7 @@ static void write_page(struct worker *w, uint64_t page)
 	uint32_t v = ++w->version[page];
 
 	for (unsigned i = 0; i < WORDS; i++)
-		p[i] = expected(w->cfg->seed, page, v, i);
+		p[i] = expected(w->cfg, page, v, i);
 }
 
 /* Discards a page the way QEMU does (balloon, free page reporting): punch it out of the
@@ -205,7 +227,7 @@ static void *run_pattern(struct worker *w)
 		for (uint64_t p = lo + w->id; p < hi && p < w->npages; p += c->threads) {
 			volatile uint64_t *word = w->mem + p * WORDS;
 
-			if (*word != expected(c->seed, p, w->version[p], 0)) {
+			if (*word != expected(c, p, w->version[p], 0)) {
 				fprintf(stderr, "FAKEGUEST FAIL page %llu word 0 changed\n",
 					(unsigned long long)p);
 				w->failed = 1;
@@ -291,6 +313,7 @@ static int parse(int argc, char **argv, struct config *c)
 	    {"pattern", required_argument, NULL, 'P'},
 	    {"ops", required_argument, NULL, 'O'},
 	    {"backends", required_argument, NULL, 'B'},
+	    {"content", required_argument, NULL, 'C'},
 	    {NULL, 0, NULL, 0},
 	};
 	int o;
@@ -329,6 +352,11 @@ static int parse(int argc, char **argv, struct config *c)
 		case 'B':
 			c->backends = (unsigned)atoi(optarg);
 			break;
+		case 'C':
+			c->mixed = !strcmp(optarg, "mixed");
+			if (!c->mixed && strcmp(optarg, "random"))
+				return -EINVAL;
+			break;
 		case 'P':
 			if (parse_pattern(optarg, c))
 				return -EINVAL;
@@ -339,7 +367,8 @@ static int parse(int argc, char **argv, struct config *c)
 				"[--seed S] [--write-pct P] [--hot-pct P] [--map-twice] [--fill] "
 				"[--discard-pct P]\n"
 				"                 [--pattern uniform:K|hotcold:H:C|phase:A:B:S] [--ops N]"
-				" [--backends N]\n");
+				" [--backends N]\n"
+				"                 [--content random|mixed]\n");
 			return -EINVAL;
 		}
 	}

@@ -171,7 +171,7 @@ static void test_random_walk(void **state)
 
 			pagemap_set(pm, p, st, slot);
 			sh[p].st = st;
-			sh[p].slot = (st == PS_SHM || st == PS_DISK) ? slot : 0;
+			sh[p].slot = (st == PS_SHM || st == PS_DISK || st == PS_ZSHM) ? slot : 0;
 		}
 		if (step % 997 == 0)
 			check_all(pm, sh, n);
@@ -473,12 +473,19 @@ struct model {
 	uint8_t *ref;
 };
 
+/* Pages of run in state st (PS_SHM and PS_ZSHM both count the shm pages of either form, as
+ * the map's per-run counts do), or with a flag of fl when st < 0. */
 static size_t m_run_count(const struct model *m, size_t run, int st, unsigned fl)
 {
 	size_t n = 0;
 
-	for (size_t p = run * m->run; p < (run + 1) * m->run && p < m->npages; p++)
-		n += st >= 0 ? m->pg[p].st == (enum page_state)st : (m->pg[p].flags & fl) != 0;
+	if (st == PS_ZSHM)
+		st = PS_SHM;
+	for (size_t p = run * m->run; p < (run + 1) * m->run && p < m->npages; p++) {
+		enum page_state ps = m->pg[p].st == PS_ZSHM ? PS_SHM : m->pg[p].st;
+
+		n += st >= 0 ? ps == (enum page_state)st : (m->pg[p].flags & fl) != 0;
+	}
 	return n;
 }
 
@@ -524,7 +531,7 @@ static void m_set(struct model *m, struct pagemap *pm, size_t p, enum page_state
 	uint64_t slot = rnd() >> 8;
 
 	m->pg[p].st = st;
-	m->pg[p].slot = (st == PS_SHM || st == PS_DISK) ? slot : 0;
+	m->pg[p].slot = (st == PS_SHM || st == PS_DISK || st == PS_ZSHM) ? slot : 0;
 	if (!was && st == PS_RESIDENT)
 		m->seq[run] = ++m->seq_next;
 	pagemap_set(pm, p, st, slot);
