@@ -9,12 +9,14 @@
  *    read back through the other, on every page; tier sizes come from the state, not from
  *    what the resuming VM asks;
  *  - every refusal of vmstate_open gives its errno and one line of err saying why: another
- *    version, another VM name, another guest size, another counters size, a truncated state
+ *    version (the one before compressed pages too), a shm tier form no daemon makes, another
+ *    VM name, another guest size, another counters size, a truncated state
  *    (a sealed memfd shorter than the layout with a valid header, and one shorter than the
  *    header), an unsealed memfd (sealable or not), a pipe, a directory, a file on disk, bad
  *    magic; a refused descriptor stays the caller's, open;
- *  - pagemap_reconcile row by row of the ADOPTION table, each row with and without data in
- *    the guest memfd and with the flags a dead daemon can leave; rows are spread over several
+ *  - pagemap_reconcile row by row of the ADOPTION table (compressed pages, PS_ZSHM, too),
+ *    each row with and without data in the guest memfd and with the flags a dead daemon can
+ *    leave; rows are spread over several
  *    64-bit words of the data bitmap. The count it returns, a second pass changing nothing,
  *    then pagemap_attach over the settled entries: every state, slot and per-state count. */
 #include <stdarg.h>
@@ -220,7 +222,21 @@ static void test_refusals(void **state)
 	v = VMSTATE_VERSION + 1;
 	assert_int_equal(pwrite(fd, &v, sizeof(v), offsetof(struct vmstate_hdr, version)), 4);
 	refused(fd, &geom, -EPROTO, "version");
+	/* The version before compressed pages (1): its daemon cannot read PS_ZSHM entries and
+	 * this one reads another geometry; refused both ways. */
+	v = 1;
+	assert_int_equal(VMSTATE_VERSION, 2);
+	assert_int_equal(pwrite(fd, &v, sizeof(v), offsetof(struct vmstate_hdr, version)), 4);
+	refused(fd, &geom, -EPROTO, "version 1");
 	assert_int_equal(pwrite(fd, &good, sizeof(good), offsetof(struct vmstate_hdr, version)), 4);
+	/* A shm tier form no daemon makes. */
+	v = 3;
+	assert_int_equal(pwrite(fd, &v, sizeof(v),
+			       offsetof(struct vmstate_hdr, geom.shm_compress)), 4);
+	refused(fd, &geom, -EUCLEAN, "shm compress 3");
+	v = 0;
+	assert_int_equal(pwrite(fd, &v, sizeof(v),
+			       offsetof(struct vmstate_hdr, geom.shm_compress)), 4);
 
 	/* Bad magic. */
 	good = a.hdr->magic;
@@ -313,7 +329,10 @@ static const struct row rows[] = {
     {ENT(PS_SHM, PF_EVICTING | PF_DISCARDED, 7), true, ENT(PS_RESIDENT, 0, 0)},
     {ENT(PS_DISK, 0, 9), true, ENT(PS_RESIDENT, 0, 0)},
     {ENT(PS_DISK, PF_EVICTING, 10), true, ENT(PS_RESIDENT, 0, 0)},
+    {ENT(PS_ZSHM, 0, 0x123456789abcull), true, ENT(PS_RESIDENT, 0, 0)},
+    {ENT(PS_ZSHM, PF_EVICTING, 0x23), true, ENT(PS_RESIDENT, 0, 0)},
     /* M a hole, +DISCARDED -> ZERO, whatever the home. */
+    {ENT(PS_ZSHM, PF_EVICTING | PF_DISCARDED, 0x45), false, ENT(PS_ZERO, 0, 0)},
     {ENT(PS_SHM, PF_EVICTING | PF_DISCARDED, 17), false, ENT(PS_ZERO, 0, 0)},
     {ENT(PS_DISK, PF_EVICTING | PF_DISCARDED, 18), false, ENT(PS_ZERO, 0, 0)},
     {ENT(PS_ZERO, PF_EVICTING | PF_DISCARDED, 0), false, ENT(PS_ZERO, 0, 0)},
@@ -326,6 +345,9 @@ static const struct row rows[] = {
     {ENT(PS_DISK, 0, 13), false, ENT(PS_DISK, 0, 13)},
     {ENT(PS_DISK, PF_EVICTING, 14), false, ENT(PS_DISK, 0, 14)},
     {ENT(PS_DISK, 0, (1ull << 56) - 1), false, ENT(PS_DISK, 0, (1ull << 56) - 1)},
+    /* ... and a compressed page keeps its blob's reference whole. */
+    {ENT(PS_ZSHM, 0, (1ull << 56) - 1), false, ENT(PS_ZSHM, 0, (1ull << 56) - 1)},
+    {ENT(PS_ZSHM, PF_EVICTING, 0xabcdef0123ull), false, ENT(PS_ZSHM, 0, 0xabcdef0123ull)},
     /* M a hole, RESIDENT/ZERO -> ZERO. */
     {ENT(PS_RESIDENT, 0, 0), false, ENT(PS_ZERO, 0, 0)},
     {ENT(PS_RESIDENT, PF_ARMING, 0), false, ENT(PS_ZERO, 0, 0)},
@@ -375,15 +397,17 @@ static void test_reconcile_rows(void **state)
 	assert_int_equal(pagemap_attach(ent, RPAGES, 4, &pm), 0);
 	for (int s = 0; s < PS_NSTATES; s++)
 		assert_int_equal(pagemap_count(pm, (enum page_state)s), want_count[s]);
-	assert_int_equal(pagemap_count(pm, PS_RESIDENT), 12);
+	assert_int_equal(pagemap_count(pm, PS_RESIDENT), 14);
 	assert_int_equal(pagemap_count(pm, PS_SHM), 3);
 	assert_int_equal(pagemap_count(pm, PS_DISK), 3);
+	assert_int_equal(pagemap_count(pm, PS_ZSHM), 2);
 	for (size_t i = 0; i < NROWS; i++) {
 		size_t p = i * SPREAD + 2;
 
 		assert_int_equal(pagemap_state(pm, p), rows[i].after & 0xf);
 		assert_int_equal(pagemap_flags(pm, p), 0);
-		if (pagemap_state(pm, p) == PS_SHM || pagemap_state(pm, p) == PS_DISK)
+		if (pagemap_state(pm, p) == PS_SHM || pagemap_state(pm, p) == PS_DISK ||
+		    pagemap_state(pm, p) == PS_ZSHM)
 			assert_true(pagemap_slot(pm, p) == rows[i].after >> 8);
 	}
 	pagemap_destroy(pm);
