@@ -13,14 +13,20 @@
  *    run_size 4K each read is one fault of one page, served from wherever the page lives: the
  *    shm tier, the disk tier, or kernel swap.
  * The caller pins us (--cpu) so that the fault thread's placement relative to us is known.
+ * With --corpus FILE, page p holds page p (mod its length) of FILE instead of a pattern, and
+ * comes back checked byte for byte: guest-like data for the compressed shm tier (run.sh,
+ * scene 11, builds FILE from the test guest's kernel, initramfs and modules).
  *
  * Output: one line "FAULTLAT key=value ..." (latencies in µs). Exit 0, or 1 when a page came
  * back wrong or a step failed (the reason on stderr). */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "bench/gmem.h"
 
@@ -30,6 +36,9 @@ struct opts {
 	bool anon;
 	const char *sync_dir;
 	uint64_t seed;
+	const char *corpus_path;
+	uint8_t *corpus; /* --corpus: its pages, loaded */
+	size_t corpus_pages;
 };
 
 static int parse(int argc, char **argv, struct opts *o)
@@ -38,7 +47,8 @@ static int parse(int argc, char **argv, struct opts *o)
 	    {"mb", required_argument, NULL, 'm'},	{"samples", required_argument, NULL, 'k'},
 	    {"limit-mb", required_argument, NULL, 'l'}, {"cpu", required_argument, NULL, 'c'},
 	    {"anon", no_argument, NULL, 'a'},		{"sync", required_argument, NULL, 's'},
-	    {"seed", required_argument, NULL, 'S'},	{NULL, 0, NULL, 0},
+	    {"seed", required_argument, NULL, 'S'},	{"corpus", required_argument, NULL, 'C'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 
@@ -66,9 +76,12 @@ static int parse(int argc, char **argv, struct opts *o)
 		case 'S':
 			o->seed = strtoull(optarg, NULL, 0);
 			break;
+		case 'C':
+			o->corpus_path = optarg;
+			break;
 		default:
 			fprintf(stderr, "usage: faultlat [--mb N] [--samples K] [--limit-mb L] "
-					"[--cpu C] [--anon] [--sync DIR] [--seed S]\n");
+					"[--cpu C] [--anon] [--sync DIR] [--seed S] [--corpus FILE]\n");
 			return -EINVAL;
 		}
 	}
@@ -77,6 +90,47 @@ static int parse(int argc, char **argv, struct opts *o)
 	    (o->limit_mb && o->samples * GMEM_PAGE >= o->limit_mb << 20))
 		return -EINVAL;
 	return 0;
+}
+
+/* Reads the --corpus file, whole pages of it. Returns 0 or -errno. */
+static int load_corpus(struct opts *o)
+{
+	struct stat sb;
+	int fd = open(o->corpus_path, O_RDONLY | O_CLOEXEC), r = 0;
+
+	if (fd < 0 || fstat(fd, &sb) < 0)
+		return -errno;
+	o->corpus_pages = (size_t)sb.st_size / GMEM_PAGE;
+	o->corpus = malloc(o->corpus_pages * GMEM_PAGE + 1);
+	if (!o->corpus_pages || !o->corpus)
+		r = -EINVAL;
+	for (size_t done = 0; !r && done < o->corpus_pages * GMEM_PAGE;) {
+		ssize_t n = read(fd, o->corpus + done, o->corpus_pages * GMEM_PAGE - done);
+
+		if (n <= 0)
+			r = n ? -errno : -EIO;
+		done += n > 0 ? (size_t)n : 0;
+	}
+	close(fd);
+	return r;
+}
+
+static const uint8_t *corpus_page(const struct opts *o, size_t page)
+{
+	return o->corpus + (page % o->corpus_pages) * GMEM_PAGE;
+}
+
+static void fill_page(struct gmem *g, const struct opts *o, size_t page)
+{
+	if (o->corpus)
+		memcpy(g->base + page * GMEM_PAGE, corpus_page(o, page), GMEM_PAGE);
+	else
+		gmem_fill_page(g, page);
+}
+
+static bool check_page(const struct opts *o, const uint8_t *p, size_t page)
+{
+	return o->corpus ? !memcmp(p, corpus_page(o, page), GMEM_PAGE) : gmem_check_page(p, page);
 }
 
 /* Phase 1: times a one-word write to each of pages[0..n) into us[]. */
@@ -93,7 +147,8 @@ static void first_touch(struct gmem *g, const size_t *pages, size_t n, double *u
 
 /* Phase 3: times a one-word read of each of pages[0..n) into us[]; returns the pages whose
  * pattern came back wrong. */
-static size_t tier_touch(struct gmem *g, const size_t *pages, size_t n, double *us)
+static size_t tier_touch(struct gmem *g, const struct opts *o, const size_t *pages, size_t n,
+			 double *us)
 {
 	size_t bad = 0;
 
@@ -103,7 +158,7 @@ static size_t tier_touch(struct gmem *g, const size_t *pages, size_t n, double *
 
 		(void)*(const volatile uint64_t *)p;
 		us[i] = (double)(gmem_now_ns() - t0) / 1e3;
-		bad += !gmem_check_page(p, pages[i]);
+		bad += !check_page(o, p, pages[i]);
 	}
 	return bad;
 }
@@ -152,7 +207,7 @@ static long tier_phase(struct gmem *g, const struct opts *o, size_t *pages, doub
 	 * still resident: nothing comes back from a tier before the timed phase, and the disk
 	 * tier's slots are written once, in one extent from slot 0. */
 	for (size_t i = 0; i < g->npages; i++)
-		gmem_fill_page(g, pages[i]);
+		fill_page(g, o, pages[i]);
 	r = gmem_settle(g, (o->limit_mb << 20) / GMEM_PAGE, 120);
 	if (r) {
 		fprintf(stderr, "faultlat: residency did not settle under %zu MiB\n", o->limit_mb);
@@ -162,7 +217,7 @@ static long tier_phase(struct gmem *g, const struct opts *o, size_t *pages, doub
 	r = gmem_sync(o->sync_dir);
 	if (r)
 		return r;
-	bad = tier_touch(g, pages, n, us);
+	bad = tier_touch(g, o, pages, n, us);
 	report("tier", us, n);
 	return (long)bad;
 }
@@ -177,6 +232,10 @@ int main(int argc, char **argv)
 
 	if (parse(argc, argv, &o))
 		return 2;
+	if (o.corpus_path && load_corpus(&o)) {
+		fprintf(stderr, "faultlat: cannot read whole pages of %s\n", o.corpus_path);
+		return 1;
+	}
 	if (gmem_pin(o.cpu) || gmem_map(&g, o.mb << 20, o.anon)) {
 		perror("faultlat: pin or map");
 		return 1;

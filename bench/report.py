@@ -4,6 +4,10 @@
   report.py stat SOCKET VM PATH     one number from uffd-mgrd's stats JSON (PATH: a.b.c)
   report.py holes FILE              bytes of data from offset 0 up to the first hole
   report.py fio FIO_JSON            "iops p50_us p99_us" of the first job's reads
+  report.py corpus OUT MIB PATH...  guest-like memory for the compressed shm tier: the files
+                                    under the PATHs in order (directories sorted, walked), each
+                                    padded to a page as the page cache holds it, all-zero pages
+                                    dropped, up to MIB MiB; prints what went in
   report.py table RESULTS_DIR       rows.tsv + meta.txt -> table on stdout, bench.json,
                                     latest.md and the gnuplot data files (*.dat)
 
@@ -62,6 +66,40 @@ def fio(path):
     job = json.loads(text[text.index("{"):])["jobs"][0]["read"]
     pct = job["clat_ns"]["percentile"]
     print(f"{job['iops']:.0f} {pct['50.000000'] / 1e3:.2f} {pct['99.000000'] / 1e3:.2f}")
+
+
+def corpus_files(paths):
+    for p in paths:
+        if os.path.isdir(p):
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                for f in sorted(files):
+                    f = os.path.join(root, f)
+                    if os.path.isfile(f) and not os.path.islink(f):  # busybox's applets once
+                        yield f
+        elif os.path.isfile(p):
+            yield p
+
+
+def corpus(out, mib, paths):
+    """Pages of real files, as a guest holds them in its page cache (or in memory, for its
+    kernel and binaries): text (System.map, config, scripts), ELF binaries (busybox, memstress)
+    and kernel modules, and the already compressed kernel image and initramfs."""
+    want, pages, files, zero = int(mib) << 20, 0, 0, bytes(4096)
+    with open(out, "wb") as o:
+        for f in corpus_files(paths):
+            with open(f, "rb") as src:
+                data = src.read()
+            data += bytes(-len(data) % 4096)
+            files += 1
+            for i in range(0, len(data), 4096):
+                page = data[i:i + 4096]
+                if page != zero and pages * 4096 < want:
+                    o.write(page)
+                    pages += 1
+            if pages * 4096 >= want:
+                break
+    print(f"{pages * 4096} bytes from {files} files")
 
 
 def read_rows(path):
@@ -168,6 +206,8 @@ def main(argv):
         holes(argv[2])
     elif len(argv) == 3 and argv[1] == "fio":
         fio(argv[2])
+    elif len(argv) >= 5 and argv[1] == "corpus":
+        corpus(argv[2], argv[3], argv[4:])
     elif len(argv) == 3 and argv[1] == "table":
         table(argv[2])
     else:

@@ -45,6 +45,15 @@
 #      resident, so that most fault from the shm tier): the time between the last read served
 #      before each kill and the first after the new daemon adopted the guest, p50 and max,
 #      against the shm-tier fault p50 of the running daemon, from the same program.
+#  11. The compressed shm tier ([shm] compress) on guest-like memory: the pages of the test
+#      guest's files (its kernel image and initramfs, already compressed; busybox, memstress
+#      and its kernel modules, ELF; System.map and config, text; all-zero pages left out, as
+#      the evictor never stores them; bench/report.py corpus) fill a fake guest of $LAT_MB MiB
+#      (bench/faultlat.c --corpus) pushed out under $LAT_LIMIT MiB resident, with compress off,
+#      lz4 and zstd, run_size 4K and 64K: the guest bytes the shm tier holds per byte of its
+#      pool (capacity; uncompressed is the baseline), and the shm-tier fault p50 and p99 of
+#      reading those pages back at random, fault thread on the guest's CPU, against the
+#      uncompressed tier holding the same data. Every page read back is checked byte for byte.
 #
 # Environment: BUILD (default <repo>/build, needs `make all guest`; the guest only for scenes
 # 4 and 6), BENCH_OUT (default
@@ -918,6 +927,69 @@ scene9() {
 		"$(median "${off50[@]}")" µs "the same VM alone" "$(median "${a50[@]}")"
 }
 
+# ---- scene 11: the compressed shm tier on guest-like memory ----
+
+# The guest-like data, $LAT_MB MiB of it, into $WORK/zcorpus; says what went in.
+zcorpus() {
+	local k
+	k=$(cat "$BUILD/guest/kernel.id" 2>/dev/null || true)
+	[ -n "$k" ] && [ -d "$k/lib/modules" ] || { failed "scene 11: no guest kernel"; return 1; }
+	ZC_WHAT=$(python3 "$SRC/bench/report.py" corpus "$WORK/zcorpus" "$LAT_MB" \
+		"$BUILD/guest/vmlinuz" "$BUILD/guest/initramfs.cpio.gz" \
+		"$BUILD/guest/initramfs.root" "$k"/boot/System.map-* "$k"/boot/config-* \
+		"$k/lib/modules") || { failed "scene 11: corpus"; return 1; }
+}
+
+# One run: compress run_size. Sets ZC_CAP (guest bytes in shm per pool byte, read while the
+# guest waits with its pages pushed out), ZC50 and ZC99 (µs).
+zc_run() {
+	local alg=$1 rs=$2 vm=zc-$1-$2 sy=$WORK/sync-zc-$1-$2 o=$WORK/zc-$1-$2.out
+	ZC_CAP='' ZC50='' ZC99=''
+	mkdir -p "$sy"
+	policy "$vm" ${LAT_LIMIT}M "$rs" 512M 0 $GUEST_CPU 0
+	printf '[shm]\ncompress = %s\n' "$alg" >>"$WORK/$vm.conf"
+	say "scene 11: shm tier, compress $alg, run_size $rs, guest-like data"
+	env UFFD_MGR_SOCKET="$SOCK" UFFD_MGR_VM=$vm UFFD_MGR_POLICY="$WORK/$vm.conf" \
+		LD_PRELOAD="$BUILD/libuffd-shim.so" "$BIN/faultlat" "${FL[@]}" \
+		--limit-mb $LAT_LIMIT --corpus "$WORK/zcorpus" --sync "$sy" >"$o" 2>"$o.err" &
+	BGCHILD=$!
+	while [ ! -e "$sy/ready" ] && kill -0 $BGCHILD 2>/dev/null; do sleep 0.05; done
+	if [ -e "$sy/ready" ]; then
+		ZC_CAP=$(awk -v a="$(vmstat $vm shm_bytes)" -v b="$(vmstat $vm shm_stored_bytes)" \
+			'BEGIN { if (b > 0) printf "%.3f", a / b }')
+		ZC_MIB=$(($(vmstat $vm shm_bytes) >> 20))
+	fi
+	touch "$sy/go"
+	wait $BGCHILD || failed "scene 11 ($alg, $rs): $(tail -n 3 "$o.err")"
+	BGCHILD=
+	ZC50=$(kv "$o" tier_p50_us) ZC99=$(kv "$o" tier_p99_us)
+	say "  capacity ${ZC_CAP:-?}x of $ZC_MIB MiB; fault p50 ${ZC50:-?} µs p99 ${ZC99:-?} µs"
+}
+
+scene11() {
+	local rs alg off50 off99 offcap
+	zcorpus || return 0
+	say "scene 11: corpus: $ZC_WHAT"
+	for rs in 4K 64K; do
+		zc_run off $rs
+		offcap=${ZC_CAP:-n/a} off50=${ZC50:-n/a} off99=${ZC99:-n/a}
+		for alg in lz4 zstd; do
+			zc_run $alg $rs
+			row 11 "compressed shm tier, $alg, run_size $rs: guest bytes held per pool byte" \
+				"${ZC_CAP:-n/a}" x "uncompressed shm tier" "$offcap"
+			row 11 "shm-tier fault p50, compress $alg, run_size $rs, guest-like data" \
+				"${ZC50:-n/a}" µs "uncompressed shm tier, same data" "$off50"
+			row 11 "shm-tier fault p99, compress $alg, run_size $rs, guest-like data" \
+				"${ZC99:-n/a}" µs "uncompressed shm tier, same data" "$off99"
+		done
+	done
+	meta note13 "Scene 11: $LAT_MB MiB of guest-like data ($ZC_WHAT: the test guest's" \
+		"vmlinuz and initramfs.cpio.gz, the initramfs' files, System.map and config, then" \
+		"its kernel modules in path order; all-zero pages left out), $LAT_LIMIT MiB" \
+		"resident, shm max 512M; capacity read while the guest waits with its pages out;" \
+		"$LAT_SAMPLES pages read back at random, fault thread on CPU $GUEST_CPU."
+}
+
 # ---- the report ----
 
 machine_meta() {
@@ -971,7 +1043,7 @@ report() {
 }
 
 # Whether scene $1 is among BENCH_SCENES (default: all).
-scene() { [[ " ${BENCH_SCENES:-1 2 3 4 5 6 7 8 9} " == *" $1 "* ]]; }
+scene() { [[ " ${BENCH_SCENES:-1 2 3 4 5 6 7 8 9 11} " == *" $1 "* ]]; }
 
 main() {
 	check_prereqs
@@ -998,6 +1070,7 @@ main() {
 	! scene 7 || scene7
 	! scene 8 || { scene8 off && scene8 ebpf; }
 	! scene 9 || scene9
+	! scene 11 || scene11
 	! scene 4 || scene4
 	! scene 5 || scene5
 	! scene 6 || scene6

@@ -5,14 +5,16 @@
 # upgrade. Each time the shim resumes the VM and the new daemon adopts it. The fake guest checks
 # every page it reads and every page at the end; stats must show 21 adoptions, counters that
 # went on across them, and no fault errors. KILLS=N changes the number of kills (make stress
-# runs 300).
+# runs 300). COMPRESS=lz4|zstd gives the VM a compressed shm tier and pages of mixed
+# compressibility (daemon_kill_zshm.sh), RUN_SIZE its run_size (64K).
 . "$(dirname "$0")/lib.bash"
 cat >"$T/kill.conf" <<CONF
 [memory]
 resident_max = 8M
-run_size = 64K
+run_size = ${RUN_SIZE:-64K}
 [shm]
 max = 24M
+compress = ${COMPRESS:-off}
 [disk]
 path = $T/%n.swap
 max = 256M
@@ -20,8 +22,10 @@ CONF
 kills=${KILLS:-20}
 upgrade_at=$((kills / 2 + 1))
 start_daemon
+content=random
+[ "${COMPRESS:-off}" = off ] || content=mixed
 fakeguest crashy "$T/kill.conf" --mb 96 --threads 4 --seconds $((kills * 3 + 60)) --write-pct 40 --hot-pct 60 \
-	--discard-pct 1 >"$T/fg.log" 2>&1 &
+	--discard-pct 1 --content $content >"$T/fg.log" 2>&1 &
 # (--seconds is only a bound: the fake guest stops when told, below)
 fg=$!
 wait_vm crashy
@@ -44,6 +48,14 @@ tail -3 "$T/fg.log"
 grep -q "FAKEGUEST PASS" "$T/fg.log" || fail "no PASS from the fake guest"
 [ "$(stat crashy faults.errors)" -eq 0 ] || fail "fault errors"
 [ "$(stat crashy restarts.adoptions)" -eq $((kills + 1)) ] || fail "expected $((kills + 1)) adoptions"
+if [ "${COMPRESS:-off}" != off ]; then
+	[ "$(stat crashy zshm.compress)" = "$COMPRESS" ] || fail "the shm tier is not $COMPRESS any more"
+	[ "$(stat crashy zshm.blobs)" -gt 1000 ] || fail "too few compressed runs"
+	[ "$(stat crashy zshm.errors)" -eq 0 ] || fail "damaged blobs"
+	echo "compressed shm tier ($COMPRESS): $(stat crashy zshm.blobs) blobs," \
+		"$(stat crashy zshm.raw_blobs) raw; adoptions found $(grep -o '([0-9]* compressed)' \
+		"$T/daemon.log" | tr -d '()' | awk '{s += $1} END {print s + 0}') compressed pages in all"
+fi
 settled=$(grep -o '[0-9]* entries settled' "$T/daemon.log" | awk '{s += $1} END {print s + 0}')
 echo "PASS: $kills kills and 1 upgrade, every byte verified; $settled page entries were in flight" \
 	"at a kill; max pause $(stat crashy restarts.max_pause_ms) ms"

@@ -713,6 +713,43 @@ static void test_example_file(void **state)
 	free(example);
 }
 
+/* [shm] compress: its three values, anything else refused with the key named, the operator's
+ * value kept against a VM's own file, and examples/compressed.conf, which sets lz4. */
+static void test_compress_key(void **state)
+{
+	static const char *const vals[] = {"off", "lz4", "zstd"};
+	struct policy p, trusted;
+	char text[64], err[256], path[4096], what[256];
+
+	for (int i = 0; i < 3; i++) {
+		snprintf(text, sizeof(text), "[shm]\ncompress = %s\n", vals[i]);
+		assert_int_equal(policy_parse_string(text, "vm.conf", &p, err, sizeof(err)), 0);
+		assert_int_equal(p.shm_compress, i);
+	}
+	assert_int_equal(POLICY_COMPRESS_LZ4, 1);
+	assert_int_equal(POLICY_COMPRESS_ZSTD, 2);
+	assert_int_equal(policy_parse_string("[shm]\ncompress = gzip\n", "vm.conf", &p, err,
+					     sizeof(err)),
+			 -EINVAL);
+	print_message("%s\n", err);
+	assert_non_null(strstr(err, "vm.conf:2:"));
+	assert_non_null(strstr(err, "compress"));
+
+	/* Compression spends the daemon's CPU: the operator's choice, not the VM's. */
+	policy_defaults(&trusted);
+	assert_int_equal(policy_parse_string("[shm]\ncompress = zstd\n", "vm.conf", &p, err,
+					     sizeof(err)),
+			 0);
+	assert_int_equal(policy_clamp(&trusted, &p, what, sizeof(what)), 1);
+	assert_int_equal(p.shm_compress, POLICY_COMPRESS_OFF);
+	assert_non_null(strstr(what, "compress"));
+
+	src_path(path, sizeof(path), "examples/compressed.conf");
+	if (policy_load(path, &p, err, sizeof(err)))
+		fail_msg("%s", err);
+	assert_int_equal(p.shm_compress, POLICY_COMPRESS_LZ4);
+}
+
 static void test_example_output_parses(void **state)
 {
 	const struct policy want = DEFAULTS;
@@ -872,6 +909,7 @@ int main(void)
 	    cmocka_unit_test(test_load_nul_byte),
 	    cmocka_unit_test(test_load_too_large),
 	    cmocka_unit_test(test_example_file),
+	    cmocka_unit_test(test_compress_key),
 	    cmocka_unit_test(test_example_output_parses),
 	    cmocka_unit_test(test_print_keys),
 	};
