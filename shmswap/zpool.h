@@ -1,7 +1,8 @@
 /* zpool: the shm tier's compressed form ([shm] compress = lz4 | zstd).
  *
- * The evictor stores the pages it takes from one run as one blob, in adjacent grains (256
- * bytes) of a shm pool cut into grains (shmpool_create_unit): compressed, behind an 8-byte
+ * The evictor stores the pages it takes from one run as a blob (or a few, of up to 16 pages
+ * each: uffd-mgr/zshm.c), in adjacent grains (256 bytes) of a shm pool cut into grains
+ * (shmpool_create_unit): compressed, behind an 8-byte
  * header that gives the exact compressed length, the algorithm and the page count; or, when
  * compression would not save a quarter of the bytes, raw (the pages as they are, no header),
  * so that incompressible data costs nothing to bring back but the copy. Zero pages never get

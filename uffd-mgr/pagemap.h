@@ -26,12 +26,14 @@
  *   SHM/DISK                ZERO                    REMOVE (discard): slots freed
  *  With [shm] compress (a compressed shm tier, PS_ZSHM; see below for its slot field):
  *   RESIDENT+EVICTING       ZSHM+EVICTING / ZERO+EV evictor: the run's non-zero pages stored as
- *                                                   one blob, each entry naming it, recorded
- *                                                   BEFORE M is punched; zero pages as above
+ *                                                   blobs of up to 16 pages, each entry naming
+ *                                                   its blob, recorded BEFORE M is punched;
+ *                                                   zero pages as above
  *   ZSHM+EVICTING           ZSHM / ZERO / RESIDENT  evictor commit, as for SHM
  *   ZSHM                    RESIDENT                fault, prefetch, release: the blob unpacked
- *                                                   and every page that names it installed
- *                                                   (one UFFDIO_COPY per span), blob freed last
+ *                                                   and every page that names it installed (the
+ *                                                   faulting page first, then one UFFDIO_COPY
+ *                                                   per span), the blob freed last
  *   ZSHM                    ZSHM+EVICTING           demoter: chosen, unpacked into the stage,
  *                                                   written to disk as plain pages
  *   ZSHM+EVICTING           DISK / ZSHM             demoter commit: write done / failed

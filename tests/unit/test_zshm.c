@@ -11,6 +11,7 @@
  *    grains than their bytes; holes punched; one read brings back the whole blob with one
  *    fault and frees it; then byte-exact;
  *  - a run of incompressible pages: stored raw, back byte-exact;
+ *  - a run of 32 pages: two blobs of 16, a fault brings back only the one holding its page;
  *  - discards (punch + MADV_DONTNEED, i.e. UFFD_EVENT_REMOVE) of part of a blob: those pages
  *    read zero, the blob lives on for the rest; discarding its last pages frees it;
  *  - lz4 and zstd (64K runs, and lz4 with 4K runs) under a guest four times its
@@ -439,6 +440,40 @@ static void test_discard_part_of_blob(void **state)
 	fx_close(&f);
 }
 
+/* A run larger than a blob (128K: 32 pages) is stored as blobs of 16 pages; a fault brings
+ * back the blob holding its page, not the whole run. */
+static void test_large_run_in_blobs(void **state)
+{
+	static struct fx f;
+	const uint64_t seed = 14;
+	struct zpool_ref a, b;
+	struct vm_stats s;
+
+	fx_open(&f, 4 * MIB, 0, 8 * MIB, 128 * KIB, POLICY_COMPRESS_LZ4, 0);
+	for (size_t p = 64; p < 96; p++)
+		write_page(f.map + p * PG, seed, p, 1, K_HALF);
+	assert_int_equal(evict_run(f.vm, 64), 32);
+	a = ref_of(&f, 64);
+	b = ref_of(&f, 80);
+	assert_true(a.grain != b.grain);
+	for (size_t i = 0; i < 16; i++) {
+		assert_true(ref_of(&f, 64 + i).grain == a.grain && ref_of(&f, 64 + i).index == i);
+		assert_true(ref_of(&f, 80 + i).grain == b.grain && ref_of(&f, 80 + i).index == i);
+	}
+	check_homes(&f, seed, 1, K_HALF);
+	verify(&f, 85, 1, seed, 1, K_HALF);
+	for (int i = 0; i < 1000 && shmpool_used(f.vm->shm) != a.grains; i++)
+		sleep_ms(2);
+	assert_int_equal(shmpool_used(f.vm->shm), a.grains);
+	snap(&f, &s);
+	assert_int_equal(s.faults_shm_pages, 16);
+	for (size_t i = 0; i < 16; i++)
+		assert_int_equal(state_of(&f, 64 + i), PS_ZSHM);
+	verify(&f, 64, 32, seed, 1, K_HALF);
+	assert_true(pool_drains(&f));
+	fx_close(&f);
+}
+
 /* vCPUs: each writes then verifies its half of the pages, for gens generations. */
 struct vcpu {
 	pthread_t tid;
@@ -553,6 +588,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_evict_run_mixed, cleanup),
 	    cmocka_unit_test_teardown(test_incompressible_run, cleanup),
 	    cmocka_unit_test_teardown(test_discard_part_of_blob, cleanup),
+	    cmocka_unit_test_teardown(test_large_run_in_blobs, cleanup),
 	    cmocka_unit_test_teardown(test_lz4_under_pressure, cleanup),
 	    cmocka_unit_test_teardown(test_zstd_under_pressure, cleanup),
 	    cmocka_unit_test_teardown(test_lz4_page_runs_under_pressure, cleanup),
