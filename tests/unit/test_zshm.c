@@ -8,8 +8,8 @@
  * What it stresses:
  *  - evict_run on a run of mixed pages: zero pages dropped (no storage), the others in one
  *    blob that every entry names (same grains, indexes in guest order), compressed, in fewer
- *    grains than their bytes; holes punched; one read brings back the whole blob with one
- *    fault and frees it; then byte-exact;
+ *    grains than their bytes, and the stats say so; holes punched; one read brings back the
+ *    whole blob with one fault and frees it; then byte-exact;
  *  - a run of incompressible pages: stored raw, back byte-exact;
  *  - a run of 32 pages: two blobs of 16, a fault brings back only the one holding its page;
  *  - discards (punch + MADV_DONTNEED, i.e. UFFD_EVENT_REMOVE) of part of a blob: those pages
@@ -38,6 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "shmswap/shmpool.h"
 #include "shmswap/zpool.h"
 #include "uffd-mgr/evict.h"
@@ -45,6 +47,7 @@
 #include "uffd-mgr/pagemap.h"
 #include "uffd-mgr/policy.h"
 #include "uffd-mgr/proto.h"
+#include "uffd-mgr/stats.h"
 #include "uffd-mgr/uffd.h"
 #include "uffd-mgr/vm.h"
 
@@ -322,6 +325,38 @@ static void check_homes(struct fx *f, uint64_t seed, int gen, int kind)
 	assert_int_equal(wrong, 0);
 }
 
+static uint64_t get_u64(struct json_object *o, const char *a, const char *b)
+{
+	struct json_object *v;
+
+	assert_true(json_object_object_get_ex(o, a, &v));
+	if (b)
+		assert_true(json_object_object_get_ex(v, b, &v));
+	return (uint64_t)json_object_get_int64(v);
+}
+
+/* What stats_vm_json says of the compressed tier (README.md, Stats): its form, the guest bytes
+ * it holds and the pool bytes they take, the blobs. */
+static void stats_check(struct fx *f, const char *alg, uint64_t pages, uint64_t grains)
+{
+	struct json_object *j = stats_vm_json(f->vm, "running"), *z, *v;
+
+	assert_non_null(j);
+	assert_true(json_object_object_get_ex(j, "zshm", &z));
+	assert_true(json_object_object_get_ex(z, "compress", &v));
+	assert_string_equal(json_object_get_string(v), alg);
+	assert_int_equal(get_u64(j, "shm_bytes", NULL), pages * PG);
+	assert_int_equal(get_u64(j, "shm_slots_used", NULL), grains);
+	assert_int_equal(get_u64(j, "shm_stored_bytes", NULL), grains * ZPOOL_GRAIN);
+	assert_int_equal(get_u64(j, "zshm", "pages"), pages);
+	assert_int_equal(get_u64(j, "zshm", "blobs"), 1);
+	assert_int_equal(get_u64(j, "zshm", "raw_blobs"), 0);
+	assert_int_equal(get_u64(j, "zshm", "stored_pages"), pages);
+	assert_int_equal(get_u64(j, "zshm", "stored_bytes"), grains * ZPOOL_GRAIN);
+	assert_int_equal(get_u64(j, "zshm", "errors"), 0);
+	json_object_put(j);
+}
+
 /* ---- tests ---- */
 
 static void test_evict_run_mixed(void **state)
@@ -362,6 +397,7 @@ static void test_evict_run_mixed(void **state)
 		assert_int_equal(r.index, idx++);
 	}
 	check_homes(&f, seed, -1, -1);
+	stats_check(&f, "lz4", 12, r0.grains);
 
 	/* One fault brings back every page of the blob and frees it. */
 	assert_int_equal(bad_words(f.map + (run + 9) * PG, seed, run + 9, 1, K_PATTERN), 0);
