@@ -6,7 +6,8 @@
 # every page it reads and every page at the end; stats must show 21 adoptions, counters that
 # went on across them, and no fault errors. KILLS=N changes the number of kills (make stress
 # runs 300). COMPRESS=lz4|zstd gives the VM a compressed shm tier and pages of mixed
-# compressibility (daemon_kill_zshm.sh), RUN_SIZE its run_size (64K).
+# compressibility (daemon_kill_zshm.sh), RUN_SIZE its run_size (64K), TRACKER its tracker mode
+# (ebpf).
 . "$(dirname "$0")/lib.bash"
 cat >"$T/kill.conf" <<CONF
 [memory]
@@ -15,6 +16,8 @@ run_size = ${RUN_SIZE:-64K}
 [shm]
 max = 24M
 compress = ${COMPRESS:-off}
+[tracker]
+mode = ${TRACKER:-ebpf}
 [disk]
 path = $T/%n.swap
 max = 256M
