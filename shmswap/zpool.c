@@ -8,9 +8,11 @@
 #include <string.h>
 #include <zstd.h>
 
-#define PAGE	   4096u
-#define HDR_MAGIC  0xc7u
-#define ZSTD_LEVEL 1 /* capacity comes mostly from level 1 already; higher levels cost the evictor */
+#define PAGE	  4096u
+#define HDR_MAGIC 0xc7u
+/* zstd's level: most of its capacity comes with level 1 already; higher ones cost the evictor
+ * time on every run it stores. */
+#define ZSTD_LEVEL 1
 #define DCTX_KEEP  4 /* zstd decompression contexts kept for reuse: one per thread that loads */
 
 #define REF_GRAIN_BITS	32
@@ -20,7 +22,7 @@
 _Static_assert(REF_GRAIN_BITS + REF_GRAINS_BITS + REF_INDEX_BITS + REF_ALG_BITS <= 56,
 	       "a ref fits the slot field of a page entry");
 _Static_assert(ZPOOL_MAX_PAGES <= 1u << REF_INDEX_BITS, "an index names every page of a run");
-_Static_assert(ZPOOL_MAX_PAGES * (PAGE / ZPOOL_GRAIN) <= 1u << REF_GRAINS_BITS,
+_Static_assert((PAGE / ZPOOL_GRAIN) * ZPOOL_MAX_PAGES <= 1u << REF_GRAINS_BITS,
 	       "a raw blob of a whole run fits the length field");
 
 /* In front of a compressed blob. Raw blobs have none: their length says their pages. */
@@ -234,8 +236,7 @@ static void dctx_put(struct zpool *z, ZSTD_DCtx *d)
 }
 
 /* Decompresses the blob after its header h into dst. Returns 0 or -EUCLEAN. */
-static int decompress(struct zpool *z, const struct zpool_ref *ref, const struct zhdr *h,
-		      void *dst)
+static int decompress(struct zpool *z, const struct zpool_ref *ref, const struct zhdr *h, void *dst)
 {
 	const char *src = (const char *)shmpool_addr(z->pool, ref->grain) + sizeof(*h);
 	size_t want = (size_t)h->npages * PAGE, n;

@@ -61,7 +61,8 @@ int zshm_store(struct vm *vm, size_t first, size_t n, const uint8_t *sel, uint8_
 		       PAGE_SIZE_4K);
 		idx[total++] = (uint32_t)i;
 	}
-	/* Blobs of up to BLOB_PAGES; when no extent of the pool holds one, halves until one does. */
+	/* Blobs of up to BLOB_PAGES; when no extent of the pool holds one, halves until one does.
+	 */
 	for (k = total < BLOB_PAGES ? total : BLOB_PAGES; at < total;) {
 		struct zpool_ref zr;
 		uint32_t len;
@@ -143,8 +144,8 @@ static int install(struct vm *vm, size_t p, size_t n, const void *src, size_t *d
 
 /* The next span of the run's pages from *p that name the blob at grain with consecutive
  * indexes, none in flight: sets *first, *n and the first one's reference. false: none left. */
-static bool next_span(struct vm *vm, size_t *p, size_t hi, uint64_t grain, size_t *first,
-		      size_t *n, struct zpool_ref *r)
+static bool next_span(struct vm *vm, size_t *p, size_t hi, uint64_t grain, size_t *first, size_t *n,
+		      struct zpool_ref *r)
 {
 	for (; *p < hi; (*p)++) {
 		struct zpool_ref q;
@@ -153,8 +154,8 @@ static bool next_span(struct vm *vm, size_t *p, size_t hi, uint64_t grain, size_
 			continue;
 		zpool_ref_unpack(pagemap_slot(vm->pm, *p), r);
 		*first = (*p)++;
-		for (*n = 1; *p < hi && names(vm, *p, grain) &&
-			     !(pagemap_flags(vm->pm, *p) & PF_EVICTING);
+		for (*n = 1;
+		     *p < hi && names(vm, *p, grain) && !(pagemap_flags(vm->pm, *p) & PF_EVICTING);
 		     (*p)++, (*n)++) {
 			zpool_ref_unpack(pagemap_slot(vm->pm, *p), &q);
 			if (q.index != r->index + *n)
@@ -247,7 +248,7 @@ static int claim_run(struct vm *vm, size_t lo, size_t hi, struct zpool_ref *seen
 		for (k = 0; k < nseen && seen[k].grain != r.grain; k++)
 			;
 		if (k < nseen ? seen[k].grains != r.grains || seen[k].alg != r.alg ||
-					zpool_check(vm->z, &r) < 0
+				    zpool_check(vm->z, &r) < 0
 			      : zpool_claim(vm->z, &r) != 0) {
 			*bad = p;
 			return -EUCLEAN;

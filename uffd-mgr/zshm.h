@@ -16,9 +16,10 @@ struct vm;
 
 /* The evictor, without the lock: stores the pages sel[i] of the run [first, first + n) (each
  * resident, non-zero and write-protected) as one blob of up to 64 KiB of them, or several (a
- * larger run, or no room in the pool for one), gathering them through stage (run_size bytes). Sets ref[i] (the packed
- * zpool reference for pagemap_set) and stored[i] = 1 for each page stored. Returns 0, or
- * -ENOSPC when the pool filled before every page was stored (the others keep stored[i] = 0). */
+ * larger run, or no room in the pool for one), gathering them through stage (run_size bytes). Sets
+ * ref[i] (the packed zpool reference for pagemap_set) and stored[i] = 1 for each page stored.
+ * Returns 0, or -ENOSPC when the pool filled before every page was stored (the others keep
+ * stored[i] = 0). */
 int zshm_store(struct vm *vm, size_t first, size_t n, const uint8_t *sel, uint8_t *stored,
 	       uint64_t *ref, uint8_t *stage);
 
@@ -28,9 +29,10 @@ void zshm_put(struct vm *vm, size_t page, uint64_t ref);
 
 /* Lock held: brings back the blob holding page (PS_ZSHM, not in flight), unpacked into bounce
  * (run_size bytes): page first (its copy wakes the vCPU), then one UFFDIO_COPY per span of the
- * blob's pages that still name it; the blob is freed once none does. demand: a fault (counted as one), else prefetch or release. Returns 0,
- * -EAGAIN after partial progress (serve again), -EIO when the blob is damaged (the VM is marked
- * failed, with the page in its reason), or -errno from UFFDIO_COPY. */
+ * blob's pages that still name it; the blob is freed once none does. demand: a fault (counted as
+ * one), else prefetch or release. Returns 0, -EAGAIN after partial progress (serve again), -EIO
+ * when the blob is damaged (the VM is marked failed, with the page in its reason), or -errno from
+ * UFFDIO_COPY. */
 int zshm_serve(struct vm *vm, void *bounce, size_t page, bool demand);
 
 /* The demoter, lock held: copies the 4 KiB of the page whose reference is ref into dst,

@@ -115,8 +115,8 @@ static void test_refs(void **state)
 
 /* Stores n pages of the given kinds (kinds[i % nk]) and loads them back byte for byte. Returns
  * the ref; *raw says whether it was stored raw. */
-static struct zpool_ref round_trip(struct zpool *z, uint32_t n, const enum kind *kinds,
-				   size_t nk, uint64_t seed, uint8_t *src, uint8_t *dst)
+static struct zpool_ref round_trip(struct zpool *z, uint32_t n, const enum kind *kinds, size_t nk,
+				   uint64_t seed, uint8_t *src, uint8_t *dst)
 {
 	struct zpool_ref ref;
 	uint32_t clen;
@@ -353,8 +353,8 @@ static void test_adopt(void **state)
 	int fd;
 
 	for (int i = 0; i < 12; i++)
-		r[i] = round_trip(z, (uint32_t)(i % 5 + 1), &kinds[i % 3], 1, (uint64_t)i, src,
-				  dst);
+		r[i] =
+		    round_trip(z, (uint32_t)(i % 5 + 1), &kinds[i % 3], 1, (uint64_t)i, src, dst);
 	fd = dup(shmpool_fd(p));
 	assert_int_equal(shmpool_adopt_unit(fd, 256, ZPOOL_GRAIN, &q), 0);
 	assert_int_equal(shmpool_used(q), 0);
@@ -372,7 +372,8 @@ static void test_adopt(void **state)
 		uint32_t n = (uint32_t)(i % 5 + 1);
 
 		if (i >= 10) { /* settled: the pages only they used are gone */
-			uint64_t first = (r[i].grain + 15) / 16, last = (r[i].grain + r[i].grains) / 16;
+			uint64_t first = (r[i].grain + 15) / 16,
+				 last = (r[i].grain + r[i].grains) / 16;
 
 			for (uint64_t pg = first; pg < last; pg++)
 				assert_false(page_in(q, pg * 16));

@@ -172,8 +172,7 @@ static uint64_t word_of(uint64_t seed, size_t p, uint32_t gen, enum kind k, unsi
 
 	if (k == K_ZERO)
 		return 0;
-	return mix(seed ^ (p << 20) ^ ((uint64_t)gen << 44) ^ (w < cut[k] ? w : WORDS + w % 8)) |
-	       1;
+	return mix(seed ^ (p << 20) ^ ((uint64_t)gen << 44) ^ (w < cut[k] ? w : WORDS + w % 8)) | 1;
 }
 
 static void write_page(uint8_t *dst, uint64_t seed, size_t p, uint32_t gen, int k)
@@ -362,9 +361,9 @@ static void stats_check(struct fx *f, const char *alg, uint64_t pages, uint64_t 
 static void test_evict_run_mixed(void **state)
 {
 	static struct fx f;
-	static const int kinds[16] = {K_RANDOM,	 K_RANDOM,  K_RANDOM,  K_RANDOM, K_ZERO,  K_ZERO,
-				      K_ZERO,	 K_ZERO,    K_PATTERN, K_PATTERN, K_PATTERN, K_PATTERN,
-				      K_HALF,	 K_HALF,    K_HALF,    K_HALF};
+	static const int kinds[16] = {
+	    K_RANDOM,  K_RANDOM,  K_RANDOM,  K_RANDOM,	K_ZERO, K_ZERO, K_ZERO, K_ZERO,
+	    K_PATTERN, K_PATTERN, K_PATTERN, K_PATTERN, K_HALF, K_HALF, K_HALF, K_HALF};
 	const uint64_t seed = 11;
 	const size_t run = 32;
 	struct vm_stats s;
@@ -437,8 +436,8 @@ static void test_incompressible_run(void **state)
 	assert_int_equal(s.zshm_raw_blobs, 1);
 	check_homes(&f, seed, -1, -1);
 	for (size_t p = 64; p < 80; p++)
-		assert_int_equal(bad_words(f.map + p * PG, seed, p, 1, p % 2 ? K_RANDOM : K_SEVEN_EIGHTHS),
-				 0);
+		assert_int_equal(
+		    bad_words(f.map + p * PG, seed, p, 1, p % 2 ? K_RANDOM : K_SEVEN_EIGHTHS), 0);
 	assert_true(pool_drains(&f));
 	snap(&f, &s);
 	assert_int_equal(s.faults_shm, 1);
