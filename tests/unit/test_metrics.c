@@ -36,6 +36,8 @@ static const char *const full_vm =
     "\"fault_thread\":{\"alive\":true,\"restarts\":2},\"uptime_s\":12.5,"
     "\"guest_bytes\":1073741824,\"resident_bytes\":268435456,\"resident_max\":536870912,"
     "\"shm_bytes\":1048576,\"shm_runs\":3,\"shm_max\":2147483648,\"zero_pages\":10,"
+    "\"shm_stored_bytes\":524288,\"zshm\":{\"compress\":\"lz4\",\"pages\":256,\"blobs\":33,"
+    "\"raw_blobs\":34,\"stored_pages\":35,\"stored_bytes\":36,\"errors\":0},"
     "\"untouched_pages\":20,\"tier_full\":true,\"tier_full_events\":1,"
     "\"restarts\":{\"adoptions\":1,\"adopted\":true,\"last_pause_ms\":1.5,\"max_pause_ms\":250},"
     "\"faults\":{\"zero\":100,\"shm\":200,\"shm_pages\":300,\"discarded\":4,\"wp\":5,\"dup\":6,"
