@@ -351,19 +351,24 @@ static int serve_disk(struct vm *vm, struct disktier_io *io, void *bounce, size_
 }
 
 /* Adds the tiered pages of the run at first to batch b: shm pages are brought back at once
- * (a copy from memory), disk spans are flagged in flight and queued for fault_batch_read, at
+ * (a copy from memory; a compressed blob is unpacked into this run's part of the stage, whose
+ * disk reads come later), disk spans are flagged in flight and queued for fault_batch_read, at
  * their guest offset in the stage so that spans adjacent both in the guest and on disk merge
  * into one read. Lock held. Returns 0, or -ENOSPC (nothing added) when the run's disk spans
- * do not fit in what is left of the stage. */
+ * (or a blob) do not fit in what is left of the stage. */
 int fault_batch_add_run(struct vm *vm, struct disk_batch *b, size_t first)
 {
-	size_t run = pagemap_run_pages(vm->pm), end = first + run, need = 0;
+	size_t run = pagemap_run_pages(vm->pm), end = first + run, need = 0, z = 0;
 
 	if (end > pagemap_npages(vm->pm))
 		end = pagemap_npages(vm->pm);
-	for (size_t p = first; p < end; p++)
+	for (size_t p = first; p < end; p++) {
 		need += pagemap_state(vm->pm, p) == PS_DISK;
+		z += pagemap_state(vm->pm, p) == PS_ZSHM;
+	}
 	if (need && (b->used + (end - first) > b->stage_pages || b->nsegs + need > FAULT_BATCH_SEGS))
+		return -ENOSPC;
+	if (z && b->used + run > b->stage_pages)
 		return -ENOSPC;
 	for (size_t p = first; p < end;) {
 		size_t sf, n;
@@ -374,6 +379,11 @@ int fault_batch_add_run(struct vm *vm, struct disk_batch *b, size_t first)
 		}
 		if (pagemap_state(vm->pm, p) == PS_SHM) {
 			serve_shm(vm, p, false); /* failed: the fault path does it */
+			p++;
+			continue;
+		}
+		if (pagemap_state(vm->pm, p) == PS_ZSHM) {
+			zshm_serve(vm, b->stage + b->used * PAGE_SIZE_4K, p, false);
 			p++;
 			continue;
 		}
@@ -495,7 +505,8 @@ static int serve_disk_ahead(struct vm *vm, struct disktier_io *io, size_t page, 
 	b->stage_pages = vm->fault_bounce_len / PAGE_SIZE_4K;
 	b->demand_page = SIZE_MAX;
 	for (size_t k = 1, p = r0 + run; k < want && p < pagemap_npages(vm->pm); k++, p += run) {
-		if (pagemap_state(vm->pm, p) != PS_DISK && pagemap_state(vm->pm, p) != PS_SHM)
+		if (pagemap_state(vm->pm, p) != PS_DISK && pagemap_state(vm->pm, p) != PS_SHM &&
+		    pagemap_state(vm->pm, p) != PS_ZSHM)
 			break; /* resident or never touched: the sequence ends here */
 		if (fault_batch_add_run(vm, b, p))
 			break;
