@@ -12,6 +12,7 @@
  *    whole blob with one fault and frees it; then byte-exact;
  *  - a run of incompressible pages: stored raw, back byte-exact;
  *  - a run of 32 pages: two blobs of 16, a fault brings back only the one holding its page;
+ *  - the disk batch (prefetch, read-ahead) unpacks blobs into its stage and installs them;
  *  - discards (punch + MADV_DONTNEED, i.e. UFFD_EVENT_REMOVE) of part of a blob: those pages
  *    read zero, the blob lives on for the rest; discarding its last pages frees it;
  *  - lz4 and zstd (64K runs, and lz4 with 4K runs) under a guest four times its
@@ -509,6 +510,40 @@ static void test_large_run_in_blobs(void **state)
 	fx_close(&f);
 }
 
+/* The disk batch (prefetch, read-ahead: fault_batch_add_run) brings compressed runs back
+ * too, unpacked into each run's part of the stage: a stage of two runs takes two, refuses a
+ * third, and every page comes back exact, the blobs freed. */
+static void test_batch_brings_back_blobs(void **state)
+{
+	static struct fx f;
+	static struct disk_batch b;
+	static uint8_t stage[2 * 64 * KIB];
+	const uint64_t seed = 15;
+
+	fx_open(&f, 4 * MIB, 0, 8 * MIB, 64 * KIB, POLICY_COMPRESS_ZSTD, 0);
+	for (size_t p = 0; p < 48; p++)
+		write_page(f.map + p * PG, seed, p, 1, -1);
+	for (size_t r = 0; r < 48; r += 16)
+		assert_int_equal(evict_run(f.vm, r), 16);
+	b = (struct disk_batch){
+	    .stage = stage, .stage_pages = 2 * 16, .used = 16, .demand_page = SIZE_MAX};
+	pthread_mutex_lock(&f.vm->lock);
+	assert_int_equal(fault_batch_add_run(f.vm, &b, 0), 0);
+	assert_int_equal(fault_batch_add_run(f.vm, &b, 16), 0);
+	b.used = 17; /* a run's room no longer there */
+	assert_int_equal(fault_batch_add_run(f.vm, &b, 32), -ENOSPC);
+	for (size_t p = 0; p < 48; p++) {
+		enum page_state st = pagemap_state(f.vm->pm, p);
+
+		assert_true(p < 32 ? st == PS_RESIDENT || st == PS_ZERO : st != PS_RESIDENT);
+	}
+	pthread_mutex_unlock(&f.vm->lock);
+	assert_int_equal(b.nsegs, 0);
+	verify(&f, 0, 48, seed, 1, -1);
+	assert_true(pool_drains(&f));
+	fx_close(&f);
+}
+
 /* vCPUs: each writes then verifies its half of the pages, for gens generations. */
 struct vcpu {
 	pthread_t tid;
@@ -624,6 +659,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_incompressible_run, cleanup),
 	    cmocka_unit_test_teardown(test_discard_part_of_blob, cleanup),
 	    cmocka_unit_test_teardown(test_large_run_in_blobs, cleanup),
+	    cmocka_unit_test_teardown(test_batch_brings_back_blobs, cleanup),
 	    cmocka_unit_test_teardown(test_lz4_under_pressure, cleanup),
 	    cmocka_unit_test_teardown(test_zstd_under_pressure, cleanup),
 	    cmocka_unit_test_teardown(test_lz4_page_runs_under_pressure, cleanup),
