@@ -19,8 +19,13 @@ struct waiter {
 	struct diskq_client *c;
 	enum diskq_class cls;
 	uint64_t bytes;
+	uint64_t since_ns; /* when it started waiting */
 	struct waiter *next;
 };
+
+/* A request that has waited this long ranks with the faults' reads: under a steady stream of
+ * faults, demotion writes (which make room in the shm tier) and prefetches still go. */
+#define AGE_NS (50 * 1000000ull)
 
 struct diskq {
 	pthread_mutex_t lock;
@@ -53,7 +58,14 @@ int diskq_create(uint64_t inflight, struct diskq **out)
 	if (!q)
 		return -ENOMEM;
 	pthread_mutex_init(&q->lock, NULL);
-	pthread_cond_init(&q->cv, NULL);
+	{
+		pthread_condattr_t a;
+
+		pthread_condattr_init(&a);
+		pthread_condattr_setclock(&a, CLOCK_MONOTONIC); /* wait_turn's timed waits */
+		pthread_cond_init(&q->cv, &a);
+		pthread_condattr_destroy(&a);
+	}
 	q->cap = inflight ? inflight : UINT64_MAX;
 	q->class_cap[DISKQ_FAULT] = q->cap;
 	q->class_cap[DISKQ_PREFETCH] = inflight ? inflight / 2 : UINT64_MAX;
@@ -112,15 +124,24 @@ static bool fits(const struct diskq *q, enum diskq_class cls, uint64_t bytes)
 	return !q->inflight || (q->inflight + bytes <= q->cap && class_room(q, cls, bytes));
 }
 
-/* Whether waiter w goes before request (c, cls): a lower class first, then the lower start
- * tag; on a tie, the one that came first (earlier says whether w is ahead in the list). */
-static bool goes_before(const struct diskq *q, const struct waiter *w, const struct diskq_client *c,
-			enum diskq_class cls, bool earlier)
+/* The class a request ranks in: its own, or the faults' once it has waited AGE_NS. */
+static enum diskq_class rank(const struct waiter *w, uint64_t now)
 {
+	return w && now - w->since_ns > AGE_NS ? DISKQ_FAULT : w ? w->cls : DISKQ_FAULT;
+}
+
+/* Whether waiter w goes before request (c, cls) ranked rc: a lower rank first, then the lower
+ * start tag; on a tie, the one that came first (earlier says whether w is ahead in the list). */
+static bool goes_before(const struct diskq *q, const struct waiter *w, const struct diskq_client *c,
+			enum diskq_class cls, enum diskq_class rc, bool earlier, uint64_t now)
+{
+	enum diskq_class rw = rank(w, now);
 	uint64_t tw, tc;
 
-	if (w->cls != cls)
-		return w->cls < cls;
+	if (rw != rc)
+		return rw < rc;
+	if (w->cls != cls) /* same rank, one of them aged: the one that waited longer */
+		return earlier;
 	tw = start_tag(q, w->c, w->cls);
 	tc = start_tag(q, c, cls);
 	return tw < tc || (tw == tc && earlier);
@@ -134,6 +155,8 @@ static bool my_turn(const struct diskq *q, const struct diskq_client *c, enum di
 		    uint64_t bytes, const struct waiter *me)
 {
 	bool earlier = true; /* until the walk passes me */
+	uint64_t now = q->waiters ? now_ns() : 0;
+	enum diskq_class rc = me ? rank(me, now) : cls;
 
 	if (!fits(q, cls, bytes))
 		return false;
@@ -142,7 +165,7 @@ static bool my_turn(const struct diskq *q, const struct diskq_client *c, enum di
 			earlier = false;
 			continue;
 		}
-		if (class_room(q, w->cls, w->bytes) && goes_before(q, w, c, cls, earlier))
+		if (class_room(q, w->cls, w->bytes) && goes_before(q, w, c, cls, rc, earlier, now))
 			return false;
 	}
 	return true;
@@ -180,9 +203,20 @@ static void wait_turn(struct diskq *q, struct waiter *me)
 
 	while (*pp)
 		pp = &(*pp)->next;
+	me->since_ns = t0;
 	*pp = me;
-	while (!my_turn(q, me->c, me->cls, me->bytes, me))
-		pthread_cond_wait(&q->cv, &q->lock);
+	/* Timed: a waiter's rank changes with age alone, with no release to wake it. */
+	while (!my_turn(q, me->c, me->cls, me->bytes, me)) {
+		struct timespec until;
+
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_nsec += 10 * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&q->cv, &q->lock, &until);
+	}
 	unlink_waiter(q, me);
 	waited = now_ns() - t0;
 	st->waits[me->cls]++;

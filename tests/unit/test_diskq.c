@@ -203,12 +203,22 @@ static void run_loopers(struct diskq *q, int n, const uint32_t *weight, const en
 		assert_int_equal(diskq_join(q, weight[i], &l[i].c), 0);
 		pthread_create(&t[i], NULL, loop_thread, &l[i]);
 	}
-	do {
+	/* total grants, and one at least for each (on a loaded host a thread may not have run
+	 * yet when the others are done), for at most 20 s */
+	for (int ms = 0; ms < 20000; ms++) {
+		bool each = true;
+
 		usleep(1000);
 		sum = 0;
-		for (int i = 0; i < n; i++)
-			sum += __atomic_load_n(&l[i].grants, __ATOMIC_RELAXED);
-	} while (sum < total);
+		for (int i = 0; i < n; i++) {
+			uint64_t g = __atomic_load_n(&l[i].grants, __ATOMIC_RELAXED);
+
+			sum += g;
+			each &= g > 0;
+		}
+		if (sum >= total && each)
+			break;
+	}
 	atomic_store(&stop, true);
 	for (int i = 0; i < n; i++) {
 		pthread_join(t[i], NULL);
