@@ -158,10 +158,10 @@ static void apply_remove(struct vm *vm, uint64_t start, uint64_t end)
 
 		unsigned fl = pagemap_flags(vm->pm, p);
 
-		/* The tracker's arming has landed (or a discard met it): an armed page is
-		 * resident, so the hole check below decides, as for any resident page. */
-		if (fl & PF_ARMING)
-			pagemap_set_flags(vm->pm, p, fl & ~PF_ARMING);
+		/* PF_ARMING stays until the arming has ended (track.c, end_arming): this REMOVE
+		 * may be a discard's, the arming's own still to come, and a page evicted in
+		 * between would take that one for a discard. An armed page is resident and not
+		 * evictable, so the hole check below decides, as for any resident page. */
 		if (fl & PF_EVICTING) {
 			/* the mover settles it at its commit */
 			pagemap_set_flags(vm->pm, p, PF_EVICTING | PF_DISCARDED);
@@ -643,9 +643,15 @@ static int drain(struct vm *vm, struct fault_queue *fq)
 
 		if (!room)
 			return 0;
+		/* Set while events read are not yet applied: an arming's end waits for it to
+		 * clear (track.c), so that its REMOVEs, read before the shim said it was over,
+		 * have been applied when PF_ARMING is lifted. */
+		__atomic_store_n(&vm->uffd_reading, 1, __ATOMIC_SEQ_CST);
 		n = read(vm->uffd, msgs, room * sizeof(msgs[0]));
 		now = vm_now_ns();
 
+		if (n <= 0)
+			__atomic_store_n(&vm->uffd_reading, 0, __ATOMIC_SEQ_CST);
 		if (n < 0)
 			return (errno == EAGAIN || errno == EINTR) ? 0 : -errno;
 		if (n == 0)
@@ -670,6 +676,7 @@ static int drain(struct vm *vm, struct fault_queue *fq)
 				break;
 			}
 		}
+		__atomic_store_n(&vm->uffd_reading, 0, __ATOMIC_SEQ_CST);
 	}
 }
 

@@ -100,8 +100,9 @@ enum page_state {
 /* Flags on a page, orthogonal to its state. */
 #define PF_EVICTING  0x1 /* being moved to another tier (evicted or demoted): faults wait */
 #define PF_DISCARDED 0x2 /* discarded (REMOVE) while evicting: becomes zero at commit */
-/* PF_ARMING: the tracker is dropping the page's table entry; not evictable until the
- * REMOVE that raises has been applied. PF_PREFETCHED: brought back by the planner ahead of
+/* PF_ARMING: the tracker is dropping the page's table entry; not evictable until the whole
+ * arming has ended and every REMOVE it raised has been applied (track.c, end_arming lifts it;
+ * a REMOVE does not, since it may be a discard's with the arming's own still to come). PF_PREFETCHED: brought back by the planner ahead of
  * faults and not seen used yet. */
 #define PF_ARMING     0x4
 #define PF_PREFETCHED 0x8

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ebpf/tracker.h"
 #include "qemu-glue/qmp.h"
@@ -363,7 +364,7 @@ static void wait_until(struct vm *vm, uint64_t deadline)
 	pthread_mutex_unlock(&vm->lock);
 }
 
-/* Lifts the flags of an arming that raised no REMOVE. Lock held. */
+/* Lifts PF_ARMING from every page of the last arming. Lock held. */
 static void clear_armed(struct vm *vm)
 {
 	for (size_t i = 0; i < vm->narmed; i++)
@@ -373,6 +374,19 @@ static void clear_armed(struct vm *vm)
 				    vm->pm, vm->armed[i].first_page + p,
 				    pagemap_flags(vm->pm, vm->armed[i].first_page + p) &
 					~PF_ARMING);
+}
+
+/* The arming has ended in QEMU: each of its madvises returned once the fault thread had read
+ * its REMOVE. Once the fault thread has also applied what it read, PF_ARMING is lifted from
+ * every page of the arming (a REMOVE does not lift it: it may have been a discard's). Waits
+ * without the lock, which applying takes; at most 1 s (a fault thread that is gone). */
+static void end_arming(struct vm *vm)
+{
+	for (int i = 0; i < 20000 && __atomic_load_n(&vm->uffd_reading, __ATOMIC_SEQ_CST); i++)
+		usleep(50);
+	pthread_mutex_lock(&vm->lock);
+	clear_armed(vm);
+	pthread_mutex_unlock(&vm->lock);
 }
 
 /* Waits for the shim to answer the arming just sent, so the interval measured starts once
@@ -389,10 +403,10 @@ static bool wait_armed(struct vm *vm)
 	       pthread_cond_timedwait(&vm->track_cv, &vm->lock, &until) != ETIMEDOUT)
 		;
 	done = vm->arm_done_seq == vm->arm_seq;
-	if (done && vm->arm_status && !vm->arm_pages)
-		clear_armed(vm);
 	vm->ts.arm_ns = vm_now_ns() - t0;
 	pthread_mutex_unlock(&vm->lock);
+	if (done)
+		end_arming(vm);
 	return done;
 }
 

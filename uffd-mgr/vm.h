@@ -163,6 +163,7 @@ struct vm {
 	size_t narmed;
 	uint32_t arm_seq;      /* of the last PROTO_ARM sent */
 	uint32_t arm_done_seq; /* of the last PROTO_ARM_DONE received (lock) */
+	int uffd_reading;      /* the fault thread has read uffd events not yet applied (atomic) */
 	int32_t arm_status;
 	uint64_t arm_pages;
 	pthread_t track_tid;
