@@ -524,56 +524,44 @@ static void evict_round(struct vm *vm)
 }
 
 /* Brings tiered runs back ahead of faults while the planner asks for pages (prefetch_want)
- * and the VM stays under its limit: the runs seen most recently first, each with the fault
- * path's own bring-back (one copy per span; from disk one read per span through this
- * thread's ring). The planner zeroes prefetch_want when pressure returns. */
+ * and the VM stays under its limit: the runs seen most recently first, in batches of up to
+ * PREFETCH_CHUNK (fault_prefetch_batch: adjacent runs of the same age, one wake per batch;
+ * from disk one read per span through this thread's ring). The planner zeroes prefetch_want
+ * when pressure returns. */
+#define PREFETCH_CHUNK (4u << 20) /* per batch: the fault thread waits for the lock meanwhile */
 static void prefetch_round(struct vm *vm)
 {
 	size_t run = pagemap_run_pages(vm->pm);
-	uint8_t was[512]; /* run_size is at most 2M = 512 pages */
 
 	while (!vm->stopping && !vm->evict_stop) {
-		uint64_t limit, got = 0;
-		size_t first;
-		int r;
+		uint64_t limit, want, room;
+		long got;
 
 		pthread_mutex_lock(&vm->lock);
 		limit = vm_limit_pages(vm);
-		r = !vm->prefetch_want ||
-			    (limit && pagemap_count(vm->pm, PS_RESIDENT) + run > limit)
-			? -EALREADY
-			: pagemap_hot_tiered_pick(vm->pm, &first);
-		if (r) {
+		want = vm->prefetch_want;
+		room = limit ? limit - (pagemap_count(vm->pm, PS_RESIDENT) < limit
+					     ? pagemap_count(vm->pm, PS_RESIDENT)
+					     : limit)
+			     : UINT64_MAX;
+		if (!want || room < run) {
 			vm->prefetch_want = 0;
 			pthread_mutex_unlock(&vm->lock);
 			break;
 		}
-		for (size_t i = 0; i < run; i++) {
-			enum page_state st = first + i < pagemap_npages(vm->pm)
-						 ? pagemap_state(vm->pm, first + i)
-						 : PS_NONE;
-
-			was[i] = st == PS_SHM || st == PS_DISK;
-		}
 		pthread_mutex_unlock(&vm->lock);
-		for (size_t i = 0; i < run; i++)
-			if (was[i] &&
-			    fault_bring_back(vm, vm->evict_io, vm->evict_stage, first + i))
-				break; /* busy or failed: the fault path will do it */
+		want = want < room ? want : room;
+		want = want < PREFETCH_CHUNK / PAGE_SIZE_4K ? want : PREFETCH_CHUNK / PAGE_SIZE_4K;
+		got = fault_prefetch_batch(vm, vm->evict_io, vm->evict_stage,
+					   want > run ? (size_t)want : run);
 		pthread_mutex_lock(&vm->lock);
-		for (size_t i = 0; i < run; i++) {
-			size_t p = first + i;
-
-			if (was[i] && pagemap_state(vm->pm, p) == PS_RESIDENT &&
-			    !pagemap_flags(vm->pm, p)) {
-				pagemap_set_flags(vm->pm, p, PF_PREFETCHED);
-				got++;
-			}
-		}
-		vm->plan.ps.prefetched_pages += got;
-		vm->prefetch_want = vm->prefetch_want > got ? vm->prefetch_want - got : 0;
-		if (!got) /* nothing moved (in flight or failing): leave it to the next plan */
+		if (got > 0) {
+			vm->plan.ps.prefetched_pages += (uint64_t)got;
+			vm->prefetch_want =
+			    vm->prefetch_want > (uint64_t)got ? vm->prefetch_want - (uint64_t)got : 0;
+		} else { /* nothing moved (in flight, failing, or nothing tiered): next plan */
 			vm->prefetch_want = 0;
+		}
 		pthread_mutex_unlock(&vm->lock);
 	}
 }

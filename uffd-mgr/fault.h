@@ -17,4 +17,13 @@ struct disktier_io;
  * read a pending REMOVE, -EBUSY while it is being evicted, or another -errno. */
 int fault_bring_back(struct vm *vm, struct disktier_io *io, void *bounce, size_t page);
 
+/* Brings back, ahead of faults, the tiered pages of the hottest tiered run and of the runs of
+ * the same age beside it, up to max_pages in all: shm spans with UFFDIO_COPY calls that wake
+ * nobody and one wake at the end, disk spans one read each through io and bounce (the
+ * caller's ring and run-sized buffer). Pages brought back are flagged PF_PREFETCHED. Never
+ * writes over a page the guest has, nor brings back one discarded meanwhile. Returns the
+ * pages brought back, 0 when none could be (in flight, or a discard to read first), -ENOENT
+ * when nothing is tiered, or another -errno. */
+long fault_prefetch_batch(struct vm *vm, struct disktier_io *io, void *bounce, size_t max_pages);
+
 #endif

@@ -10,8 +10,17 @@
  *
  *   from                    to                      who, when
  *   NONE/ZERO               RESIDENT                fault: UFFDIO_ZEROPAGE done (or EEXIST)
+ *   NONE, no flag           RESIDENT                fault on a neighbour (first-touch block):
+ *                                                   one UFFDIO_ZEROPAGE over the block's pages
+ *                                                   that are NONE with no flag, and only those
+ *                                                   (never RESIDENT, tiered, in flight or ZERO:
+ *                                                   a discarded page is ZERO, not NONE)
  *   SHM/DISK                RESIDENT                fault, prefetch, release: UFFDIO_COPY done,
  *                                                   then the slots are freed
+ *   SHM, no flag            RESIDENT                read-ahead, prefetch batch: UFFDIO_COPY with
+ *                                                   no wake (one wake per batch), slots freed;
+ *                                                   a page found present (EEXIST) is the
+ *                                                   guest's: RESIDENT, its slot freed unread
  *   DISK                    DISK+EVICTING           fault: disk read in flight (lock dropped)
  *   RESIDENT                RESIDENT+EVICTING       evictor: chosen; then M is write-protected
  *   RESIDENT+EVICTING       SHM+EVICTING / ZERO+EV. evictor: copied to a slot (or all zero),

@@ -79,6 +79,34 @@ struct vm_stats {
 	uint64_t evict_wp_errors;      /* protection not lifted after an eviction (writers woken) */
 };
 
+/* Paging done ahead of faults (fault.c): first-touch blocks, read-ahead, proactive batches.
+ * Under vm->lock; counted from this daemon's start (not kept in the state). */
+struct vm_ahead_stats {
+	uint64_t first_touch_blocks; /* first touches that filled a block */
+	uint64_t first_touch_pages;  /* untouched pages filled beside the faulting one */
+	uint64_t readahead_batches;  /* sequential tier faults that read runs ahead */
+	uint64_t readahead_pages;    /* pages those brought back */
+	uint64_t batch_copies;	     /* proactive batches: UFFDIO_COPY calls ... */
+	uint64_t batch_pages;	     /* ... and the pages they installed */
+	uint64_t batch_kept;	     /* pages a batch found present (the guest's own): kept */
+	uint64_t follow_moves;	     /* times the fault thread moved to its faulter's CPU */
+};
+
+/* The fault thread's own state for read-ahead and placement (fault.c); no lock: only the
+ * fault thread touches it. */
+#define VM_FOLLOW_CPUS 64 /* CPUs placement counts faults on; faulters past them are not followed */
+struct vm_fault_local {
+	size_t ra_last_run, ra_next_run; /* the last tier fault's run; the run after the window */
+	size_t ra_window;		 /* runs read ahead last time; 0: closed */
+	pid_t follow_tid;		 /* the thread whose CPU was last looked up */
+	int follow_tid_cpu;		 /* its CPU then; -1: unknown */
+	uint64_t follow_looked_ns;
+	int follow_cpu;			 /* where the fault thread is pinned; -1: nowhere */
+	unsigned follow_seen;		 /* faults counted in this window */
+	uint16_t follow_votes[VM_FOLLOW_CPUS];
+	uint64_t last_served_ns;	 /* busy-poll only while the VM faults hard */
+};
+
 /* What the working-set tracker measured (uffd-mgr/track.c); under vm->lock. */
 struct vm_track_stats {
 	uint32_t epoch;			     /* observations so far */
@@ -118,6 +146,8 @@ struct vm {
 	uint64_t disk_retry_ns; /* after a full disk, no demotion before this time */
 	struct vmstate state;	/* the page entries and counters, outliving the daemon */
 	struct vm_stats *st;	/* in state: counters go on across daemon restarts */
+	struct vm_ahead_stats ahead; /* lock */
+	struct vm_fault_local fl;    /* the fault thread's alone */
 	bool adopted;		/* taken over from a daemon that died or was upgraded */
 	bool wake_pending;	/* adopted: the fault thread has not yet woken the range (lock) */
 	bool stale_arming;	/* adopted while the shim ran the dead daemon's arming (lock) */
