@@ -234,20 +234,32 @@ static size_t fill_untouched(struct vm *vm, size_t from, size_t to)
 	return filled;
 }
 
+/* The most resident pages a first-touch block may fill up to: the evictor's low mark
+ * (evict.c), so that zero pages filled ahead never set the evictor to work on pages the
+ * guest uses. Lock held; the VM has a limit. */
+static uint64_t first_touch_cap(const struct vm *vm)
+{
+	uint64_t limit = vm_limit_pages(vm), run = pagemap_run_pages(vm->pm);
+	uint64_t slack = limit / 32 > 4 * run ? limit / 32 : 4 * run;
+
+	return limit > slack ? limit - slack : 0;
+}
+
 /* Serves a fault on a never-touched page by filling the aligned block of [fault] first_touch
  * around it over its untouched pages (pagemap.h: NONE -> RESIDENT, "first-touch block"):
  * one UFFDIO_ZEROPAGE over the span of untouched pages that holds page (which wakes its
  * thread), then one per other span, when the block fits under the VM's limit. The kernel
  * never zeroes a present page (it stops with EEXIST), and only untouched pages are asked
  * for, so nothing the guest wrote, nothing tiered, nothing in flight and nothing discarded
- * is filled. A fill cut short before page leaves it to serve_zero. Lock held. */
+ * is filled. Under a limit blocks stop at the evictor's low mark (first_touch_cap). A fill
+ * cut short before page leaves it to serve_zero. Lock held. */
 static int serve_first_touch(struct vm *vm, size_t page)
 {
 	size_t bp = vm->pol.first_touch / PAGE_SIZE_4K, lo = page, hi = page + 1, b0, b1, got;
 	uint64_t limit = vm_limit_pages(vm), done;
 	int r;
 
-	if (bp <= 1 || (limit && pagemap_count(vm->pm, PS_RESIDENT) + bp > limit))
+	if (bp <= 1 || (limit && pagemap_count(vm->pm, PS_RESIDENT) + bp > first_touch_cap(vm)))
 		return serve_zero(vm, page, PS_NONE);
 	b0 = page - page % bp;
 	b1 = b0 + bp < pagemap_npages(vm->pm) ? b0 + bp : pagemap_npages(vm->pm);
@@ -789,15 +801,17 @@ static int move_to(struct vm *vm, int cpu)
 	return 0;
 }
 
-/* Counts a fault of thread tid (0: the kernel did not say) toward the CPU it runs on, and
- * at the end of a window moves to the CPU most faults came from when they are a majority. */
+/* Notes where thread tid (0: the kernel did not say) runs; with cpu = follow, counts its
+ * fault toward that CPU, and at the end of a window moves to the CPU most faults came from
+ * when they are a majority. */
 static void follow(struct vm *vm, pid_t tid)
 {
 	struct vm_fault_local *fl = &vm->fl;
 	uint64_t now;
 	unsigned best = 0, window = fl->follow_cpu < 0 ? FOLLOW_FIRST : FOLLOW_WINDOW;
 
-	if (vm->pol.fault_cpu != POLICY_CPU_FOLLOW || !tid)
+	/* busy_poll needs the faulter's CPU too, to keep off it */
+	if ((vm->pol.fault_cpu != POLICY_CPU_FOLLOW && !vm->pol.busy_poll_us) || !tid)
 		return;
 	now = vm_now_ns();
 	if (tid != fl->follow_tid || now - fl->follow_looked_ns > FOLLOW_LOOKUP_NS) {
@@ -805,7 +819,8 @@ static void follow(struct vm *vm, pid_t tid)
 		fl->follow_tid_cpu = thread_cpu(vm, tid);
 		fl->follow_looked_ns = now;
 	}
-	if (fl->follow_tid_cpu < 0 || fl->follow_tid_cpu >= VM_FOLLOW_CPUS)
+	if (vm->pol.fault_cpu != POLICY_CPU_FOLLOW || fl->follow_tid_cpu < 0 ||
+	    fl->follow_tid_cpu >= VM_FOLLOW_CPUS)
 		return;
 	fl->follow_votes[fl->follow_tid_cpu]++;
 	if (++fl->follow_seen < window)

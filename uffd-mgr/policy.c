@@ -262,9 +262,10 @@ static const struct policy_key keys[K_COUNT] = {
 		.help = "A fault on a never-touched page fills the aligned block of this size "
 			"around it, over the pages of the block still never touched, with one "
 			"call: sequential first touches then fault once per block. The pages "
-			"filled are resident and count against the limit (no block is filled "
-			"that would take the VM past it); a block the guest never uses is "
-			"evicted as zero pages, which cost no tier slot. 4K: one page a fault.",
+			"filled are resident and count against the limit: under one, blocks are "
+			"filled only while they leave the evictor nothing to do, and a block the "
+			"guest never uses is evicted as zero pages, which cost no tier slot. 4K: "
+			"one page a fault.",
 	},
 	[K_READAHEAD] = {
 		.section = "fault",
