@@ -82,13 +82,16 @@ static size_t choose(struct vm *vm, struct victim *v)
 {
 	size_t count = 0;
 
+	uint64_t now = vm_now_ns();
+
 	pthread_mutex_lock(&vm->lock);
 	for (size_t i = 0; i < v->n; i++) {
 		size_t p = v->first + i;
 
 		unsigned fl = pagemap_flags(vm->pm, p);
 
-		if (pagemap_state(vm->pm, p) == PS_RESIDENT && (!fl || fl == PF_PREFETCHED)) {
+		if (pagemap_state(vm->pm, p) == PS_RESIDENT && (!fl || fl == PF_PREFETCHED) &&
+		    !vm_discard_pending(vm, p, now)) {
 			if (fl) /* brought back ahead of time and not used: a wasted prefetch */
 				vm->plan.ps.prefetch_unused++;
 			pagemap_set_flags(vm->pm, p, PF_EVICTING);

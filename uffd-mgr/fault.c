@@ -136,6 +136,7 @@ static void apply_remove(struct vm *vm, uint64_t start, uint64_t end)
 {
 	size_t first, last, n;
 	uint8_t *is_hole;
+	bool held = false;
 
 	if (end <= vm->host_addr || start >= vm->host_addr + vm->length)
 		return;
@@ -151,13 +152,20 @@ static void apply_remove(struct vm *vm, uint64_t start, uint64_t end)
 		log_err(vm->name, "out of memory applying a discard of %zu pages", n);
 		return;
 	}
-	find_holes(vm, first, n, is_hole);
+	/* The holes are looked for under the lock: a batch (evictor thread) may fill one
+	 * between a look without it and the loop below, and a page found a hole but holding
+	 * data would be called zero while the guest sees the data. */
 	pthread_mutex_lock(&vm->lock);
+	find_holes(vm, first, n, is_hole);
 	for (size_t i = 0; i < n; i++) {
 		size_t p = first + i;
 		enum page_state st = pagemap_state(vm->pm, p);
 
 		unsigned fl = pagemap_flags(vm->pm, p);
+
+		/* Data under a madvise that is not the tracker's: a punch may follow. */
+		if (st == PS_RESIDENT && !is_hole[i] && !(fl & (PF_ARMING | PF_EVICTING)))
+			held = true;
 
 		/* The tracker's arming has landed (or a discard met it): an armed page is
 		 * resident, so the hole check below decides, as for any resident page. */
@@ -175,6 +183,9 @@ static void apply_remove(struct vm *vm, uint64_t start, uint64_t end)
 			pagemap_set(vm->pm, p, PS_ZERO, 0);
 		}
 	}
+	if (held) /* see struct vm_discard */
+		vm->discards[vm->discard_next++ % VM_DISCARD_RING] = (struct vm_discard){
+		    .first = first, .end = first + n, .until_ns = vm_now_ns() + VM_DISCARD_HOLD_NS};
 	vm->st->removes++;
 	vm->st->removed_pages += n; /* arming included */
 	pthread_mutex_unlock(&vm->lock);
@@ -259,9 +270,13 @@ static int serve_first_touch(struct vm *vm, size_t page)
 	uint64_t limit = vm_limit_pages(vm), done;
 	int r;
 
-	if (bp <= 1 || (limit && pagemap_count(vm->pm, PS_RESIDENT) + bp > first_touch_cap(vm)))
-		return serve_zero(vm, page, PS_NONE);
 	b0 = page - page % bp;
+	/* Only a guest growing its memory in address order is filled ahead: the page before
+	 * the block has been touched. A first touch out of the blue fills its page alone, so
+	 * that scattered first touches do not fill the limit with zeros nobody asked for. */
+	if (bp <= 1 || b0 == 0 || untouched(vm, b0 - 1) ||
+	    (limit && pagemap_count(vm->pm, PS_RESIDENT) + bp > first_touch_cap(vm)))
+		return serve_zero(vm, page, PS_NONE);
 	b1 = b0 + bp < pagemap_npages(vm->pm) ? b0 + bp : pagemap_npages(vm->pm);
 	while (lo > b0 && untouched(vm, lo - 1))
 		lo--;

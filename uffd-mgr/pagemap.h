@@ -32,6 +32,10 @@
  *   any +EVICTING           +DISCARDED              REMOVE during a move: zero at the commit
  *   SHM/DISK                ZERO                    REMOVE (discard): slots freed
  *   RESIDENT, M a hole      ZERO                    REMOVE after QEMU punched M
+ *   RESIDENT, M data        RESIDENT, not evictable REMOVE not the tracker's (a discard's first
+ *                           for a while (vm.h,      madvise: its punch may follow); M is looked
+ *                           struct vm_discard)      at under the lock, so that no batch fills it
+ *                                                   between the look and the change
  *   RESIDENT                RESIDENT+ARMING         tracker: PTE being dropped; the REMOVE it
  *                                                   raises clears the flag
  *   RESIDENT                RESIDENT+PREFETCHED     prefetch, until seen used or evicted

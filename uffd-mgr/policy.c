@@ -261,7 +261,9 @@ static const struct policy_key keys[K_COUNT] = {
 		.offset = FIELD(first_touch, uint64_t),
 		.help = "A fault on a never-touched page fills the aligned block of this size "
 			"around it, over the pages of the block still never touched, with one "
-			"call: sequential first touches then fault once per block. The pages "
+			"call, when the page before the block is in use (the guest grows its "
+			"memory in address order): such first touches then fault once per "
+			"block, scattered ones one page each as before. The pages "
 			"filled are resident and count against the limit: under one, blocks are "
 			"filled only while they leave the evictor nothing to do, and a block the "
 			"guest never uses is evicted as zero pages, which cost no tier slot. 4K: "

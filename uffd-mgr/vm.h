@@ -107,6 +107,18 @@ struct vm_fault_local {
 	uint64_t last_served_ns;	 /* busy-poll only while the VM faults hard */
 };
 
+/* A discard as the shim makes it is madvise, punch, madvise (qemu-glue/shim.c). A page still
+ * holding data at the first REMOVE must not be evicted before the punch: a tier copy made in
+ * between could be brought back (by a batch, or a fault on a neighbour) after the punch, and
+ * the second REMOVE would find data, not a hole. So the first REMOVE's range is kept here for
+ * a while, and the evictor leaves its pages alone (fault.c records, evict.c reads). */
+#define VM_DISCARD_RING	   16
+#define VM_DISCARD_HOLD_NS (200 * 1000000ull)
+struct vm_discard {
+	size_t first, end; /* pages [first, end) */
+	uint64_t until_ns;
+};
+
 /* What the working-set tracker measured (uffd-mgr/track.c); under vm->lock. */
 struct vm_track_stats {
 	uint32_t epoch;			     /* observations so far */
@@ -148,6 +160,8 @@ struct vm {
 	struct vm_stats *st;	/* in state: counters go on across daemon restarts */
 	struct vm_ahead_stats ahead; /* lock */
 	struct vm_fault_local fl;    /* the fault thread's alone */
+	struct vm_discard discards[VM_DISCARD_RING]; /* lock */
+	unsigned discard_next;			     /* lock */
 	bool adopted;		/* taken over from a daemon that died or was upgraded */
 	bool wake_pending;	/* adopted: the fault thread has not yet woken the range (lock) */
 	bool stale_arming;	/* adopted while the shim ran the dead daemon's arming (lock) */
@@ -252,6 +266,17 @@ bool vm_over_limit(const struct vm *vm);
  * and the tier is not full), so the guest is slowed rather than let past its limit. Lock
  * held. */
 bool vm_must_throttle(const struct vm *vm);
+
+/* Whether page is in a range a discard has madvised and may yet punch (struct vm_discard):
+ * not to be evicted now. Lock held. */
+static inline bool vm_discard_pending(const struct vm *vm, size_t page, uint64_t now)
+{
+	for (unsigned i = 0; i < VM_DISCARD_RING; i++)
+		if (page >= vm->discards[i].first && page < vm->discards[i].end &&
+		    now < vm->discards[i].until_ns)
+			return true;
+	return false;
+}
 
 /* Calls fn(first, n, arg) for each extent of pages [first, first + n) of the region's pages
  * [from, from + npages) that hold data in the guest memfd (SEEK_DATA walks extents, not pages,
