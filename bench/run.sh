@@ -892,12 +892,17 @@ machine_meta() {
 	meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
 	meta machine "Linux $(uname -r), $(nproc) x $cpu, $mem GiB${hyp:+, a $hyp guest}, disk $fs"
 	meta note1 "Guest threads are pinned to CPU $GUEST_CPU; each row says where the fault" \
-		"thread is (cpu = any is the policy default). The real guest (scene 4) runs under $ACCEL," \
+		"thread is (cpu = follow, the policy default, moves it to the guest's CPU). The real" \
+		"guest (scene 4) runs under $ACCEL," \
 		"unpinned, with the default placement."
 	meta note2 "Scene 1: $LAT_MB MiB filled, resident limit $LAT_LIMIT MiB, run_size 4K;" \
 		"$LAT_SAMPLES pages first-touched, then $LAT_SAMPLES pushed-out pages read once each in" \
 		"random order, after the guest discarded as many resident pages so that no eviction" \
 		"runs meanwhile."
+	meta note13 "Scenes 1 and 2: kernel zswap ($(cat /sys/module/zswap/parameters/compressor))" \
+		"sits in front of the same swap file; zram is a device of our own (lzo-rle by" \
+		"default) as the only swap. The pages' pattern compresses well, which favours both." \
+		"Each scene's last row is the longest single access any of its runs saw."
 	meta note3 "Scene 2: working set $REGROW_MB MiB, resident limit $REGROW_LIMIT MiB kept while" \
 		"reading back (the evictor runs alongside, as reclaim does in the cgroup); each pass" \
 		"stops after $PASS_S s and its rate is over the pages it read. Scene 4: median of" \
