@@ -124,23 +124,30 @@ static bool fits(const struct diskq *q, enum diskq_class cls, uint64_t bytes)
 	return !q->inflight || (q->inflight + bytes <= q->cap && class_room(q, cls, bytes));
 }
 
-/* The class a request ranks in: its own, or the faults' once it has waited AGE_NS. */
-static enum diskq_class rank(const struct waiter *w, uint64_t now)
+/* The rank a request goes in: a prefetch or write that has waited AGE_NS goes in RANK_AGED
+ * (ahead of the faults, in arrival order among them), else in its class (faults, aged or
+ * not, by start tag: their weights hold). */
+#define RANK_AGED (-1)
+static int rank(const struct waiter *w, uint64_t now)
 {
-	return w && now - w->since_ns > AGE_NS ? DISKQ_FAULT : w ? w->cls : DISKQ_FAULT;
+	return w->cls != DISKQ_FAULT && now - w->since_ns > AGE_NS ? RANK_AGED : (int)w->cls;
 }
 
-/* Whether waiter w goes before request (c, cls) ranked rc: a lower rank first, then the lower
- * start tag; on a tie, the one that came first (earlier says whether w is ahead in the list). */
+/* Whether waiter w goes before request (c, cls) ranked rc: a lower rank first; among the
+ * aged, the one that came first; within a class, the lower start tag, then the one that came
+ * first (earlier says whether w is ahead in the list). A strict order: with aged requests
+ * ranked as faults but ordered against them by arrival, and faults among themselves by tag,
+ * three waiters could each find another before them and none would ever go (seen in
+ * many_vms.sh under load: 60 waiters, nothing in flight, for minutes). */
 static bool goes_before(const struct diskq *q, const struct waiter *w, const struct diskq_client *c,
-			enum diskq_class cls, enum diskq_class rc, bool earlier, uint64_t now)
+			enum diskq_class cls, int rc, bool earlier, uint64_t now)
 {
-	enum diskq_class rw = rank(w, now);
+	int rw = rank(w, now);
 	uint64_t tw, tc;
 
 	if (rw != rc)
 		return rw < rc;
-	if (w->cls != cls) /* same rank, one of them aged: the one that waited longer */
+	if (rw == RANK_AGED)
 		return earlier;
 	tw = start_tag(q, w->c, w->cls);
 	tc = start_tag(q, c, cls);
@@ -156,7 +163,7 @@ static bool my_turn(const struct diskq *q, const struct diskq_client *c, enum di
 {
 	bool earlier = true; /* until the walk passes me */
 	uint64_t now = q->waiters ? now_ns() : 0;
-	enum diskq_class rc = me ? rank(me, now) : cls;
+	int rc = me ? rank(me, now) : (int)cls;
 
 	if (!fits(q, cls, bytes))
 		return false;

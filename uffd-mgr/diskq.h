@@ -7,9 +7,9 @@
  * the cap is reached it orders the waiting requests:
  *   1. by class: a fault's read, then a prefetch's or a release's read, then a demotion write,
  *      each class also capped (prefetch at half the cap, writes at a quarter), so a fault's
- *      read always finds room soon, whatever the background I/O; a request that has waited
- *      50 ms ranks with the faults, so a steady stream of faults cannot starve the demotion
- *      writes that make room in the shm tier;
+ *      read always finds room soon, whatever the background I/O; a prefetch or write that
+ *      has waited 50 ms goes ahead of the faults (the aged in arrival order), so a steady
+ *      stream of faults cannot starve the demotion writes that make room in the shm tier;
  *   2. within a class, by weighted fair queueing over bytes (start-time fair queueing: a
  *      VM's next request is tagged max(class virtual time, the VM's last finish tag), its
  *      finish tag adds bytes / weight; the lowest tag goes first), so each VM gets a share of
