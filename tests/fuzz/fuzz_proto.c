@@ -34,7 +34,9 @@ static void check_action(enum ctlmsg_action a, const union { struct proto_regist
 
 	switch (a) {
 	case CTL_REGISTER:
-		check(!shim && len == sizeof(*r) && r->hdr.type == PROTO_REGISTER);
+		check(!shim && (len == sizeof(*r) || len == PROTO_REGISTER_V2_LEN) &&
+		      r->hdr.type == PROTO_REGISTER);
+		check(len != sizeof(*r) || memchr(r->backend.id, 0, sizeof(r->backend.id)));
 		check((r->flags & PROTO_REG_RESUME) ? nfds >= 4 && nfds <= 5 : nfds == 2);
 		check(memchr(r->vm_name, 0, sizeof(r->vm_name)) && memchr(r->policy_path, 0, sizeof(r->policy_path)) &&
 		      memchr(r->qmp_path, 0, sizeof(r->qmp_path)) && memchr(r->block_name, 0, sizeof(r->block_name)));
@@ -46,6 +48,7 @@ static void check_action(enum ctlmsg_action a, const union { struct proto_regist
 		check(!shim && !nfds);
 		break;
 	case CTL_UPGRADE:
+	case CTL_UFFD_DEV:
 		check(!shim && !nfds && len == sizeof(struct proto_hdr));
 		break;
 	case CTL_ARM_DONE:

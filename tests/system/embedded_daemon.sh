@@ -18,5 +18,9 @@ for _ in $(seq 50); do
 	sleep 0.1
 done
 grep -q "no VM left, exiting" "$log" || fail "embedded daemon did not exit: $(tail -3 "$log")"
+for _ in $(seq 50); do # it removes the socket last, after detaching its BPF programs
+	[ -S "$SOCK" ] || break
+	sleep 0.1
+done
 [ ! -S "$SOCK" ] || fail "embedded daemon left its socket behind"
 echo "PASS: embedded daemon served the guest and exited"
