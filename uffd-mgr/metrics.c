@@ -216,8 +216,7 @@ static const struct family vm_families[] = {
 
 /* clang-format on */
 
-/* The value at a dotted path such as "faults.shm", or NULL when any step is missing. */
-static struct json_object *lookup(struct json_object *o, const char *path)
+struct json_object *metrics_lookup(struct json_object *o, const char *path)
 {
 	const char *dot;
 	char key[64];
@@ -303,7 +302,7 @@ static void put_series(FILE *f, const struct family *fam, struct json_object *o,
 	char value[64];
 
 	for (const struct series *s = fam->s; s < fam->s + 8 && s->path; s++) {
-		struct json_object *v = lookup(o, s->path);
+		struct json_object *v = metrics_lookup(o, s->path);
 
 		if (!v)
 			continue;
@@ -323,7 +322,7 @@ static void put_series(FILE *f, const struct family *fam, struct json_object *o,
 
 static const char *vm_name(struct json_object *vm)
 {
-	struct json_object *n = lookup(vm, "name");
+	struct json_object *n = metrics_lookup(vm, "name");
 
 	return n ? json_object_get_string(n) : NULL;
 }
@@ -331,7 +330,7 @@ static const char *vm_name(struct json_object *vm)
 /* The VMs a scrape shows: every one with a name that has not exited. */
 static bool shown(struct json_object *vm)
 {
-	struct json_object *st = lookup(vm, "state");
+	struct json_object *st = metrics_lookup(vm, "state");
 
 	return vm_name(vm) && !(st && !strcmp(json_object_get_string(st), "exited"));
 }
@@ -360,10 +359,10 @@ static void put_info(FILE *f, struct json_object *vms)
 
 		if (!shown(vm))
 			continue;
-		pid = lookup(vm, "pid");
-		if ((v = lookup(vm, "state")))
+		pid = metrics_lookup(vm, "pid");
+		if ((v = metrics_lookup(vm, "state")))
 			st = json_object_get_string(v);
-		if ((v = lookup(vm, "tracker.mode")))
+		if ((v = metrics_lookup(vm, "tracker.mode")))
 			mode = json_object_get_string(v);
 		fputs("uffd_mgr_vm_info{vm=\"", f);
 		put_escaped(f, vm_name(vm), true);
@@ -392,13 +391,13 @@ static void put_latency(FILE *f, struct json_object *vms)
 		if (!shown(vm))
 			continue;
 		for (size_t k = 0; k < 2; k++)
-			if ((v = lookup(vm, q[k][1])) && format_value(v, US, value, sizeof(value)))
+			if ((v = metrics_lookup(vm, q[k][1])) && format_value(v, US, value, sizeof(value)))
 				put_sample(f, name, vm_name(vm), "quantile", q[k][0], value);
-		if ((v = lookup(vm, "fault_latency_us.sum")) &&
+		if ((v = metrics_lookup(vm, "fault_latency_us.sum")) &&
 		    format_value(v, US, value, sizeof(value)))
 			put_sample(f, "uffd_mgr_fault_latency_seconds_sum", vm_name(vm), NULL, NULL,
 				   value);
-		if ((v = lookup(vm, "fault_latency_us.count")) &&
+		if ((v = metrics_lookup(vm, "fault_latency_us.count")) &&
 		    format_value(v, 1, value, sizeof(value)))
 			put_sample(f, "uffd_mgr_fault_latency_seconds_count", vm_name(vm), NULL,
 				   NULL, value);
@@ -407,7 +406,7 @@ static void put_latency(FILE *f, struct json_object *vms)
 
 int metrics_format(struct json_object *snap, char **text, size_t *len)
 {
-	struct json_object *vms = lookup(snap, "vms");
+	struct json_object *vms = metrics_lookup(snap, "vms");
 	char count[32];
 	size_t n = 0;
 	FILE *f;

@@ -23,4 +23,8 @@ struct json_object;
  * exposition, NUL-terminated, and *len its length. Returns 0, or -ENOMEM. */
 int metrics_format(struct json_object *snap, char **text, size_t *len);
 
+/* The value at a dotted path of a snapshot's object, e.g. "faults.shm" of a VM's, or NULL
+ * when any step is missing (uffdctl's table and top read snapshots through it too). */
+struct json_object *metrics_lookup(struct json_object *o, const char *path);
+
 #endif

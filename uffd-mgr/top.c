@@ -1,6 +1,7 @@
 /* top: see top.h. Each second: a snapshot, rows built from it (rates against the rows of the
  * second before, matched by VM name and pid), sorted, drawn; then keys until the next one. */
 #include "uffd-mgr/top.h"
+#include "uffd-mgr/metrics.h"
 
 #include <curses.h>
 #include <json-c/json.h>
@@ -59,45 +60,30 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* The value at a dotted path such as "faults.shm", or NULL when any step is missing. */
-static struct json_object *lookup(struct json_object *o, const char *path)
-{
-	const char *dot;
-	char key[64];
-
-	while (o && (dot = strchr(path, '.'))) {
-		snprintf(key, sizeof(key), "%.*s", (int)(dot - path), path);
-		if (!json_object_object_get_ex(o, key, &o))
-			return NULL;
-		path = dot + 1;
-	}
-	return o && json_object_object_get_ex(o, path, &o) ? o : NULL;
-}
-
 static uint64_t u64(struct json_object *o, const char *path)
 {
-	struct json_object *v = lookup(o, path);
+	struct json_object *v = metrics_lookup(o, path);
 
 	return v ? json_object_get_uint64(v) : 0;
 }
 
 static double dbl(struct json_object *o, const char *path)
 {
-	struct json_object *v = lookup(o, path);
+	struct json_object *v = metrics_lookup(o, path);
 
 	return v ? json_object_get_double(v) : 0;
 }
 
 static const char *str(struct json_object *o, const char *path)
 {
-	struct json_object *v = lookup(o, path);
+	struct json_object *v = metrics_lookup(o, path);
 
 	return v && json_object_get_string(v) ? json_object_get_string(v) : "?";
 }
 
 static void fill_row(struct vmrow *r, struct json_object *vm)
 {
-	struct json_object *w = lookup(vm, "tracker.wss_bytes");
+	struct json_object *w = metrics_lookup(vm, "tracker.wss_bytes");
 	int i = 0;
 
 	memset(r, 0, sizeof(*r));
@@ -127,8 +113,8 @@ static void fill_row(struct vmrow *r, struct json_object *vm)
 	r->demand = u64(vm, "plan.demand");
 	r->target = u64(vm, "plan.resident_target");
 	r->balloon = u64(vm, "plan.balloon_target");
-	r->full = lookup(vm, "tier_full") && json_object_get_boolean(lookup(vm, "tier_full"));
-	r->full |= lookup(vm, "disk.full") && json_object_get_boolean(lookup(vm, "disk.full"));
+	r->full = json_object_get_boolean(metrics_lookup(vm, "tier_full")) ||
+		  json_object_get_boolean(metrics_lookup(vm, "disk.full"));
 }
 
 /* Faults per second since the snapshot before, for the VMs that were in it. */
@@ -178,7 +164,7 @@ static void fmt_uptime(double s, char *buf, size_t len)
  * Returns 0, or -1 when out of memory. */
 static int load(struct view *v, struct json_object *snap)
 {
-	struct json_object *vms = lookup(snap, "vms");
+	struct json_object *vms = metrics_lookup(snap, "vms");
 	size_t n =
 	    vms && json_object_is_type(vms, json_type_array) ? json_object_array_length(vms) : 0;
 	struct vmrow *rows = calloc(n ? n : 1, sizeof(*rows));

@@ -69,45 +69,30 @@ static void usage(FILE *out)
 		PROTO_DEFAULT_SOCKET);
 }
 
-/* The value at a dotted path such as "faults.shm", or NULL when any step is missing. */
-static struct json_object *lookup(struct json_object *o, const char *path)
-{
-	const char *dot;
-	char key[64];
-
-	while (o && (dot = strchr(path, '.'))) {
-		snprintf(key, sizeof(key), "%.*s", (int)(dot - path), path);
-		if (!json_object_object_get_ex(o, key, &o))
-			return NULL;
-		path = dot + 1;
-	}
-	return o && json_object_object_get_ex(o, path, &o) ? o : NULL;
-}
-
 static uint64_t get_u64(struct json_object *o, const char *path)
 {
-	struct json_object *v = lookup(o, path);
+	struct json_object *v = metrics_lookup(o, path);
 
 	return v ? (uint64_t)json_object_get_int64(v) : 0;
 }
 
 static bool get_bool(struct json_object *o, const char *path)
 {
-	struct json_object *v = lookup(o, path);
+	struct json_object *v = metrics_lookup(o, path);
 
 	return v && json_object_get_boolean(v);
 }
 
 static double get_double(struct json_object *o, const char *path)
 {
-	struct json_object *v = lookup(o, path);
+	struct json_object *v = metrics_lookup(o, path);
 
 	return v ? json_object_get_double(v) : 0;
 }
 
 static const char *get_str(struct json_object *o, const char *path)
 {
-	struct json_object *v = lookup(o, path);
+	struct json_object *v = metrics_lookup(o, path);
 
 	return v ? json_object_get_string(v) : "?";
 }
@@ -115,7 +100,7 @@ static const char *get_str(struct json_object *o, const char *path)
 /* The first two working-set windows (1 and 10 intervals), in MiB; "-" with no tracker. */
 static void wss_column(struct json_object *vm, char *buf, size_t len)
 {
-	struct json_object *w = lookup(vm, "tracker.wss_bytes");
+	struct json_object *w = metrics_lookup(vm, "tracker.wss_bytes");
 	uint64_t v[2] = {0, 0};
 	int i = 0;
 
@@ -310,15 +295,15 @@ static struct json_object *fetch_snapshot(void *path)
  * (those whose daemon's uptime is under t_s); also the longest pause among those. */
 static int count_resumed(struct json_object *snap, int *running, double *max_pause_ms)
 {
-	struct json_object *vms = lookup(snap, "vms");
+	struct json_object *vms = metrics_lookup(snap, "vms");
 	int resumed = 0;
 
 	*running = 0;
 	*max_pause_ms = 0;
 	for (size_t i = 0; vms && i < json_object_array_length(vms); i++) {
-		struct json_object *vm = json_object_array_get_idx(vms, i), *st = lookup(vm, "state");
-		struct json_object *adopted = lookup(vm, "restarts.adopted");
-		struct json_object *pause = lookup(vm, "restarts.last_pause_ms");
+		struct json_object *vm = json_object_array_get_idx(vms, i), *st = metrics_lookup(vm, "state");
+		struct json_object *adopted = metrics_lookup(vm, "restarts.adopted");
+		struct json_object *pause = metrics_lookup(vm, "restarts.last_pause_ms");
 
 		if (!st || strcmp(json_object_get_string(st), "running"))
 			continue;
@@ -368,8 +353,8 @@ static int run_upgrade(const char *path)
 		usleep(100000);
 		json_object_put(after);
 		after = snapshot(path);
-		if (after && lookup(after, "daemon.uptime_s") &&
-		    json_object_get_double(lookup(after, "daemon.uptime_s")) < 0.1 * (tries + 1) + 1 &&
+		if (after && metrics_lookup(after, "daemon.uptime_s") &&
+		    json_object_get_double(metrics_lookup(after, "daemon.uptime_s")) < 0.1 * (tries + 1) + 1 &&
 		    (resumed = count_resumed(after, &running, &pause_ms)) >= want)
 			break;
 	}
