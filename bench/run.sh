@@ -12,7 +12,10 @@
 #      guest's CPU or the other one, busy_poll 0 or 50 µs, and the default placement.
 #   2. Regrowth (bench/regrow.c): a working set pushed out to the shm or disk tier and read
 #      back in order and at random, run_size 64K (batched) and 4K, against memcpy of the same
-#      bytes and kernel swap in a memory cgroup of the same resident size.
+#      bytes and the kernel's own paging in a memory cgroup of the same resident size: swap on
+#      a file, zswap in front of it, and zram (where the kernel has it); and the first touch of
+#      the whole set in address order (the fill) with no limit, against the kernel's.
+#   Scenes 1 and 2 print, per scene, the longest single access (fault) any of their runs saw.
 #   3. Disk-tier 4 KiB random reads, one page per fault, against fio randread (4k, direct,
 #      io_uring, QD1, same CPU) on the disk tier's own file while it holds the guest's pages.
 #   4. The test guest (KVM or TCG) running memstress under the manager, resident_max 50% and
@@ -60,7 +63,8 @@
 # bench/results), BENCH_REGROW_MB (scene 2 working set, default 1024), BENCH_PASS_S (longest
 # read-back pass in scene 2, default 6), BENCH_SCENES (the scenes to run, e.g. "1 8", scene 3
 # comes with 1 or runs alone; default all; a partial run makes no plots and leaves
-# bench/latest.* alone).
+# bench/latest.* alone), BENCH_TRACKER (a [tracker] mode for the fake-guest VMs of scenes 1
+# and 2; default: the policy's default).
 # Needs root (swap file, memory cgroup v1), fio and gnuplot. Everything it starts (daemon,
 # guests, swap file, cgroup, scratch files) is stopped and removed on exit, failure or
 # interrupt. Exit status: 0, or 1 when a step failed or a page came back wrong.
@@ -90,6 +94,9 @@ TRACK_OPS=150000000 # scene 5: pages read per thread, ~8 s of passes here
 TRACK_RUNS=5        # scene 5: this host's run-to-run noise is larger than the effect
 
 WORK='' SOCK='' DAEMON='' CHILD='' BGCHILD='' SWAP='' CG='' FAILED=0 GBOOTS=''
+ZSWAP_WAS='' ZRAM='' # zswap's enabled parameter before us; our zram device's number
+# scenes 1, 2: longest single access (µs) under uffd-mgr, and (k) under the kernel's paging
+LONGEST1=0 LONGEST2=0 LONGEST1_AT='' LONGEST2_AT='' LONGEST1k=0 LONGEST2k=0 LONGEST1k_AT='' LONGEST2k_AT='' LONGEST2m=0 LONGEST2m_AT=''
 T0=$SECONDS
 
 # ---- plumbing ----
@@ -121,6 +128,11 @@ cleanup() {
 	if [ -n "$DAEMON" ]; then
 		stop "$DAEMON" # after its guests: it then has no pages to hand back
 		cp "$WORK/daemon.log" "$OUT/daemon.log" 2>/dev/null
+	fi
+	[ -z "$ZSWAP_WAS" ] || echo "$ZSWAP_WAS" >/sys/module/zswap/parameters/enabled
+	if [ -n "$ZRAM" ]; then
+		swapoff "/dev/zram$ZRAM" 2>/dev/null
+		echo "$ZRAM" >/sys/class/zram-control/hot_remove || say "cannot remove zram$ZRAM" >&2
 	fi
 	[ -z "$SWAP" ] || swapoff "$SWAP" 2>/dev/null || say "cannot swapoff $SWAP" >&2
 	[ -z "$CG" ] || rmdir "$CG" 2>/dev/null || say "cannot remove cgroup $CG" >&2
@@ -241,13 +253,55 @@ in_cgroup() {
 	run "$out" sh -c 'echo $$ >"$1/tasks" && shift && exec "$@"' sh "$CG" "$@"
 }
 
+# Runs a command with zswap in front of the swap file: with_zswap cmd...
+with_zswap() {
+	local rc=0
+	ZSWAP_WAS=$(cat /sys/module/zswap/parameters/enabled)
+	echo Y >/sys/module/zswap/parameters/enabled
+	"$@" || rc=$?
+	echo "$ZSWAP_WAS" >/sys/module/zswap/parameters/enabled
+	ZSWAP_WAS=''
+	return $rc
+}
+
+# Runs a command with a zram device of $1 MiB as the only swap: with_zram MiB cmd... zram is
+# built into some kernels (no module to load): a device of our own comes from zram-control.
+with_zram() {
+	local mb=$1 rc=0 dev
+	shift
+	modprobe zram 2>/dev/null || true
+	[ -w /sys/class/zram-control/hot_add ] || return 2
+	ZRAM=$(cat /sys/class/zram-control/hot_add) || return 2
+	dev=/dev/zram$ZRAM
+	echo $((mb << 20)) >"/sys/block/zram$ZRAM/disksize" && mkswap "$dev" >/dev/null &&
+		swapoff "$SWAP" && swapon -p 100 "$dev" || rc=2
+	[ $rc -ne 0 ] || "$@" || rc=$?
+	swapoff "$dev" 2>/dev/null
+	swapon "$SWAP" || say "cannot swapon $SWAP again" >&2
+	echo "$ZRAM" >/sys/class/zram-control/hot_remove
+	ZRAM=''
+	return $rc
+}
+
+# Keeps the longest single access of scene $1 seen so far: longest SCENE microseconds what.
+longest() {
+	local v=${2:-0} cur="LONGEST$1"
+	if awk -v a="$v" -v b="${!cur}" 'BEGIN { exit !(a > b) }'; then
+		printf -v "LONGEST$1" %s "$v"
+		printf -v "LONGEST$1_AT" %s "$3"
+	fi
+}
+
 # Writes the policy of VM $1: resident_max run_size shm_max disk_max(0: none) cpu busy_poll.
 policy() {
 	{
 		printf '[vm]\nname = %s\n[memory]\nresident_max = %s\nrun_size = %s\n' "$1" "$2" "$3"
 		printf '[shm]\nmax = %s\n' "$4"
 		[ "$5" = 0 ] || printf '[disk]\npath = %s/%%n.swap\nmax = %s\n' "$WORK" "$5"
-		printf '[fault]\ncpu = %s\nbusy_poll = %s\n' "$6" "$7"
+		printf '[fault]\n'
+		[ "$6" = default ] || printf 'cpu = %s\n' "$6"
+		[ "$7" = default ] || printf 'busy_poll = %s\n' "$7"
+		[ -z "${BENCH_TRACKER:-}" ] || printf '[tracker]\nmode = %s\n' "$BENCH_TRACKER"
 	} >"$WORK/$1.conf"
 }
 
@@ -280,8 +334,16 @@ lat_kernel() {
 		in_cgroup $LAT_LIMIT "$o" "$BIN/faultlat" --anon "${FL[@]}" --limit-mb $LAT_LIMIT ||
 			failed "kernel swap-in faults"
 		SWAP50=$(kv "$o" tier_p50_us) SWAP99=$(kv "$o" tier_p99_us)
+		longest 1k "$(kv "$o" tier_max_us)" "kernel swap-in"
+		o=$WORK/lat-zswap.out
+		say "scene 1: kernel zswap swap-in, memory cgroup of $LAT_LIMIT MiB (baseline)"
+		with_zswap in_cgroup $LAT_LIMIT "$o" "$BIN/faultlat" --anon "${FL[@]}" \
+			--limit-mb $LAT_LIMIT || failed "kernel zswap swap-in faults"
+		ZSW50=$(kv "$o" tier_p50_us) ZSW99=$(kv "$o" tier_p99_us)
+		longest 1k "$(kv "$o" tier_max_us)" "kernel zswap swap-in"
 	fi
-	say "  anon p50 ${ANON50:-?} µs, shmem p50 ${SHMEM50:-?} µs, swap-in p50 ${SWAP50:-?} µs"
+	say "  anon p50 ${ANON50:-?} µs, shmem p50 ${SHMEM50:-?} µs, swap-in p50 ${SWAP50:-?} µs," \
+		"zswap swap-in p50 ${ZSW50:-?} µs"
 }
 
 # One managed latency run: VM cpu busy_poll [shm_max disk_max sync_dir]. Output in $WORK/VM.out.
@@ -289,7 +351,10 @@ lat_vm() {
 	local vm=$1 shm=${4:-512M} disk=${5:-0} sync=()
 	[ -z "${6:-}" ] || sync=(--sync "$6")
 	policy "$vm" ${LAT_LIMIT}M 4K "$shm" "$disk" "$2" "$3"
-	managed "$vm" "$WORK/$vm.out" "$BIN/faultlat" "${FL[@]}" --limit-mb $LAT_LIMIT "${sync[@]}"
+	managed "$vm" "$WORK/$vm.out" "$BIN/faultlat" "${FL[@]}" --limit-mb $LAT_LIMIT \
+		"${sync[@]}" || return 1
+	longest 1 "$(kv "$WORK/$vm.out" touch_max_us)" "$vm, first touch"
+	longest 1 "$(kv "$WORK/$vm.out" tier_max_us)" "$vm, tier faults"
 }
 
 # Placement variants of the shm tier: label cpu busy_poll.
@@ -298,7 +363,8 @@ PLACEMENTS=("fault thread on the guest's CPU, busy_poll 0|$GUEST_CPU|0|same CPU"
 	"fault thread on the other CPU, busy_poll 0|$OTHER_CPU|0|other CPU"
 	"fault thread on the other CPU, busy_poll 50|$OTHER_CPU|50|other CPU, poll 50"
 	"fault thread on the guest's CPU, busy_poll 50|$GUEST_CPU|50|same CPU, poll 50"
-	"fault thread unpinned (cpu = any, default), busy_poll 0|any|0|cpu any (default)")
+	"fault thread unpinned (cpu = any), busy_poll 0|any|0|cpu any"
+	"fault thread placed by the policy's defaults|default|default|default placement")
 
 # Runs every placement; the first (the guest's CPU, no polling) is the headline, whose
 # first touches also give the zero-page row. Sets ZERO*, SHM* and PL_P50/PL_P99 per placement.
@@ -336,6 +402,7 @@ lat_disk() {
 	wait $BGCHILD || failed "disk-tier faults: $(tail -n 3 "$o.err")"
 	BGCHILD=
 	DISK50=$(kv "$o" tier_p50_us) DISK99=$(kv "$o" tier_p99_us) DISKMEAN=$(kv "$o" tier_mean_us)
+	longest 1 "$(kv "$o" tier_max_us)" "disk-tier faults"
 	meta note4 "Scene 1: of the $(kv "$o" tier_n) disk-tier samples, $(vmstat $vm faults.disk)" \
 		"were served from disk, the rest from the 1 MiB shm tier."
 	say "  disk tier p50 ${DISK50:-?} µs p99 ${DISK99:-?} µs"
@@ -378,9 +445,15 @@ scene1_rows() {
 	row 1 "zero-page fault p99 (first touch), $same" "${ZERO99:-n/a}" µs \
 		"kernel anon first touch" "$ANON99" "kernel shmem first touch" "$SHMEM99"
 	row 1 "shm-tier fault p50, $same, busy_poll 0" "${SHM50:-n/a}" µs \
-		"kernel anon first touch" "$ANON50" "kernel swap-in" "${SWAP50:-n/a}"
+		"kernel anon first touch" "$ANON50" "kernel swap-in" "${SWAP50:-n/a}" \
+		"kernel zswap swap-in" "${ZSW50:-n/a}"
 	row 1 "shm-tier fault p99, $same, busy_poll 0" "${SHM99:-n/a}" µs \
-		"kernel anon first touch" "$ANON99" "kernel swap-in" "${SWAP99:-n/a}"
+		"kernel anon first touch" "$ANON99" "kernel swap-in" "${SWAP99:-n/a}" \
+		"kernel zswap swap-in" "${ZSW99:-n/a}"
+	row 1 "shm-tier fault p50, the policy's default placement" "${PL_P50[-1]:-n/a}" µs \
+		"kernel zswap swap-in" "${ZSW50:-n/a}" "kernel swap-in" "${SWAP50:-n/a}"
+	row 1 "longest single access in scene 1 under uffd-mgr ($LONGEST1_AT)" "$LONGEST1" µs \
+		"longest under kernel swap or zswap (${LONGEST1k_AT:-none})" "$LONGEST1k"
 	row 1 "disk-tier fault p50, $same" "${DISK50:-n/a}" µs \
 		"kernel swap-in" "${SWAP50:-n/a}" "kernel anon first touch" "$ANON50"
 	row 1 "disk-tier fault p99, $same" "${DISK99:-n/a}" µs \
@@ -390,6 +463,7 @@ scene1_rows() {
 	bar latency "uffd zero page" "$ZERO50" "$ZERO99"
 	scene1_placement_rows
 	bar latency "kernel swap-in" "${SWAP50:-NaN}" "${SWAP99:-NaN}"
+	bar latency "kernel zswap swap-in" "${ZSW50:-NaN}" "${ZSW99:-NaN}"
 	bar latency "uffd disk tier" "${DISK50:-NaN}" "${DISK99:-NaN}"
 	bar latency "fio 4k read (QD1)" "${FIO50:-NaN}" "${FIO99:-NaN}"
 }
@@ -428,8 +502,11 @@ regrow_run() {
 	say "scene 2: $label"
 	SEQ='' RAND=''
 	"$@" || { failed "regrowth ($label)"; return 0; }
-	SEQ=$(kv "$o" seq_mibs) RAND=$(kv "$o" rand_mibs)
-	say "  fill $(kv "$o" fill_s) s; sequential $SEQ MiB/s, random $RAND MiB/s"
+	SEQ=$(kv "$o" seq_mibs) RAND=$(kv "$o" rand_mibs) FILL=$(kv "$o" fill_s)
+	longest "2${KSIDE:-}" "$(kv "$o" seq_max_us)" "$label, sequential"
+	longest "2${KSIDE:-}" "$(kv "$o" rand_max_us)" "$label, random"
+	say "  fill $FILL s; sequential $SEQ MiB/s, random $RAND MiB/s;" \
+		"longest read $(kv "$o" seq_max_us) / $(kv "$o" rand_max_us) µs"
 }
 
 regrow_vm() { # label vm run_size shm_max disk_max
@@ -438,21 +515,58 @@ regrow_vm() { # label vm run_size shm_max disk_max
 		--limit-mb $REGROW_LIMIT
 }
 
-scene2() {
-	local big=$((REGROW_MB * 2))M
-	regrow_run "memcpy of the same bytes, all resident (baseline)" "$WORK/rg-memcpy.out" \
-		run "$WORK/rg-memcpy.out" "$BIN/regrow" "${RG[@]}" --anon
-	MSEQ=$SEQ MRAND=$RAND
+# The kernel's own paging of the same set in a memory cgroup of the same resident size: swap
+# on a file, zswap in front of it, zram. Sets K{SEQ,RAND}, Z{SEQ,RAND}, R{SEQ,RAND}.
+scene2_kernel() {
+	local cg="memory cgroup of $REGROW_LIMIT MiB" args=("${RG[@]}" --anon --limit-mb $REGROW_LIMIT)
+	local KSIDE=k # their longest accesses are the kernel's
 	SEQ='' RAND=''
 	[ -z "$CG" ] ||
-		regrow_run "kernel swap-in, memory cgroup of $REGROW_LIMIT MiB, swap file (baseline)" \
-			"$WORK/rg-swap.out" in_cgroup $REGROW_LIMIT "$WORK/rg-swap.out" "$BIN/regrow" \
-			"${RG[@]}" --anon --limit-mb $REGROW_LIMIT
+		regrow_run "kernel swap-in, $cg, swap file (baseline)" "$WORK/rg-swap.out" \
+			in_cgroup $REGROW_LIMIT "$WORK/rg-swap.out" "$BIN/regrow" "${args[@]}"
 	KSEQ=${SEQ:-n/a} KRAND=${RAND:-n/a}
-	row 2 "kernel swap-in, sequential" "$KSEQ" MiB/s "memcpy" "$MSEQ"
-	row 2 "kernel swap-in, random" "$KRAND" MiB/s "memcpy" "$MRAND"
+	SEQ='' RAND=''
+	[ -z "$CG" ] ||
+		regrow_run "kernel zswap ($(cat /sys/module/zswap/parameters/compressor)), $cg" \
+			"$WORK/rg-zswap.out" with_zswap in_cgroup $REGROW_LIMIT "$WORK/rg-zswap.out" \
+			"$BIN/regrow" "${args[@]}"
+	ZSEQ=${SEQ:-n/a} ZRAND=${RAND:-n/a}
+	SEQ='' RAND=''
+	if [ -n "$CG" ]; then
+		with_zram $((REGROW_MB * 5 / 4)) true && regrow_run "kernel zram swap, $cg" \
+			"$WORK/rg-zram.out" with_zram $((REGROW_MB * 5 / 4)) in_cgroup $REGROW_LIMIT \
+			"$WORK/rg-zram.out" "$BIN/regrow" "${args[@]}" ||
+			say "  no zram here (no module, no zram-control): its baseline is n/a"
+	fi
+	RSEQ=${SEQ:-n/a} RRAND=${RAND:-n/a}
+	for k in "kernel swap-in|$KSEQ|$KRAND" "kernel zswap|$ZSEQ|$ZRAND" "kernel zram|$RSEQ|$RRAND"; do
+		IFS='|' read -r label sq rn <<<"$k"
+		row 2 "$label, sequential" "$sq" MiB/s "memcpy" "$MSEQ"
+		row 2 "$label, random" "$rn" MiB/s "memcpy" "$MRAND"
+		bar regrow "$label" "${sq/n\/a/NaN}" "${rn/n\/a/NaN}"
+	done
+}
+
+# First touch of the whole set in address order (regrow's fill), no limit: uffd-mgr against
+# the kernel's anonymous first touch (the memcpy run's fill).
+scene2_first_touch() {
+	local vm=rg-touch mfill=$1
+	policy $vm 0 64K 64M 0 $GUEST_CPU 0
+	regrow_run "first touch in address order, no limit (fill)" "$WORK/$vm.out" \
+		managed $vm "$WORK/$vm.out" "$BIN/regrow" "${RG[@]}"
+	row 2 "first touch of $REGROW_MB MiB in address order, no limit" \
+		"$(awk -v f="${FILL:-0}" -v m=$REGROW_MB 'BEGIN { print (f > 0 ? m / f : "n/a") }')" MiB/s \
+		"kernel anon first touch" "$(awk -v f="$mfill" -v m=$REGROW_MB 'BEGIN { print m / f }')"
+}
+
+scene2() {
+	local big=$((REGROW_MB * 2))M mfill
+	KSIDE=m regrow_run "memcpy of the same bytes, all resident (baseline)" \
+		"$WORK/rg-memcpy.out" run "$WORK/rg-memcpy.out" "$BIN/regrow" "${RG[@]}" --anon
+	MSEQ=$SEQ MRAND=$RAND mfill=$FILL
 	bar regrow "memcpy" "$MSEQ" "$MRAND"
-	bar regrow "kernel swap-in" "$KSEQ" "$KRAND"
+	scene2_kernel
+	scene2_first_touch "$mfill"
 	# label | VM | run_size | shm max | disk max | plot label
 	for cfg in "shm tier, run_size 64K (batched)|rg-shm64k|64K|$big|0|uffd shm, run 64K" \
 		"shm tier, run_size 4K (a page per fault)|rg-shm4k|4K|$big|0|uffd shm, run 4K" \
@@ -460,10 +574,14 @@ scene2() {
 		"disk tier (shm 32M), run_size 4K (a page per fault)|rg-disk4k|4K|32M|$big|uffd disk, run 4K"; do
 		IFS='|' read -r label vm rs shm disk short <<<"$cfg"
 		regrow_vm "$label" "$vm" "$rs" "$shm" "$disk"
-		row 2 "$label, sequential" "${SEQ:-n/a}" MiB/s "kernel swap-in" "$KSEQ" memcpy "$MSEQ"
-		row 2 "$label, random" "${RAND:-n/a}" MiB/s "kernel swap-in" "$KRAND" memcpy "$MRAND"
+		row 2 "$label, sequential" "${SEQ:-n/a}" MiB/s "kernel swap-in" "$KSEQ" \
+			"kernel zswap" "$ZSEQ" "kernel zram" "$RSEQ" memcpy "$MSEQ"
+		row 2 "$label, random" "${RAND:-n/a}" MiB/s "kernel swap-in" "$KRAND" \
+			"kernel zswap" "$ZRAND" "kernel zram" "$RRAND" memcpy "$MRAND"
 		bar regrow "$short" "${SEQ:-NaN}" "${RAND:-NaN}"
 	done
+	row 2 "longest single page read in scene 2 under uffd-mgr ($LONGEST2_AT)" "$LONGEST2" µs \
+		"longest under kernel swap, zswap or zram (${LONGEST2k_AT:-none})" "$LONGEST2k"
 }
 
 # ---- scene 4: real guest ----
@@ -1004,12 +1122,17 @@ machine_meta() {
 	meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
 	meta machine "Linux $(uname -r), $(nproc) x $cpu, $mem GiB${hyp:+, a $hyp guest}, disk $fs"
 	meta note1 "Guest threads are pinned to CPU $GUEST_CPU; each row says where the fault" \
-		"thread is (cpu = any is the policy default). The real guest (scene 4) runs under $ACCEL," \
+		"thread is (cpu = follow, the policy default, moves it to the guest's CPU). The real" \
+		"guest (scene 4) runs under $ACCEL," \
 		"unpinned, with the default placement."
 	meta note2 "Scene 1: $LAT_MB MiB filled, resident limit $LAT_LIMIT MiB, run_size 4K;" \
 		"$LAT_SAMPLES pages first-touched, then $LAT_SAMPLES pushed-out pages read once each in" \
 		"random order, after the guest discarded as many resident pages so that no eviction" \
 		"runs meanwhile."
+	meta note13 "Scenes 1 and 2: kernel zswap ($(cat /sys/module/zswap/parameters/compressor))" \
+		"sits in front of the same swap file; zram is a device of our own (lzo-rle by" \
+		"default) as the only swap. The pages' pattern compresses well, which favours both." \
+		"Each scene's last row is the longest single access any of its runs saw."
 	meta note3 "Scene 2: working set $REGROW_MB MiB, resident limit $REGROW_LIMIT MiB kept while" \
 		"reading back (the evictor runs alongside, as reclaim does in the cgroup); each pass" \
 		"stops after $PASS_S s and its rate is over the pages it read. Scene 4: median of" \

@@ -83,13 +83,16 @@ static size_t choose(struct vm *vm, struct victim *v)
 {
 	size_t count = 0;
 
+	uint64_t now = vm_now_ns();
+
 	pthread_mutex_lock(&vm->lock);
 	for (size_t i = 0; i < v->n; i++) {
 		size_t p = v->first + i;
 
 		unsigned fl = pagemap_flags(vm->pm, p);
 
-		if (pagemap_state(vm->pm, p) == PS_RESIDENT && (!fl || fl == PF_PREFETCHED)) {
+		if (pagemap_state(vm->pm, p) == PS_RESIDENT && (!fl || fl == PF_PREFETCHED) &&
+		    !vm_discard_pending(vm, p, now)) {
 			if (fl) /* brought back ahead of time and not used: a wasted prefetch */
 				vm->plan.ps.prefetch_unused++;
 			pagemap_set_flags(vm->pm, p, PF_EVICTING);
@@ -578,7 +581,9 @@ static void evict_round(struct vm *vm)
 
 /* Picks the next runs to prefetch into b, hottest first, while the planner wants pages and
  * the VM stays under its limit with them; their first pages go to firsts, and was[k * run + i]
- * says whether page i of the k-th was tiered. Lock held. Returns how many runs. */
+ * says whether page i of the k-th was tiered. Stops at a run whose tiered pages are all in
+ * the (uncompressed) shm tier: those are the shm batch's (fault_prefetch_batch). Lock held.
+ * Returns how many runs. */
 static size_t prefetch_pick(struct vm *vm, struct disk_batch *b, size_t *firsts, uint8_t *was,
 			    size_t max_runs)
 {
@@ -589,7 +594,7 @@ static size_t prefetch_pick(struct vm *vm, struct disk_batch *b, size_t *firsts,
 	       (!limit || pagemap_count(vm->pm, PS_RESIDENT) + tiered + run <= limit) &&
 	       !pagemap_hot_tiered_pick(vm->pm, &first)) {
 		uint8_t *w = was + k * run;
-		size_t n = 0;
+		size_t n = 0, other = 0;
 
 		if (k && first == firsts[k - 1])
 			break; /* nothing of it could move: it is still the hottest */
@@ -600,7 +605,10 @@ static size_t prefetch_pick(struct vm *vm, struct disk_batch *b, size_t *firsts,
 
 			w[i] = st == PS_SHM || st == PS_DISK || st == PS_ZSHM;
 			n += w[i];
+			other += st == PS_DISK || st == PS_ZSHM;
 		}
+		if (!other)
+			break; /* shm only: the next shm batch takes it */
 		if (fault_batch_add_run(vm, b, first))
 			break; /* the stage is full: read what it holds first */
 		firsts[k++] = first;
@@ -609,11 +617,38 @@ static size_t prefetch_pick(struct vm *vm, struct disk_batch *b, size_t *firsts,
 	return k;
 }
 
+/* Reads the disk batch b of k runs (prefetch_pick) and flags what came back. Returns the
+ * pages brought back. */
+static uint64_t prefetch_disk(struct vm *vm, struct disk_batch *b, const size_t *firsts,
+			      const uint8_t *was, size_t k)
+{
+	size_t run = pagemap_run_pages(vm->pm);
+	uint64_t got = 0;
+
+	fault_batch_read(vm, vm->evict_io, b);
+	pthread_mutex_lock(&vm->lock);
+	for (size_t j = 0; j < k; j++) {
+		for (size_t i = 0; i < run; i++) {
+			size_t p = firsts[j] + i;
+
+			if (was[j * run + i] && pagemap_state(vm->pm, p) == PS_RESIDENT &&
+			    !pagemap_flags(vm->pm, p)) {
+				pagemap_set_flags(vm->pm, p, PF_PREFETCHED);
+				got++;
+			}
+		}
+	}
+	pthread_mutex_unlock(&vm->lock);
+	return got;
+}
+
 /* Brings tiered runs back ahead of faults while the planner asks for pages (prefetch_want)
- * and the VM stays under its limit: the runs seen most recently first, in batches: shm pages
- * with a copy each, disk spans of many runs with one deep read through this thread's ring
- * (fault_batch_add_run, fault_batch_read). The planner zeroes prefetch_want when pressure
- * returns. */
+ * and the VM stays under its limit: the runs seen most recently first, in batches: shm spans
+ * of up to PREFETCH_CHUNK (fault_prefetch_batch: adjacent runs of the same age, copies that
+ * wake nobody, one wake per batch), then compressed and disk runs, disk spans of many runs
+ * with one deep read through this thread's ring (fault_batch_add_run, fault_batch_read). The
+ * planner zeroes prefetch_want when pressure returns. */
+#define PREFETCH_CHUNK (4u << 20) /* per batch: the fault thread waits for the lock meanwhile */
 static void prefetch_round(struct vm *vm)
 {
 	size_t run = pagemap_run_pages(vm->pm);
@@ -627,33 +662,44 @@ static void prefetch_round(struct vm *vm)
 	b->stage = vm->evict_stage;
 	b->stage_pages = vm->evict_stage_len / PAGE_SIZE_4K;
 	while (!vm->stopping && !vm->evict_stop) {
-		uint64_t got = 0;
+		uint64_t limit, want, room, got = 0;
+		long shm;
 		size_t k;
 
 		pthread_mutex_lock(&vm->lock);
-		k = prefetch_pick(vm, b, firsts, was, max_runs);
-		if (!k) {
+		limit = vm_limit_pages(vm);
+		want = vm->prefetch_want;
+		room = limit ? limit - (pagemap_count(vm->pm, PS_RESIDENT) < limit
+					    ? pagemap_count(vm->pm, PS_RESIDENT)
+					    : limit)
+			     : UINT64_MAX;
+		if (!want || room < run) {
 			vm->prefetch_want = 0;
 			pthread_mutex_unlock(&vm->lock);
 			break;
 		}
 		pthread_mutex_unlock(&vm->lock);
-		fault_batch_read(vm, vm->evict_io, b);
+		want = want < room ? want : room;
+		want = want < PREFETCH_CHUNK / PAGE_SIZE_4K ? want : PREFETCH_CHUNK / PAGE_SIZE_4K;
+		shm = fault_prefetch_batch(vm, want > run ? (size_t)want : run);
+		if (shm > 0)
+			got += (uint64_t)shm;
+		pthread_mutex_lock(&vm->event_lock); /* its shm copies: see vm.h */
 		pthread_mutex_lock(&vm->lock);
-		for (size_t j = 0; j < k; j++) {
-			for (size_t i = 0; i < run; i++) {
-				size_t p = firsts[j] + i;
-
-				if (was[j * run + i] && pagemap_state(vm->pm, p) == PS_RESIDENT &&
-				    !pagemap_flags(vm->pm, p)) {
-					pagemap_set_flags(vm->pm, p, PF_PREFETCHED);
-					got++;
-				}
-			}
-		}
-		vm->plan.ps.prefetched_pages += got;
 		vm->prefetch_want = vm->prefetch_want > got ? vm->prefetch_want - got : 0;
-		if (!got) /* nothing moved (in flight or failing): leave it to the next plan */
+		k = vm->prefetch_want ? prefetch_pick(vm, b, firsts, was, max_runs) : 0;
+		pthread_mutex_unlock(&vm->lock);
+		pthread_mutex_unlock(&vm->event_lock);
+		if (k)
+			got += prefetch_disk(vm, b, firsts, was, k);
+		pthread_mutex_lock(&vm->lock);
+		vm->plan.ps.prefetched_pages += got;
+		if (k) {
+			uint64_t d = got - (shm > 0 ? (uint64_t)shm : 0);
+
+			vm->prefetch_want = vm->prefetch_want > d ? vm->prefetch_want - d : 0;
+		}
+		if (!got) /* nothing moved (in flight, failing, or nothing tiered): next plan */
 			vm->prefetch_want = 0;
 		pthread_mutex_unlock(&vm->lock);
 	}

@@ -14,9 +14,11 @@
 #include "uffd-mgr/fault.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -135,6 +137,7 @@ static void apply_remove(struct vm *vm, uint64_t start, uint64_t end)
 {
 	size_t first, last, n;
 	uint8_t *is_hole;
+	bool held = false;
 
 	if (end <= vm->host_addr || start >= vm->host_addr + vm->length)
 		return;
@@ -150,13 +153,20 @@ static void apply_remove(struct vm *vm, uint64_t start, uint64_t end)
 		log_err(vm->name, "out of memory applying a discard of %zu pages", n);
 		return;
 	}
-	find_holes(vm, first, n, is_hole);
+	/* The holes are looked for under the lock: a batch (evictor thread) may fill one
+	 * between a look without it and the loop below, and a page found a hole but holding
+	 * data would be called zero while the guest sees the data. */
 	pthread_mutex_lock(&vm->lock);
+	find_holes(vm, first, n, is_hole);
 	for (size_t i = 0; i < n; i++) {
 		size_t p = first + i;
 		enum page_state st = pagemap_state(vm->pm, p);
 
 		unsigned fl = pagemap_flags(vm->pm, p);
+
+		/* Data under a madvise that is not the tracker's: a punch may follow. */
+		if (st == PS_RESIDENT && !is_hole[i] && !(fl & (PF_ARMING | PF_EVICTING)))
+			held = true;
 
 		/* PF_ARMING stays until the arming has ended (track.c, end_arming): this REMOVE
 		 * may be a discard's, the arming's own still to come, and a page evicted in
@@ -179,6 +189,9 @@ static void apply_remove(struct vm *vm, uint64_t start, uint64_t end)
 			pagemap_set(vm->pm, p, PS_ZERO, 0);
 		}
 	}
+	if (held) /* see struct vm_discard */
+		vm->discards[vm->discard_next++ % VM_DISCARD_RING] = (struct vm_discard){
+		    .first = first, .end = first + n, .until_ns = vm_now_ns() + VM_DISCARD_HOLD_NS};
 	vm->st->removes++;
 	vm->st->removed_pages += n; /* arming included */
 	pthread_mutex_unlock(&vm->lock);
@@ -208,6 +221,87 @@ static int serve_zero(struct vm *vm, size_t page, enum page_state st)
 	return 0;
 }
 
+/* Whether page has never been touched: no home, nothing in flight, not discarded (a discarded
+ * page is PS_ZERO). Only such pages may be filled ahead of the guest. Lock held. */
+static bool untouched(const struct vm *vm, size_t page)
+{
+	return pagemap_state(vm->pm, page) == PS_NONE && !pagemap_flags(vm->pm, page);
+}
+
+/* Fills the untouched pages of [from, to) with zero pages, one UFFDIO_ZEROPAGE per span of
+ * them, waking nobody (no thread waits on a page that was untouched until now but the one
+ * whose fault is being served). Lock held. Returns the pages filled. */
+static size_t fill_untouched(struct vm *vm, size_t from, size_t to)
+{
+	size_t filled = 0;
+
+	for (size_t p = from, q; p < to; p = q) {
+		uint64_t done = 0;
+
+		for (q = p; q < to && untouched(vm, q); q++)
+			;
+		if (q > p)
+			(void)uffd_zeropage_range(vm->uffd, vm_page_addr(vm, p),
+						  (q - p) * PAGE_SIZE_4K, false, &done);
+		for (size_t i = 0; i < done / PAGE_SIZE_4K; i++)
+			pagemap_set(vm->pm, p + i, PS_RESIDENT, 0);
+		filled += done / PAGE_SIZE_4K;
+		q += q == p || done < (q - p) * PAGE_SIZE_4K; /* past a page that is not ours */
+	}
+	return filled;
+}
+
+/* The most resident pages a first-touch block may fill up to: the evictor's low mark
+ * (evict.c), so that zero pages filled ahead never set the evictor to work on pages the
+ * guest uses. Lock held; the VM has a limit. */
+static uint64_t first_touch_cap(const struct vm *vm)
+{
+	uint64_t limit = vm_limit_pages(vm), run = pagemap_run_pages(vm->pm);
+	uint64_t slack = limit / 32 > 4 * run ? limit / 32 : 4 * run;
+
+	return limit > slack ? limit - slack : 0;
+}
+
+/* Serves a fault on a never-touched page by filling the aligned block of [fault] first_touch
+ * around it over its untouched pages (pagemap.h: NONE -> RESIDENT, "first-touch block"):
+ * one UFFDIO_ZEROPAGE over the span of untouched pages that holds page (which wakes its
+ * thread), then one per other span, when the block fits under the VM's limit. The kernel
+ * never zeroes a present page (it stops with EEXIST), and only untouched pages are asked
+ * for, so nothing the guest wrote, nothing tiered, nothing in flight and nothing discarded
+ * is filled. Under a limit blocks stop at the evictor's low mark (first_touch_cap). A fill
+ * cut short before page leaves it to serve_zero. Lock held. */
+static int serve_first_touch(struct vm *vm, size_t page)
+{
+	size_t bp = vm->pol.first_touch / PAGE_SIZE_4K, lo = page, hi = page + 1, b0, b1, got;
+	uint64_t limit = vm_limit_pages(vm), done;
+	int r;
+
+	b0 = page - page % bp;
+	/* Only a guest growing its memory in address order is filled ahead: the page before
+	 * the block has been touched. A first touch out of the blue fills its page alone, so
+	 * that scattered first touches do not fill the limit with zeros nobody asked for. */
+	if (bp <= 1 || b0 == 0 || untouched(vm, b0 - 1) ||
+	    (limit && pagemap_count(vm->pm, PS_RESIDENT) + bp > first_touch_cap(vm)))
+		return serve_zero(vm, page, PS_NONE);
+	b1 = b0 + bp < pagemap_npages(vm->pm) ? b0 + bp : pagemap_npages(vm->pm);
+	while (lo > b0 && untouched(vm, lo - 1))
+		lo--;
+	while (hi < b1 && untouched(vm, hi))
+		hi++;
+	r = uffd_zeropage_range(vm->uffd, vm_page_addr(vm, lo), (hi - lo) * PAGE_SIZE_4K, true,
+				&done);
+	got = done / PAGE_SIZE_4K;
+	for (size_t i = 0; i < got; i++)
+		pagemap_set(vm->pm, lo + i, PS_RESIDENT, 0);
+	if (page >= lo + got)
+		return !got && r != -EEXIST ? r : serve_zero(vm, page, PS_NONE);
+	got += fill_untouched(vm, b0, lo) + fill_untouched(vm, hi, b1);
+	pagemap_touch(vm->pm, page);
+	vm->st->faults_zero++;
+	vm->ahead.first_touch_blocks += got > 1;
+	vm->ahead.first_touch_pages += got - 1;
+	return 0;
+}
 
 /* Installs the span [first, first+n) of tier st from src with one UFFDIO_COPY and frees its
  * slots. Lock held. Returns 0, -EAGAIN after partial progress, or -errno. */
@@ -258,6 +352,138 @@ static int serve_shm(struct vm *vm, size_t page, bool demand)
 	if (r == 0 && demand)
 		vm->st->faults_shm++;
 	return r;
+}
+
+/* ---- Batches: read-ahead and proactive regrowth ---- */
+
+/* Whether page is a shm page that can be brought back now, holding slot. Lock held. */
+static bool batch_member(const struct vm *vm, size_t page, uint64_t slot)
+{
+	return pagemap_state(vm->pm, page) == PS_SHM && !pagemap_flags(vm->pm, page) &&
+	       pagemap_slot(vm->pm, page) == slot;
+}
+
+/* Copies the shm span [first, first+n) (adjacent slots) into guest RAM without waking
+ * anyone, as many pages as the kernel takes per call; a page already present is the guest's
+ * own, newer than our copy (nothing else can fill a page whose home is a tier): it is kept
+ * and its slot freed, and the copy goes on past it. Adds the pages installed to *installed.
+ * Lock held. Returns 0, or -errno when a call failed (the pages before it are installed and
+ * recorded). */
+static int copy_span_nowake(struct vm *vm, size_t first, size_t n, long *installed)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		uint64_t slot = pagemap_slot(vm->pm, first + i), done;
+		size_t got;
+		int r = uffd_copy_range(vm->uffd, vm_page_addr(vm, first + i), shmpool_addr(vm->shm, slot),
+					(n - i) * PAGE_SIZE_4K, false, &done);
+
+		got = done / PAGE_SIZE_4K;
+		for (size_t k = 0; k < got; k++)
+			pagemap_set(vm->pm, first + i + k, PS_RESIDENT, 0);
+		if (got)
+			shmpool_free(vm->shm, slot, (uint32_t)got);
+		*installed += (long)got;
+		vm->ahead.batch_pages += got;
+		vm->ahead.batch_copies++;
+		i += got;
+		if (r == -EEXIST) {
+			slot = pagemap_slot(vm->pm, first + i);
+			pagemap_set(vm->pm, first + i, PS_RESIDENT, 0);
+			shmpool_free(vm->shm, slot, 1);
+			vm->ahead.batch_kept++;
+			i++;
+		} else if (r && !(r == -EAGAIN && got)) {
+			return r; /* -EAGAIN with nothing done: a discard to read first */
+		}
+	}
+	return 0;
+}
+
+/* Brings the shm pages of [first, first + n) back into guest RAM: each span of adjacent slots
+ * with UFFDIO_COPY calls that wake nobody, then one wake over the range. Pages in another
+ * home or in flight are left alone, so no batch brings back a page discarded meanwhile (a
+ * discard makes it PS_ZERO, or flags it while it moves) or writes over one the guest has
+ * (resident; and the kernel refuses a present page). Each run brought back is touched: it
+ * is about to be used, and must not be the evictor's next victim. Lock held. Returns the
+ * pages installed, or -errno when none were. */
+static long install_shm_range(struct vm *vm, size_t first, size_t n)
+{
+	size_t rp = pagemap_run_pages(vm->pm), p = first;
+	long installed = 0;
+	int r = 0;
+
+	while (p < first + n && !r) {
+		size_t q = p + 1;
+
+		if (!batch_member(vm, p, pagemap_slot(vm->pm, p))) {
+			p++;
+			continue;
+		}
+		while (q < first + n && batch_member(vm, q, pagemap_slot(vm->pm, p) + (q - p)))
+			q++;
+		r = copy_span_nowake(vm, p, q - p, &installed);
+		for (size_t run = p / rp; run * rp < q; run++)
+			pagemap_touch(vm->pm, run * rp);
+		p = q;
+	}
+	if (installed)
+		uffd_wake(vm->uffd, vm_page_addr(vm, first), n * PAGE_SIZE_4K);
+	return installed ? installed : r;
+}
+
+/* Pages read-ahead may add now: up to a little past the limit (the evictor's slack), so that
+ * reading ahead never throttles the guest's own faults. Lock held. */
+static size_t readahead_room(const struct vm *vm)
+{
+	uint64_t limit = vm_limit_pages(vm), res = pagemap_count(vm->pm, PS_RESIDENT), cap;
+
+	if (!limit)
+		return SIZE_MAX;
+	cap = limit + limit / 32;
+	return res < cap ? (size_t)(cap - res) : 0;
+}
+
+/* After a demand fault served from the shm tier at page: when it follows on from the last
+ * one (the run after it, or the run after the last window), the window of runs read ahead
+ * doubles, up to [fault] readahead, and that many runs after page's come back in one batch;
+ * a fault out of order closes the window. As the kernel's swap read-ahead, but in runs, and
+ * only over shm pages (the disk tier reads its own way). Lock held. */
+static void read_ahead(struct vm *vm, size_t page)
+{
+	struct vm_fault_local *fl = &vm->fl;
+	size_t rp = pagemap_run_pages(vm->pm), run = page / rp, max, from, n;
+	long got;
+
+	max = (size_t)(vm->pol.readahead_max / PAGE_SIZE_4K / rp);
+	if (!max || run < fl->ra_last_run + 1 || run > fl->ra_next_run ||
+	    fl->ra_next_run == 0) {
+		fl->ra_window = 0;
+		fl->ra_last_run = run;
+		fl->ra_next_run = run + 1;
+		return;
+	}
+	fl->ra_window = fl->ra_window ? fl->ra_window * 2 : 1;
+	if (fl->ra_window > max)
+		fl->ra_window = max;
+	from = (run + 1) * rp;
+	n = fl->ra_window * rp;
+	if (n > readahead_room(vm))
+		n = readahead_room(vm) / rp * rp;
+	if (from >= pagemap_npages(vm->pm))
+		n = 0;
+	else if (from + n > pagemap_npages(vm->pm))
+		n = pagemap_npages(vm->pm) - from;
+	fl->ra_last_run = run;
+	fl->ra_next_run = run + 1 + n / rp;
+	if (!n)
+		return;
+	got = install_shm_range(vm, from, n);
+	if (got > 0) {
+		vm->ahead.readahead_batches++;
+		vm->ahead.readahead_pages += (uint64_t)got;
+	}
 }
 
 static void flag_span(struct vm *vm, size_t first, size_t n, unsigned flags)
@@ -409,15 +635,19 @@ int fault_batch_add_run(struct vm *vm, struct disk_batch *b, size_t first)
  * flight, adjacent ones merged), then installs each as a fault would; the span holding
  * b->demand_page counts as the fault's. A failed read leaves every span on disk (a fault reads
  * it when it is needed); a span discarded meanwhile is settled. Called with the lock held;
- * drops it for the read. Returns 0, the read's -errno, or install_span's error for the
- * demand span. */
-static int batch_read_locked(struct vm *vm, struct disktier_io *io, struct disk_batch *b)
+ * drops it for the read. gate: not the fault thread, which then installs holding event_lock
+ * too (vm.h), taken after the read; the caller drops it. Returns 0, the read's -errno, or
+ * install_span's error for the demand span. */
+static int batch_read_locked(struct vm *vm, struct disktier_io *io, struct disk_batch *b,
+			     bool gate)
 {
 	int r = 0, rd = 0;
 
 	if (b->nsegs) {
 		pthread_mutex_unlock(&vm->lock);
 		rd = disktier_read(io, b->segs, b->nsegs);
+		if (gate) /* another thread's batch: installs with no REMOVE half-applied (vm.h) */
+			pthread_mutex_lock(&vm->event_lock);
 		pthread_mutex_lock(&vm->lock);
 	}
 	for (unsigned i = 0; i < b->nsegs; i++) {
@@ -449,11 +679,13 @@ int fault_batch_read(struct vm *vm, struct disktier_io *io, struct disk_batch *b
 
 	b->demand_page = SIZE_MAX;
 	pthread_mutex_lock(&vm->lock);
-	r = batch_read_locked(vm, io, b);
+	r = batch_read_locked(vm, io, b, true);
 	if (r && vm->st->disk_read_errors++ % 1000 == 0)
 		log_err(vm->name, "prefetch read of %u spans from %s failed: %s; they stay on disk",
 			nsegs, disktier_path(vm->disk), strerror(-r));
 	pthread_mutex_unlock(&vm->lock);
+	if (nsegs)
+		pthread_mutex_unlock(&vm->event_lock);
 	if (nsegs) /* faults parked on these spans go on */
 		(void)!write(vm->wake_efd, &one, sizeof(one));
 	return r;
@@ -514,7 +746,7 @@ static int serve_disk_ahead(struct vm *vm, struct disktier_io *io, size_t page, 
 	}
 	vm->disk_ra_next = last / run + 1;
 	vm->fault_gate.read_cls = DISKQ_PREFETCH;
-	batch_read_locked(vm, io, b);
+	batch_read_locked(vm, io, b, false);
 	vm->fault_gate.read_cls = DISKQ_FAULT;
 	return 0;
 }
@@ -534,6 +766,80 @@ int fault_bring_back(struct vm *vm, struct disktier_io *io, void *bounce, size_t
 		r = serve_disk(vm, io, bounce, page, false, NULL);
 	pthread_mutex_unlock(&vm->lock);
 	return r;
+}
+
+/* Whether any page of the run at first is in the (uncompressed) shm tier. Lock held. */
+static bool run_shm(const struct vm *vm, size_t first, size_t n)
+{
+	for (size_t p = first; p < first + n; p++)
+		if (pagemap_state(vm->pm, p) == PS_SHM)
+			return true;
+	return false;
+}
+
+/* The range a shm prefetch batch covers: the hottest tiered run, grown over the adjacent
+ * runs of the same age that hold shm pages, up to max_pages. Lock held. Returns 0 or
+ * -ENOENT. */
+static int batch_range(const struct vm *vm, size_t max_pages, size_t *first, size_t *n)
+{
+	size_t rp = pagemap_run_pages(vm->pm), np = pagemap_npages(vm->pm), lo, hi;
+	uint32_t age;
+
+	if (pagemap_hot_tiered_pick(vm->pm, &lo))
+		return -ENOENT;
+	age = pagemap_run_seen(vm->pm, lo);
+	hi = lo + rp < np ? lo + rp : np;
+	while (hi < np && hi - lo + rp <= max_pages && pagemap_run_seen(vm->pm, hi) == age &&
+	       run_shm(vm, hi, hi + rp < np ? rp : np - hi))
+		hi = hi + rp < np ? hi + rp : np;
+	while (lo >= rp && hi - lo + rp <= max_pages && pagemap_run_seen(vm->pm, lo - rp) == age &&
+	       run_shm(vm, lo - rp, rp))
+		lo -= rp;
+	*first = lo;
+	*n = hi - lo;
+	return 0;
+}
+
+/* Flags the pages of [first, first + n) that were tiered (was[i]) and are resident now with
+ * nothing in flight as brought back ahead. Lock held. Returns how many. */
+static size_t flag_prefetched(struct vm *vm, size_t first, size_t n, const uint8_t *was)
+{
+	size_t got = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (was[i] && pagemap_state(vm->pm, first + i) == PS_RESIDENT &&
+		    !pagemap_flags(vm->pm, first + i)) {
+			pagemap_set_flags(vm->pm, first + i, PF_PREFETCHED);
+			got++;
+		}
+	return got;
+}
+
+long fault_prefetch_batch(struct vm *vm, size_t max_pages)
+{
+	uint8_t *was = malloc(max_pages ? max_pages : 1);
+	size_t first, n, got = 0;
+	long r;
+
+	if (!was)
+		return -ENOMEM;
+	pthread_mutex_lock(&vm->event_lock); /* no REMOVE read and not yet applied: vm.h */
+	pthread_mutex_lock(&vm->lock);
+	r = batch_range(vm, max_pages, &first, &n);
+	if (!r) {
+		for (size_t i = 0; i < n; i++)
+			was[i] = pagemap_state(vm->pm, first + i) == PS_SHM;
+		/* Only PS_SHM pages: compressed and disk pages are the disk batch's
+		 * (fault_batch_add_run), which the caller runs after this. */
+		r = install_shm_range(vm, first, n);
+		if (r > 0)
+			vm->st->bring_back_pages += (uint64_t)r;
+		got = flag_prefetched(vm, first, n, was);
+	}
+	pthread_mutex_unlock(&vm->lock);
+	pthread_mutex_unlock(&vm->event_lock);
+	free(was);
+	return got ? (long)got : (r < 0 ? r : 0);
 }
 
 /* A sampled page touched again: note it, and map the page that is still in the memfd. A page
@@ -607,6 +913,8 @@ static int serve(struct vm *vm, struct pending *f)
 		r = serve_minor(vm, page);
 	} else if (st == PS_SHM) {
 		r = serve_shm(vm, page, true);
+		if (r == 0)
+			read_ahead(vm, page);
 	} else if (st == PS_ZSHM) {
 		r = zshm_serve(vm, vm->fault_bounce, page, true);
 	} else if (st == PS_DISK) {
@@ -621,6 +929,8 @@ static int serve(struct vm *vm, struct pending *f)
 		}
 		if (r == -EBUSY)
 			f->wait = WAIT_DISK;
+	} else if (st == PS_NONE && !pagemap_flags(vm->pm, page)) {
+		r = serve_first_touch(vm, page);
 	} else {
 		r = serve_zero(vm, page, st);
 	}
@@ -628,6 +938,101 @@ static int serve(struct vm *vm, struct pending *f)
 		note_served(vm, f, page);
 	pthread_mutex_unlock(&vm->lock);
 	return r;
+}
+
+/* ---- Placement: [fault] cpu = follow ----
+ *
+ * A fault costs a round trip between the faulting thread and this one: on one CPU the
+ * faulting thread blocks and this one runs in its place (about 10 µs here); across CPUs each
+ * way is a wake-up by IPI (about 50 µs). So the thread follows the thread whose faults it
+ * serves: the kernel names it in the fault message (UFFD_FEATURE_THREAD_ID), and says where
+ * it runs (its affinity when that is one CPU, else the CPU it last ran on, read from /proc
+ * at most every FOLLOW_LOOKUP_NS per thread). Faults vote for their thread's CPU; every
+ * FOLLOW_WINDOW faults the thread moves to the CPU of a majority, if any, so that vCPUs
+ * faulting on several CPUs at once do not make it move on every fault. */
+#define FOLLOW_WINDOW	 32
+#define FOLLOW_FIRST	 4		/* the first window: follow soon after start */
+#define FOLLOW_LOOKUP_NS 5000000ull	/* a thread's CPU is looked up again after 5 ms */
+#define HARD_FAULTING_NS 1000000ull	/* busy-poll only within 1 ms of the last fault */
+
+/* The CPU thread tid of the guest's process runs on, or -1 when it cannot be told. */
+static int thread_cpu(const struct vm *vm, pid_t tid)
+{
+	char path[64], buf[1024], *p;
+	cpu_set_t set;
+	int cpu = -1, fd;
+	ssize_t n;
+
+	if (sched_getaffinity(tid, sizeof(set), &set) == 0 && CPU_COUNT(&set) == 1)
+		for (int c = 0; c < CPU_SETSIZE; c++)
+			if (CPU_ISSET(c, &set))
+				return c;
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)vm->pid, (int)tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1; /* not the guest's thread (another pid namespace), or gone */
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	/* Field 39 (processor), counted after the command name's closing parenthesis. */
+	p = strrchr(buf, ')');
+	for (int field = 2; p && field < 39; field++)
+		p = strchr(p + 1, ' ');
+	if (p && sscanf(p + 1, "%d", &cpu) != 1)
+		cpu = -1;
+	return cpu;
+}
+
+/* Moves this thread to cpu. Returns 0 or -errno. */
+static int move_to(struct vm *vm, int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set))
+		return -errno;
+	vm->fl.follow_cpu = cpu;
+	pthread_mutex_lock(&vm->lock);
+	vm->ahead.follow_moves++;
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+/* Notes where thread tid (0: the kernel did not say) runs; with cpu = follow, counts its
+ * fault toward that CPU, and at the end of a window moves to the CPU most faults came from
+ * when they are a majority. */
+static void follow(struct vm *vm, pid_t tid)
+{
+	struct vm_fault_local *fl = &vm->fl;
+	uint64_t now;
+	unsigned best = 0, window = fl->follow_cpu < 0 ? FOLLOW_FIRST : FOLLOW_WINDOW;
+
+	/* busy_poll needs the faulter's CPU too, to keep off it */
+	if ((vm->pol.fault_cpu != POLICY_CPU_FOLLOW && !vm->pol.busy_poll_us) || !tid)
+		return;
+	now = vm_now_ns();
+	if (tid != fl->follow_tid || now - fl->follow_looked_ns > FOLLOW_LOOKUP_NS) {
+		fl->follow_tid = tid;
+		fl->follow_tid_cpu = thread_cpu(vm, tid);
+		fl->follow_looked_ns = now;
+	}
+	if (vm->pol.fault_cpu != POLICY_CPU_FOLLOW || fl->follow_tid_cpu < 0 ||
+	    fl->follow_tid_cpu >= VM_FOLLOW_CPUS)
+		return;
+	fl->follow_votes[fl->follow_tid_cpu]++;
+	if (++fl->follow_seen < window)
+		return;
+	for (unsigned c = 1; c < VM_FOLLOW_CPUS; c++)
+		if (fl->follow_votes[c] > fl->follow_votes[best])
+			best = c;
+	if (2 * fl->follow_votes[best] > fl->follow_seen && (int)best != fl->follow_cpu &&
+	    move_to(vm, (int)best) && fl->follow_cpu < 0)
+		log_warn(vm->name, "cannot move the fault thread to CPU %u", best);
+	memset(fl->follow_votes, 0, sizeof(fl->follow_votes));
+	fl->follow_seen = 0;
 }
 
 /* Reads every queued event the queue has room for; applies REMOVEs at once and queues
@@ -646,16 +1051,20 @@ static int drain(struct vm *vm, struct fault_queue *fq)
 		/* Set while events read are not yet applied: an arming's end waits for it to
 		 * clear (track.c), so that its REMOVEs, read before the shim said it was over,
 		 * have been applied when PF_ARMING is lifted. */
+		pthread_mutex_lock(&vm->event_lock); /* see vm.h */
 		__atomic_store_n(&vm->uffd_reading, 1, __ATOMIC_SEQ_CST);
 		n = read(vm->uffd, msgs, room * sizeof(msgs[0]));
 		now = vm_now_ns();
 
-		if (n <= 0)
+		if (n <= 0) {
+			int err = errno;
+
 			__atomic_store_n(&vm->uffd_reading, 0, __ATOMIC_SEQ_CST);
-		if (n < 0)
-			return (errno == EAGAIN || errno == EINTR) ? 0 : -errno;
-		if (n == 0)
+			pthread_mutex_unlock(&vm->event_lock);
+			if (n < 0)
+				return (err == EAGAIN || err == EINTR) ? 0 : -err;
 			return -ESRCH;
+		}
 		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++) {
 			struct uffd_msg *m = &msgs[i];
 
@@ -667,6 +1076,7 @@ static int drain(struct vm *vm, struct fault_queue *fq)
 				    .flags = m->arg.pagefault.flags,
 				    .read_ns = now,
 				};
+				follow(vm, (pid_t)m->arg.pagefault.feat.ptid);
 				break;
 			case UFFD_EVENT_REMOVE:
 				apply_remove(vm, m->arg.remove.start, m->arg.remove.end);
@@ -677,6 +1087,7 @@ static int drain(struct vm *vm, struct fault_queue *fq)
 			}
 		}
 		__atomic_store_n(&vm->uffd_reading, 0, __ATOMIC_SEQ_CST);
+		pthread_mutex_unlock(&vm->event_lock);
 	}
 }
 
@@ -746,6 +1157,8 @@ static int serve_queue(struct vm *vm, struct fault_queue *fq, uint64_t *served)
 			fault_failed(vm, f, r);
 		else
 			(*served)++;
+		if (!r)
+			vm->fl.last_served_ns = vm_now_ns();
 	}
 	memmove(fq->q + keep, fq->q + i, (fq->n - i) * sizeof(*fq->q));
 	fq->n = keep + (fq->n - i);
@@ -756,6 +1169,8 @@ static void pin_to_cpu(struct vm *vm)
 {
 	cpu_set_t set;
 
+	vm->fl.follow_cpu = -1;
+	vm->fl.follow_tid_cpu = -1;
 	if (vm->pol.fault_cpu < 0)
 		return;
 	CPU_ZERO(&set);
@@ -765,12 +1180,17 @@ static void pin_to_cpu(struct vm *vm)
 }
 
 /* Spins for up to busy_poll µs waiting for an event before the caller sleeps in poll():
- * a sleeping thread woken from another CPU costs tens of µs per fault. */
+ * a sleeping thread woken from another CPU costs tens of µs per fault. Only while the VM
+ * faults hard, and never on the CPU of the thread that faulted last: there the spin would
+ * keep that very thread from running, and sleeping costs little. */
 static void busy_poll(struct vm *vm)
 {
-	uint64_t until = vm_now_ns() + (uint64_t)vm->pol.busy_poll_us * 1000;
+	uint64_t now = vm_now_ns(), until = now + (uint64_t)vm->pol.busy_poll_us * 1000;
 	struct pollfd p = {.fd = vm->uffd, .events = POLLIN};
 
+	if (now - vm->fl.last_served_ns > HARD_FAULTING_NS ||
+	    (vm->fl.follow_tid_cpu >= 0 && sched_getcpu() == vm->fl.follow_tid_cpu))
+		return;
 	while (vm_now_ns() < until)
 		if (poll(&p, 1, 0) > 0)
 			return;

@@ -34,8 +34,18 @@ struct disk_batch {
 	size_t first[FAULT_BATCH_SEGS]; /* each span's first page */
 };
 
-/* See fault.c. Lock held for add_run, not for read. */
+/* See fault.c. Lock held for add_run (and, outside the fault thread, event_lock before it:
+ * add_run installs shm pages; vm.h), not for read. */
 int fault_batch_add_run(struct vm *vm, struct disk_batch *b, size_t first);
 int fault_batch_read(struct vm *vm, struct disktier_io *io, struct disk_batch *b);
+
+/* Brings back, ahead of faults, the shm pages (PS_SHM only) of the hottest tiered run and of
+ * the runs of the same age beside it, up to max_pages in all: each span of adjacent slots with
+ * UFFDIO_COPY calls that wake nobody, and one wake at the end. Compressed and disk pages are
+ * left to the disk batch above. Pages brought back are flagged PF_PREFETCHED. Never writes
+ * over a page the guest has, nor brings back one discarded meanwhile. Returns the pages
+ * brought back, 0 when none could be (in flight, none in shm, or a discard to read first),
+ * -ENOENT when nothing is tiered, or another -errno. */
+long fault_prefetch_batch(struct vm *vm, size_t max_pages);
 
 #endif

@@ -121,6 +121,23 @@ static const struct family vm_families[] = {
     {"uffd_mgr_bring_back_bytes_total", COUNTER, PAGE, NULL,
      "Guest RAM brought back ahead of a fault (prefetch, release).",
      {{NULL, "faults.bring_back_pages"}}},
+    {"uffd_mgr_ahead_total", COUNTER, 1, "kind",
+     "Paging ahead of faults: first touches that filled their block, shm-tier faults that "
+     "read ahead, UFFDIO_COPY calls of read-ahead and prefetch batches.",
+     {{"first_touch_block", "ahead.first_touch_blocks"},
+      {"readahead", "ahead.readahead_batches"},
+      {"batch_copy", "ahead.batch_copies"}}},
+    {"uffd_mgr_ahead_bytes_total", COUNTER, PAGE, "kind",
+     "Guest RAM installed ahead of faults: zero pages of first-touch blocks, shm pages read "
+     "ahead, shm pages of read-ahead and prefetch batches, and pages a batch found present "
+     "(kept, their tier copy dropped).",
+     {{"first_touch", "ahead.first_touch_pages"},
+      {"readahead", "ahead.readahead_pages"},
+      {"batch", "ahead.batch_pages"},
+      {"kept", "ahead.batch_kept"}}},
+    {"uffd_mgr_fault_thread_moves_total", COUNTER, 1, NULL,
+     "Times the fault thread moved to the CPU its faults come from ([fault] cpu = follow).",
+     {{NULL, "ahead.follow_moves"}}},
     {"uffd_mgr_fault_waits_total", COUNTER, 1, "reason",
      "Times a fault had to wait: for an eviction in flight (parked), for the evictor to make "
      "room (throttled), after ENOMEM (enomem).",

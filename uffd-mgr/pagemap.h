@@ -10,8 +10,20 @@
  *
  *   from                    to                      who, when
  *   NONE/ZERO               RESIDENT                fault: UFFDIO_ZEROPAGE done (or EEXIST)
+ *   NONE, no flag           RESIDENT                fault on a neighbour (first-touch block):
+ *                                                   one UFFDIO_ZEROPAGE over the block's pages
+ *                                                   that are NONE with no flag, and only those
+ *                                                   (never RESIDENT, tiered, in flight or ZERO:
+ *                                                   a discarded page is ZERO, not NONE)
  *   SHM/DISK                RESIDENT                fault, prefetch, release: UFFDIO_COPY done,
  *                                                   then the slots are freed
+ *   SHM, no flag            RESIDENT                read-ahead, prefetch batch: UFFDIO_COPY with
+ *                                                   no wake (one wake per batch), slots freed;
+ *                                                   a page found present (EEXIST) is the
+ *                                                   guest's: RESIDENT, its slot freed unread;
+ *                                                   a batch off the fault thread holds
+ *                                                   vm.h's event_lock: it never installs
+ *                                                   between a REMOVE read and applied
  *   DISK                    DISK+EVICTING           fault, prefetch (many spans in one batch),
  *                                                   release: disk read in flight (lock dropped)
  *   DISK+EVICTING           DISK                    the read failed: retried by a fault later
@@ -41,8 +53,13 @@
  *  A blob is freed (its grains punched) only once no entry names it: after the last of its
  *  pages has its new home and its flags, whichever transition moved it.
  *   RESIDENT, M a hole      ZERO                    REMOVE after QEMU punched M
- *   RESIDENT                RESIDENT+ARMING         tracker: PTE being dropped; the REMOVE it
- *                                                   raises clears the flag
+ *   RESIDENT, M data        RESIDENT, not evictable REMOVE not the tracker's (a discard's first
+ *                           for a while (vm.h,      madvise: its punch may follow); M is looked
+ *                           struct vm_discard)      at under the lock, so that no batch fills it
+ *                                                   between the look and the change
+ *   RESIDENT                RESIDENT+ARMING         tracker: PTE being dropped; the flag is
+ *                                                   lifted once the arming has ended (track.c,
+ *                                                   end_arming), not by a REMOVE
  *   RESIDENT                RESIDENT+PREFETCHED     prefetch, until seen used or evicted
  *
  * Within a transition the order of stores is part of the contract: the new home is written

@@ -43,7 +43,7 @@
 enum key_type {
 	KT_SIZE, /* uint64_t, bytes, written with policy_parse_size's suffixes */
 	KT_UINT, /* uint32_t */
-	KT_CPU,	 /* int: a CPU number, or -1 written "any" or "-1" */
+	KT_CPU,	 /* int: a CPU number, -1 written "any" or "-1", or POLICY_CPU_FOLLOW "follow" */
 	KT_NAME, /* char[max + 1]: [A-Za-z0-9._-], possibly empty */
 	KT_PATH, /* char[max + 1]: an absolute path (or empty), printable, %n and %% only */
 	KT_CHOICE, /* int: index of the value in choices ("a|b|c") */
@@ -82,7 +82,7 @@ struct policy_key {
 
 enum {
 	K_NAME, K_OWNER, K_RESIDENT_MAX, K_RUN_SIZE, K_WEIGHT, K_CRITICAL_MIN, K_SHM_MAX, K_SHM_HIGH, K_SHM_LOW, K_SHM_COMPRESS, K_DISK_PATH,
-	K_DISK_MAX, K_DISK_READ_RETRY, K_FAULT_CPU, K_BUSY_POLL, K_STALL_WARN, K_TRACK_MODE, K_TRACK_INTERVAL, K_TRACK_SAMPLE,
+	K_DISK_MAX, K_DISK_READ_RETRY, K_FAULT_CPU, K_BUSY_POLL, K_STALL_WARN, K_FIRST_TOUCH, K_READAHEAD, K_TRACK_MODE, K_TRACK_INTERVAL, K_TRACK_SAMPLE,
 	K_TRACK_REGIONS,
 	K_BALLOON, K_BALLOON_MIN, K_BALLOON_MAX, K_BALLOON_HEADROOM, K_PREFETCH, K_PREFETCH_BATCH,
 	K_COUNT
@@ -250,11 +250,14 @@ static const struct policy_key keys[K_COUNT] = {
 		.section = "fault",
 		.key = "cpu",
 		.type = KT_CPU,
-		.def = "any",
+		.def = "follow",
 		.max = 4095,
 		.offset = FIELD(fault_cpu, int),
-		.help = "CPU the fault-handling thread is pinned to. any (or -1): left to the "
-			"scheduler.",
+		.help = "CPU the fault-handling thread is pinned to. follow: the CPU of the "
+			"thread whose faults it serves most, as the kernel last ran it (a wake-up "
+			"across CPUs costs several times one on the same CPU); it moves at most "
+			"once per 32 faults, and stays put when the kernel does not say which "
+			"thread faulted. any (or -1): left to the scheduler.",
 	},
 	[K_BUSY_POLL] = {
 		.section = "fault",
@@ -266,8 +269,43 @@ static const struct policy_key keys[K_COUNT] = {
 		.unit_us = 1,
 		.offset = FIELD(busy_poll_us, uint32_t),
 		.help = "How long the fault thread polls for the next fault before it sleeps "
-			"(e.g. 50us); trades CPU time for fault latency. A plain number is in "
-			"microseconds. 0: no polling.",
+			"(e.g. 50us), only while the VM faults hard (its last fault was served "
+			"less than a millisecond ago) and never on the CPU of the thread that "
+			"faulted (which polling would keep from running); trades CPU time for "
+			"fault latency. A plain number is in microseconds. 0: no polling.",
+	},
+	[K_FIRST_TOUCH] = {
+		.section = "fault",
+		.key = "first_touch",
+		.type = KT_SIZE,
+		.def = "64K",
+		.min = 4 * KIB,
+		.max = 2 * MIB,
+		.flags = KF_POW2,
+		.offset = FIELD(first_touch, uint64_t),
+		.help = "A fault on a never-touched page fills the aligned block of this size "
+			"around it, over the pages of the block still never touched, with one "
+			"call, when the page before the block is in use (the guest grows its "
+			"memory in address order): such first touches then fault once per "
+			"block, scattered ones one page each as before. The pages "
+			"filled are resident and count against the limit: under one, blocks are "
+			"filled only while they leave the evictor nothing to do, and a block the "
+			"guest never uses is evicted as zero pages, which cost no tier slot. 4K: "
+			"one page a fault.",
+	},
+	[K_READAHEAD] = {
+		.section = "fault",
+		.key = "readahead",
+		.type = KT_SIZE,
+		.def = "1M",
+		.min = 64 * KIB,
+		.max = 64 * MIB,
+		.flags = KF_ZERO_OFF | KF_POW2,
+		.offset = FIELD(readahead_max, uint64_t),
+		.help = "Most memory a fault from the shm tier brings back ahead of the guest "
+			"once its faults go through the tier in address order: the window starts "
+			"at one run past the fault and doubles with each fault that follows on, "
+			"up to this; a fault out of order closes it. 0: no read-ahead.",
 	},
 	[K_STALL_WARN] = {
 		.section = "fault",
@@ -588,7 +626,8 @@ static const char *describe_bounds(const struct policy_key *k, char *buf, size_t
 		fmt_size(k->min, lo);
 		fmt_size(k->max, hi);
 		if (k->flags & KF_POW2)
-			snprintf(buf, len, "a power of two between %s and %s", lo, hi);
+			snprintf(buf, len, "%sa power of two between %s and %s",
+				 k->flags & KF_ZERO_OFF ? "0 or " : "", lo, hi);
 		else if (k->max == UINT64_MAX)
 			snprintf(buf, len, "%sat least %s", k->flags & KF_ZERO_OFF ? "0 or " : "",
 				 lo);
@@ -601,7 +640,7 @@ static const char *describe_bounds(const struct policy_key *k, char *buf, size_t
 			 (unsigned long long)k->max);
 		break;
 	case KT_CPU:
-		snprintf(buf, len, "any or between %llu and %llu", (unsigned long long)k->min,
+		snprintf(buf, len, "follow, any or between %llu and %llu", (unsigned long long)k->min,
 			 (unsigned long long)k->max);
 		break;
 	case KT_NAME:
@@ -751,10 +790,11 @@ static int set_value(const struct policy_key *k, const char *value, struct polic
 		break;
 	case KT_UINT:
 	case KT_CPU:
-		if (k->type == KT_CPU && (!strcasecmp(value, "any") || !strcmp(value, "-1"))) {
-			int any = -1;
+		if (k->type == KT_CPU && (!strcasecmp(value, "any") || !strcmp(value, "-1") ||
+					  !strcasecmp(value, "follow"))) {
+			int cpu = strcasecmp(value, "follow") ? -1 : POLICY_CPU_FOLLOW;
 
-			memcpy(field, &any, sizeof(int));
+			memcpy(field, &cpu, sizeof(int));
 			return 0;
 		}
 		ret = parse_u64(value, &end, &v);
@@ -762,7 +802,7 @@ static int set_value(const struct policy_key *k, const char *value, struct polic
 			snprintf(msg, len, "bad %s '%s' for [%s] %s (use %s)",
 				 k->type == KT_CPU ? "CPU" : "number", quote(value, SIZE_MAX, q),
 				 k->section, k->key,
-				 k->type == KT_CPU ? "a CPU number or any" : "a whole number");
+				 k->type == KT_CPU ? "a CPU number, follow or any" : "a whole number");
 			return -EINVAL;
 		}
 		if (ret == 0 && in_bounds(k, v)) {
@@ -1154,6 +1194,7 @@ static const struct {
 	enum clamp_rule rule;
 } clamp_rules[] = {
 	{K_RESIDENT_MAX, CLAMP_LOWER}, {K_WEIGHT, CLAMP_LOWER}, {K_CRITICAL_MIN, CLAMP_LOWER},
+	{K_FIRST_TOUCH, CLAMP_FREE}, {K_READAHEAD, CLAMP_FREE}, /* within the VM's own limit */
 	{K_SHM_MAX, CLAMP_LOWER}, {K_DISK_MAX, CLAMP_LOWER}, {K_BUSY_POLL, CLAMP_LOWER},
 	{K_BALLOON_MIN, CLAMP_LOWER}, {K_BALLOON_MAX, CLAMP_LOWER},
 	{K_PREFETCH, CLAMP_LOWER}, {K_PREFETCH_BATCH, CLAMP_LOWER},

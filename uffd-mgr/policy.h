@@ -24,8 +24,11 @@ struct policy {
 	char disk_path[POLICY_PATH_MAX]; /* [disk] path; "" = no disk tier; %n = the VM name */
 	uint64_t disk_max;          /* [disk] max, bytes of the disk tier */
 	uint32_t disk_read_retry_ms; /* [disk] read_retry_max: a failing read fails the VM; 0 = never */
-	int fault_cpu;              /* [fault] cpu, CPU for the fault thread; -1 = any */
+	int fault_cpu;              /* [fault] cpu, CPU for the fault thread; -1 = any,
+				     * POLICY_CPU_FOLLOW = the faulting thread's */
 	uint32_t busy_poll_us;      /* [fault] busy_poll, µs to spin before sleeping; 0 = off */
+	uint64_t first_touch;       /* [fault] first_touch, bytes filled per first touch */
+	uint64_t readahead_max;     /* [fault] readahead, bytes; 0 = off */
 	uint32_t stall_warn_ms;     /* [fault] stall_warn: report a fault waiting longer; 0 = off */
 	int track_mode;             /* [tracker] mode: POLICY_TRACK_* */
 	uint32_t track_interval_ms; /* [tracker] interval */
@@ -43,6 +46,8 @@ struct policy {
 
 /* [shm] compress values, in the order the key's choices list them (and zpool.h's algs). */
 enum { POLICY_COMPRESS_OFF, POLICY_COMPRESS_LZ4, POLICY_COMPRESS_ZSTD };
+
+#define POLICY_CPU_FOLLOW (-2) /* [fault] cpu = follow */
 
 /* [tracker] mode values, in the order the key's choices list them. */
 enum { POLICY_TRACK_EBPF, POLICY_TRACK_SAMPLE, POLICY_TRACK_OFF };

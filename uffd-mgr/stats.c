@@ -35,6 +35,22 @@ static struct json_object *faults_json(const struct vm_stats *s)
 	return o;
 }
 
+/* Paging done ahead of faults, and where the fault thread went to serve them. */
+static struct json_object *ahead_json(const struct vm_ahead_stats *a)
+{
+	struct json_object *o = json_object_new_object();
+
+	add_u64(o, "first_touch_blocks", a->first_touch_blocks);
+	add_u64(o, "first_touch_pages", a->first_touch_pages);
+	add_u64(o, "readahead_batches", a->readahead_batches);
+	add_u64(o, "readahead_pages", a->readahead_pages);
+	add_u64(o, "batch_copies", a->batch_copies);
+	add_u64(o, "batch_pages", a->batch_pages);
+	add_u64(o, "batch_kept", a->batch_kept);
+	add_u64(o, "follow_moves", a->follow_moves);
+	return o;
+}
+
 static struct json_object *evictions_json(const struct vm_stats *s)
 {
 	struct json_object *o = json_object_new_object();
@@ -240,6 +256,7 @@ struct json_object *stats_vm_json(struct vm *vm, const char *state)
 	struct vm_track_stats ts;
 	struct json_object *o = json_object_new_object(), *rm;
 	struct vm_stats s;
+	struct vm_ahead_stats ahead;
 	size_t counts[PS_NSTATES], shm_runs, disk_runs;
 	uint64_t shm_used;
 	bool full;
@@ -248,6 +265,7 @@ struct json_object *stats_vm_json(struct vm *vm, const char *state)
 		return NULL;
 	pthread_mutex_lock(&vm->lock);
 	s = *vm->st;
+	ahead = vm->ahead;
 	ts = vm->ts;
 	ps = vm->plan.ps;
 	resident_target = vm->resident_target;
@@ -284,6 +302,7 @@ struct json_object *stats_vm_json(struct vm *vm, const char *state)
 	json_object_object_add(o, "restarts", restarts_json(vm));
 	json_object_object_add(o, "faults", faults_json(&s));
 	json_object_object_add(o, "evictions", evictions_json(&s));
+	json_object_object_add(o, "ahead", ahead_json(&ahead));
 	add_u64(o, "tier_full_events", s.tier_full_events);
 	json_object_object_add(o, "tier_full", json_object_new_boolean(full));
 	rm = json_object_new_object();

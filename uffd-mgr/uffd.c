@@ -166,6 +166,39 @@ int uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len, uint64_t *c
 	return ret;
 }
 
+int uffd_zeropage_range(int uffd, uint64_t dst, uint64_t len, bool wake, uint64_t *done)
+{
+	struct uffdio_zeropage z = {.range = {.start = dst, .len = len},
+				    .mode = wake ? 0 : UFFDIO_ZEROPAGE_MODE_DONTWAKE};
+	int ret;
+
+	*done = 0;
+	if (hooks_enomem())
+		return -ENOMEM;
+	ret = uffd_ioctl(uffd, UFFDIO_ZEROPAGE, &z);
+	*done = z.zeropage > 0 ? (uint64_t)z.zeropage : 0;
+	if (ret == 0 && *done != len)
+		ret = -EAGAIN;
+	return ret;
+}
+
+int uffd_copy_range(int uffd, uint64_t dst, const void *src, uint64_t len, bool wake,
+		    uint64_t *done)
+{
+	struct uffdio_copy c = {.dst = dst, .src = (uint64_t)(uintptr_t)src, .len = len,
+				.mode = wake ? 0 : UFFDIO_COPY_MODE_DONTWAKE};
+	int ret;
+
+	*done = 0;
+	if (hooks_enomem())
+		return -ENOMEM;
+	ret = uffd_ioctl(uffd, UFFDIO_COPY, &c);
+	*done = c.copy > 0 ? (uint64_t)c.copy : 0;
+	if (ret == 0 && *done != len)
+		ret = -EAGAIN;
+	return ret;
+}
+
 int uffd_wp(int uffd, uint64_t addr, uint64_t len, bool protect, bool wake)
 {
 	struct uffdio_writeprotect w = {

@@ -16,8 +16,9 @@
 	(UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_WP_HUGETLBFS_SHMEM |                            \
 	 UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_EVENT_REMOVE)
 
-/* Asked for when the kernel has them: minor faults on shmem serve the sampling tracker. */
-#define UFFD_OPTIONAL_FEATURES UFFD_FEATURE_MINOR_SHMEM
+/* Asked for when the kernel has them: minor faults on shmem serve the sampling tracker; the
+ * faulting thread's id lets the fault thread follow the vCPU it serves (fault.c, placement). */
+#define UFFD_OPTIONAL_FEATURES (UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_THREAD_ID)
 
 /* Opens a userfaultfd (O_CLOEXEC|O_NONBLOCK; /dev/userfaultfd first, then the syscall) and
  * negotiates UFFD_NEEDED_FEATURES, plus
@@ -47,6 +48,14 @@ int uffd_zeropage(int uffd, uint64_t dst, uint64_t len);
 /* Copies len bytes from src (this process) to dst (the guest) and wakes. *copied is the
  * progress made, also on failure (a short copy is partial progress, not an error). */
 int uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len, uint64_t *copied);
+
+/* As uffd_zeropage and uffd_copy, saying how far they got and waking only when wake is set
+ * (a batch wakes once, at its end). *done is the bytes installed, also on failure; a short
+ * range (a page already present stopped it) is -EAGAIN with *done < len, and -EEXIST when
+ * the first page was present. */
+int uffd_zeropage_range(int uffd, uint64_t dst, uint64_t len, bool wake, uint64_t *done);
+int uffd_copy_range(int uffd, uint64_t dst, const void *src, uint64_t len, bool wake,
+		    uint64_t *done);
 
 /* Sets or clears write protection on [addr, addr+len); wake applies when clearing. */
 int uffd_wp(int uffd, uint64_t addr, uint64_t len, bool protect, bool wake);

@@ -418,6 +418,7 @@ static struct vm *vm_new(const struct proto_register *req, const struct policy *
 	vm->pidfd = vm->wake_efd = vm->stop_efd = vm->ctl_sock = -1;
 	vm->started_ns = vm_now_ns();
 	pthread_mutex_init(&vm->lock, NULL);
+	pthread_mutex_init(&vm->event_lock, NULL);
 	pthread_cond_init(&vm->evict_cv, NULL);
 	pthread_cond_init(&vm->track_cv, NULL);
 	return vm;
@@ -686,7 +687,9 @@ static int start_fault_thread(struct vm *vm)
 
 	atomic_store(&vm->fault_alive, true);
 	r = pthread_create(&vm->fault_tid, NULL, fault_thread_main, vm);
-	atomic_store(&vm->fault_alive, r == 0);
+	/* Not true again on success: a thread that already exited has stored false. */
+	if (r)
+		atomic_store(&vm->fault_alive, false);
 	vm->fault_joined = r != 0;
 	return -r;
 }
@@ -868,6 +871,7 @@ void vm_destroy(struct vm *vm)
 	pthread_cond_destroy(&vm->evict_cv);
 	pthread_cond_destroy(&vm->track_cv);
 	pthread_mutex_destroy(&vm->lock);
+	pthread_mutex_destroy(&vm->event_lock);
 	free(vm);
 }
 

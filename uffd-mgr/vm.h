@@ -88,6 +88,46 @@ struct vm_stats {
 	uint64_t zshm_blobs, zshm_raw_blobs, zshm_pages, zshm_bytes, zshm_errors;
 };
 
+/* Paging done ahead of faults (fault.c): first-touch blocks, read-ahead, proactive batches.
+ * Under vm->lock; counted from this daemon's start (not kept in the state). */
+struct vm_ahead_stats {
+	uint64_t first_touch_blocks; /* first touches that filled a block */
+	uint64_t first_touch_pages;  /* untouched pages filled beside the faulting one */
+	uint64_t readahead_batches;  /* sequential tier faults that read runs ahead */
+	uint64_t readahead_pages;    /* pages those brought back */
+	uint64_t batch_copies;	     /* proactive batches: UFFDIO_COPY calls ... */
+	uint64_t batch_pages;	     /* ... and the pages they installed */
+	uint64_t batch_kept;	     /* pages a batch found present (the guest's own): kept */
+	uint64_t follow_moves;	     /* times the fault thread moved to its faulter's CPU */
+};
+
+/* The fault thread's own state for read-ahead and placement (fault.c); no lock: only the
+ * fault thread touches it. */
+#define VM_FOLLOW_CPUS 64 /* CPUs placement counts faults on; faulters past them are not followed */
+struct vm_fault_local {
+	size_t ra_last_run, ra_next_run; /* the last tier fault's run; the run after the window */
+	size_t ra_window;		 /* runs read ahead last time; 0: closed */
+	pid_t follow_tid;		 /* the thread whose CPU was last looked up */
+	int follow_tid_cpu;		 /* its CPU then; -1: unknown */
+	uint64_t follow_looked_ns;
+	int follow_cpu;			 /* where the fault thread is pinned; -1: nowhere */
+	unsigned follow_seen;		 /* faults counted in this window */
+	uint16_t follow_votes[VM_FOLLOW_CPUS];
+	uint64_t last_served_ns;	 /* busy-poll only while the VM faults hard */
+};
+
+/* A discard as the shim makes it is madvise, punch, madvise (qemu-glue/shim.c). A page still
+ * holding data at the first REMOVE must not be evicted before the punch: a tier copy made in
+ * between could be brought back (by a batch, or a fault on a neighbour) after the punch, and
+ * the second REMOVE would find data, not a hole. So the first REMOVE's range is kept here for
+ * a while, and the evictor leaves its pages alone (fault.c records, evict.c reads). */
+#define VM_DISCARD_RING	   16
+#define VM_DISCARD_HOLD_NS (200 * 1000000ull)
+struct vm_discard {
+	size_t first, end; /* pages [first, end) */
+	uint64_t until_ns;
+};
+
 /* What the working-set tracker measured (uffd-mgr/track.c); under vm->lock. */
 struct vm_track_stats {
 	uint32_t epoch;			     /* observations so far */
@@ -129,6 +169,11 @@ struct vm {
 	size_t disk_ra_next;		/* fault thread: the run a sequential reader faults next */
 	uint32_t disk_ra_runs;		/* fault thread: its read-ahead window, in runs */
 	pthread_mutex_t lock;
+	/* Held by the fault thread from reading uffd events until it has applied them, and by a
+	 * batch of another thread (fault_prefetch_batch) while it installs pages: the kernel
+	 * refuses a copy only while an event is unread, and a copy between a discard's REMOVE
+	 * read and applied could refill the hole its punch made meanwhile. Taken before lock. */
+	pthread_mutex_t event_lock;
 	pthread_cond_t evict_cv;
 	pthread_t fault_tid, evict_tid;
 	bool threads_started;
@@ -142,6 +187,10 @@ struct vm {
 	uint64_t disk_retry_ns; /* after a full disk, no demotion before this time */
 	struct vmstate state;	/* the page entries and counters, outliving the daemon */
 	struct vm_stats *st;	/* in state: counters go on across daemon restarts */
+	struct vm_ahead_stats ahead; /* lock */
+	struct vm_fault_local fl;    /* the fault thread's alone */
+	struct vm_discard discards[VM_DISCARD_RING]; /* lock */
+	unsigned discard_next;			     /* lock */
 	bool adopted;		/* taken over from a daemon that died or was upgraded */
 	bool wake_pending;	/* adopted: the fault thread has not yet woken the range (lock) */
 	bool stale_arming;	/* adopted while the shim ran the dead daemon's arming (lock) */
@@ -259,6 +308,17 @@ bool vm_over_limit(const struct vm *vm);
  * and the tier is not full), so the guest is slowed rather than let past its limit. Lock
  * held. */
 bool vm_must_throttle(const struct vm *vm);
+
+/* Whether page is in a range a discard has madvised and may yet punch (struct vm_discard):
+ * not to be evicted now. Lock held. */
+static inline bool vm_discard_pending(const struct vm *vm, size_t page, uint64_t now)
+{
+	for (unsigned i = 0; i < VM_DISCARD_RING; i++)
+		if (page >= vm->discards[i].first && page < vm->discards[i].end &&
+		    now < vm->discards[i].until_ns)
+			return true;
+	return false;
+}
 
 /* Calls fn(first, n, arg) for each extent of pages [first, first + n) of the region's pages
  * [from, from + npages) that hold data in the guest memfd (SEEK_DATA walks extents, not pages,

@@ -47,7 +47,7 @@ static void check_policy(const struct policy *p)
 	check(run >= 4096 && run <= (2u << 20) && !(run & (run - 1)));
 	check(p->resident_max == 0 || p->resident_max >= run);
 	check(p->shm_max >= (1u << 20) && p->shm_max <= (UINT64_C(1) << 40) && p->shm_max >= run);
-	check(p->fault_cpu >= -1 && p->fault_cpu <= 4095);
+	check(p->fault_cpu >= POLICY_CPU_FOLLOW && p->fault_cpu <= 4095); /* follow, any, or a CPU */
 	check(p->busy_poll_us <= 1000);
 	check(p->stall_warn_ms == 0 || (p->stall_warn_ms >= 10 && p->stall_warn_ms <= 3600000));
 	check(p->disk_read_retry_ms == 0 ||

@@ -87,6 +87,9 @@ static struct proto_register req; /* 4 KiB of policy path: not on the stack */
 static struct fx *open_fx;	  /* the fixture to close if a test fails part-way */
 static pid_t fx_pid;		  /* "QEMU"'s pid for the next fx_open; 0: this process */
 static char fx_disk[128];	  /* the next fx_open's [disk] path; "": no disk tier */
+/* [fault] first_touch and readahead for the next fx_open: off (one page per fault, no
+ * read-ahead) unless a test turns them on, so that fault counts stay one per page. */
+static uint64_t fx_first_touch = 4 * 1024, fx_readahead;
 
 static void sleep_ms(long ms)
 {
@@ -145,6 +148,8 @@ static void fx_open_at(struct fx *f, off_t off, size_t len, size_t tail, uint64_
 		snprintf(pol.disk_path, sizeof(pol.disk_path), "%s", fx_disk);
 		pol.disk_max = 64 * MIB;
 	}
+	pol.first_touch = fx_first_touch;
+	pol.readahead_max = fx_readahead;
 	err[0] = 0;
 	if (vm_create(&req, uffd, mfd, &pol, &f->vm, err, sizeof(err)))
 		print_error("vm_create: %s\n", err);
@@ -161,6 +166,8 @@ static void fx_open(struct fx *f, size_t len, uint64_t resident_max, uint64_t sh
 
 static void fx_close(struct fx *f)
 {
+	fx_first_touch = 4 * KIB;
+	fx_readahead = 0;
 	vm_destroy(f->vm);
 	munmap(f->map, f->len);
 	close(f->memfd);
@@ -429,6 +436,8 @@ static void test_patterns_under_eviction(void **state)
 	const uint64_t seed = 0xfeedface12345678ull;
 	const uint32_t gens = 3;
 
+	fx_first_touch = 64 * KIB; /* the defaults: first-touch blocks and read-ahead */
+	fx_readahead = MIB;
 	fx_open(&f, 16 * MIB, 2 * MIB, 64 * MIB, 64 * KIB);
 	run_vcpus(&f, seed, gens);
 
@@ -451,7 +460,8 @@ static void test_patterns_under_eviction(void **state)
 	assert_true(s.evict_pages >= f.npages - 2 * MIB / PG);
 	assert_true(s.faults_shm > 0);
 	assert_true(s.faults_shm_pages >= s.faults_shm);
-	assert_true(s.faults_zero >= f.npages); /* every page was first touched once */
+	/* every page was first touched once: by its own fault or in its block */
+	assert_true(s.faults_zero + f.vm->ahead.first_touch_pages >= f.npages);
 	assert_int_equal(s.fault_errors, 0);
 	assert_int_equal(s.tier_full_events, 0);
 	assert_true(s.fault_ns.count > 0);
@@ -1166,6 +1176,11 @@ static double get_double(struct json_object *o, const char *key, const char *sub
 	return json_object_get_double(v);
 }
 
+static const char *const ahead_keys[] = {
+    "first_touch_blocks", "first_touch_pages", "readahead_batches", "readahead_pages",
+    "batch_copies",	  "batch_pages",       "batch_kept",	    "follow_moves",
+};
+
 static void test_stats_json(void **state)
 {
 	static const char *const fault_keys[] = {
@@ -1220,6 +1235,8 @@ static void test_stats_json(void **state)
 		(void)get_u64(j, "faults", fault_keys[i]);
 	for (size_t i = 0; i < sizeof(evict_keys) / sizeof(evict_keys[0]); i++)
 		(void)get_u64(j, "evictions", evict_keys[i]);
+	for (size_t i = 0; i < sizeof(ahead_keys) / sizeof(ahead_keys[0]); i++)
+		(void)get_u64(j, "ahead", ahead_keys[i]);
 	assert_int_equal(get_u64(j, "fault_thread", "restarts"), 0);
 	assert_true(json_object_object_get_ex(j, "fault_thread", &v));
 	assert_true(json_object_object_get_ex(v, "alive", &v));
@@ -1393,7 +1410,6 @@ static void test_release(void **state)
 	fx_close(&f);
 }
 
-
 /* ---- the disk tier: prefetch in one deep batch ---- */
 
 static int gate_count_acquire(void *arg, bool write, uint64_t bytes, bool wait)
@@ -1533,6 +1549,81 @@ static void test_disk_prefetch_batch(void **state)
 	rmdir(dir);
 }
 
+static int prefetch_done(struct fx *f)
+{
+	int done;
+
+	pthread_mutex_lock(&f->vm->lock);
+	done = f->vm->prefetch_want == 0;
+	pthread_mutex_unlock(&f->vm->lock);
+	return done;
+}
+
+/* The evictor thread's prefetch round with both tiers: an 8 MiB guest pushed out to a 1 MiB
+ * shm tier and disk, its limit then lifted and the planner's want set to the whole guest.
+ * The shm runs come back in shm batches (fault_prefetch_batch: copies with no wake), the disk
+ * runs in the disk batch (fault_batch_add_run, one deep read, with the shm pages of runs it
+ * takes that the shm batch did not); every tiered page is back,
+ * flagged prefetched, byte-exact, with no fault on the way. */
+static void test_prefetch_round_tiers(void **state)
+{
+	static struct fx f; /* static: cleanup() may close it after a failed assertion */
+	const uint64_t seed = 0x9f3;
+	char dir[] = "/var/tmp/test-vm-disk.XXXXXX";
+	struct disktier_counters c0, c1;
+	size_t shm, disk, run = 4;
+	uint64_t prefetched, by_shm, copies;
+	struct vm_stats s0, s1;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(fx_disk, sizeof(fx_disk), "%s/%%n.swap", dir);
+	fx_open(&f, 8 * MIB, 1 * MIB, 1 * MIB, run * PG);
+	fx_disk[0] = 0;
+	assert_non_null(f.vm->disk);
+	write_range(&f, 0, f.npages, seed, 0);
+	assert_true(wait_for(&f, resident_under_limit, 5000));
+	pthread_mutex_lock(&f.vm->lock);
+	f.vm->pol.resident_max = 0; /* no limit: nothing is evicted again meanwhile */
+	pthread_mutex_unlock(&f.vm->lock);
+	assert_true(wait_for(&f, no_disk_in_flight, 5000));
+	shm = count(&f, PS_SHM);
+	disk = count(&f, PS_DISK);
+	print_message("tiered: %zu pages in shm, %zu on disk\n", shm, disk);
+	assert_true(shm > 0 && disk > 0);
+	disktier_get_counters(f.vm->disk, &c0);
+	snap(&f, &s0);
+
+	pthread_mutex_lock(&f.vm->lock);
+	f.vm->prefetch_want = f.npages;
+	pthread_cond_signal(&f.vm->evict_cv);
+	pthread_mutex_unlock(&f.vm->lock);
+	assert_true(wait_for(&f, prefetch_done, 10000));
+
+	assert_int_equal(count(&f, PS_SHM), 0);
+	assert_int_equal(count(&f, PS_DISK), 0);
+	disktier_get_counters(f.vm->disk, &c1);
+	pthread_mutex_lock(&f.vm->lock); /* no assertion under it: cleanup() takes it */
+	prefetched = f.vm->plan.ps.prefetched_pages;
+	by_shm = f.vm->ahead.batch_pages;
+	copies = f.vm->ahead.batch_copies;
+	pthread_mutex_unlock(&f.vm->lock);
+	print_message("prefetched %llu pages: %llu by shm batches in %llu copies, %llu disk "
+		      "reads\n",
+		      (unsigned long long)prefetched, (unsigned long long)by_shm,
+		      (unsigned long long)copies, (unsigned long long)(c1.reads - c0.reads));
+	assert_int_equal(prefetched, shm + disk);
+	/* Shm pages of runs that also hold disk pages may come back with the disk batch. */
+	assert_true(by_shm > 0 && by_shm <= shm);
+	assert_true(c1.reads > c0.reads);
+	snap(&f, &s1);
+	verify_range(&f, 0, f.npages, seed, 0);
+	assert_int_equal(s1.faults_shm, s0.faults_shm);
+	assert_int_equal(s1.faults_disk, s0.faults_disk);
+	assert_int_equal(f.vm->st->fault_errors, 0);
+	fx_close(&f);
+	rmdir(dir);
+}
+
 /* ---- vm_create ---- */
 
 static void test_create_checks_and_ownership(void **state)
@@ -1628,6 +1719,377 @@ static void test_create_checks_and_ownership(void **state)
 	munmap(mem, 1 * MIB);
 }
 
+/* ---- paging ahead of faults: first-touch blocks, read-ahead, proactive batches ---- */
+
+static void set_first_touch(struct fx *f, uint64_t bytes)
+{
+	pthread_mutex_lock(&f->vm->lock);
+	f->vm->pol.first_touch = bytes;
+	pthread_mutex_unlock(&f->vm->lock);
+}
+
+/* QEMU's discard as the shim turns it (qemu-glue/shim.c): madvise, punch, madvise. The first
+ * REMOVE drops the tier copies before the hole exists; a punch first would let a batch bring
+ * a tiered page's old bytes back between the punch and the REMOVE (a batch, like a fault on a
+ * neighbour, cannot see a punch on a page it holds in a tier). */
+static void discard(struct fx *f, size_t first, size_t n)
+{
+	assert_int_equal(madvise(f->map + first * PG, n * PG, MADV_DONTNEED), 0);
+	assert_int_equal(fallocate(f->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				   (off_t)(first * PG), (off_t)(n * PG)),
+			 0);
+	assert_int_equal(madvise(f->map + first * PG, n * PG, MADV_DONTNEED), 0);
+}
+
+/* A first touch fills its block only over untouched pages: in a block (run 2, pages 32-47)
+ * that holds a tiered page, a page the guest wrote (resident), a discarded page and untouched
+ * ones, a write to an untouched page fills exactly the untouched pages, and every other page
+ * keeps its home and its bytes. Blocks are filled only for a guest growing in address order
+ * (the page before the block in use), and not past the evictor's low mark under a limit. */
+static void test_first_touch_block(void **state)
+{
+	static struct fx f; /* static: cleanup() may close it after a failed assertion */
+	const uint64_t seed = 0xf1257;
+	const size_t b = 32;
+	size_t untouched = 0, resident;
+
+	fx_open(&f, 4 * MIB, 0, 8 * MIB, 64 * KIB);
+	write_range(&f, b - 1, 1, seed, 0); /* the block before is in use: growing upward */
+	write_range(&f, b + 1, 1, seed, 0);
+	write_range(&f, b + 5, 1, seed, 0);
+	assert_int_equal(evict_run(f.vm, b), 2); /* 33 and 37 to the tier */
+	write_range(&f, b + 9, 1, seed, 1);	 /* 41 resident, the guest's */
+	discard(&f, b + 5, 1);			 /* 37 discarded: zero */
+	assert_true(wait_for(&f, one_remove_seen, 2000));
+	assert_int_equal(state_of(&f, b + 1), PS_SHM);
+	assert_int_equal(state_of(&f, b + 5), PS_ZERO);
+	assert_int_equal(state_of(&f, b + 9), PS_RESIDENT);
+
+	set_first_touch(&f, 64 * KIB);
+	write_range(&f, b + 12, 1, seed, 2);
+	for (size_t i = 0; i < 16; i++) {
+		enum page_state st = state_of(&f, b + i);
+
+		if (i == 1)
+			assert_int_equal(st, PS_SHM);
+		else if (i == 5)
+			assert_int_equal(st, PS_ZERO);
+		else
+			assert_int_equal(st, PS_RESIDENT);
+		untouched += i != 1 && i != 5 && i != 9 && i != 12;
+	}
+	assert_int_equal(f.vm->ahead.first_touch_blocks, 1);
+	assert_int_equal(f.vm->ahead.first_touch_pages, untouched);
+	verify_range(&f, b + 1, 1, seed, 0);
+	verify_zero(&f, b + 5, 1);
+	verify_range(&f, b + 9, 1, seed, 1);
+	verify_range(&f, b + 12, 1, seed, 2);
+	verify_zero(&f, b + 13, 3);
+	verify_zero(&f, b, 1);
+	assert_int_equal(f.vm->ahead.first_touch_blocks, 1); /* the reads were no faults */
+
+	/* A first touch with the page before its block untouched fills its page alone. */
+	write_range(&f, 128 + 3, 1, seed, 0);
+	assert_int_equal(state_of(&f, 128 + 4), PS_NONE);
+	assert_int_equal(f.vm->ahead.first_touch_blocks, 1);
+
+	/* Under a limit with no room for a block: one page per fault. */
+	resident = count(&f, PS_RESIDENT);
+	pthread_mutex_lock(&f.vm->lock);
+	f.vm->pol.resident_max = (resident + 8) * PG;
+	pthread_mutex_unlock(&f.vm->lock);
+	write_range(&f, 63, 2, seed, 0);
+	assert_int_equal(state_of(&f, 65), PS_NONE);
+	assert_int_equal(f.vm->ahead.first_touch_blocks, 1);
+	check_homes(&f, 0, -1);
+	fx_close(&f);
+}
+
+/* First touches racing: four vCPUs write the pages of the same blocks (page p is thread
+ * p % 4's), each page right after its first touch, while the evictor runs under a limit of a
+ * quarter of the guest (so blocks filled ahead and never written are evicted as zero, and
+ * some pages written are evicted before their neighbours are touched). Every word of every
+ * page is checked afterwards: a block filled over a page a neighbour had just written would
+ * show as zeros. */
+#define FT_THREADS 4
+
+struct ft_vcpu {
+	pthread_t tid;
+	struct fx *f;
+	int id;
+	uint64_t seed;
+};
+
+static void *ft_main(void *arg)
+{
+	struct ft_vcpu *c = arg;
+
+	for (size_t p = (size_t)c->id; p < c->f->npages; p += FT_THREADS)
+		write_page(c->f->map + p * PG, c->seed, p, 0);
+	return NULL;
+}
+
+static void test_first_touch_race(void **state)
+{
+	static struct fx f;
+	struct ft_vcpu c[FT_THREADS];
+	const uint64_t seed = 0xb10c;
+
+	fx_first_touch = 64 * KIB;
+	fx_open(&f, 16 * MIB, 4 * MIB, 64 * MIB, 64 * KIB);
+	/* The last page of every block first, from the top down (each filled alone: the page
+	 * before it is untouched then), so that every block after the first is one a guest
+	 * growing upward fills whichever thread touches it first: blocks are filled however
+	 * the threads are scheduled (one thread alone at first would otherwise find the page
+	 * before each block untouched). */
+	for (size_t b = f.npages / 16; b-- > 0;)
+		write_page(f.map + (b * 16 + 15) * PG, seed, b * 16 + 15, 0);
+	for (int i = 0; i < FT_THREADS; i++) {
+		c[i] = (struct ft_vcpu){.f = &f, .id = i, .seed = seed};
+		assert_int_equal(pthread_create(&c[i].tid, NULL, ft_main, &c[i]), 0);
+	}
+	for (int i = 0; i < FT_THREADS; i++)
+		pthread_join(c[i].tid, NULL);
+	verify_range(&f, 0, f.npages, seed, 0);
+	print_message("first touch race: %llu blocks filled %llu pages ahead\n",
+		      (unsigned long long)f.vm->ahead.first_touch_blocks,
+		      (unsigned long long)f.vm->ahead.first_touch_pages);
+	assert_true(f.vm->ahead.first_touch_blocks > 0);
+	assert_int_equal(f.vm->st->fault_errors, 0);
+	check_homes(&f, seed, 0);
+	fx_close(&f);
+}
+
+/* Sequential faults through the shm tier read ahead: 8 MiB written, evicted, then read in
+ * address order with a window up to 1 MiB: far fewer faults than runs, every byte right;
+ * three runs discarded while tiered read zero though windows cover them, and a run the guest
+ * rewrote while tiered keeps the new bytes. */
+static void test_readahead(void **state)
+{
+	static struct fx f;
+	const uint64_t seed = 0x7eada;
+	const size_t n = 2048, runs = n / 16;
+	struct vm_stats s;
+
+	fx_readahead = MIB;
+	fx_open(&f, 16 * MIB, 0, 64 * MIB, 64 * KIB);
+	write_range(&f, 0, n, seed, 0);
+	for (size_t r = 0; r < runs; r++)
+		assert_int_equal(evict_run(f.vm, r * 16), 16);
+	discard(&f, 40 * 16, 3 * 16);
+	assert_true(wait_for(&f, one_remove_seen, 2000));
+	for (size_t p = 40 * 16; p < 43 * 16; p++)
+		assert_int_equal(state_of(&f, p), PS_ZERO);
+	write_range(&f, 70 * 16, 16, seed, 1); /* back by its own fault, then rewritten */
+	for (size_t p = 0; p < n; p++) {
+		size_t bad = p >= 40 * 16 && p < 43 * 16 ? nonzero_words(f.map + p * PG)
+			     : p >= 70 * 16 && p < 71 * 16 ? bad_words(f.map + p * PG, seed, p, 1)
+							     : bad_words(f.map + p * PG, seed, p, 0);
+
+		if (bad)
+			print_error("page %zu: %zu words wrong\n", p, bad);
+		assert_int_equal(bad, 0);
+	}
+	snap(&f, &s);
+	print_message("readahead: %llu shm faults for %zu runs; %llu batches read %llu pages "
+		      "ahead\n",
+		      (unsigned long long)s.faults_shm, runs,
+		      (unsigned long long)f.vm->ahead.readahead_batches,
+		      (unsigned long long)f.vm->ahead.readahead_pages);
+	assert_true(f.vm->ahead.readahead_pages > n / 2);
+	assert_true(s.faults_shm < runs / 4);
+	assert_int_equal(s.fault_errors, 0);
+	assert_int_equal(shmpool_used(f.vm->shm), 0);
+	check_homes(&f, 0, -1);
+	fx_close(&f);
+}
+
+/* A proactive batch brings tiered runs back, hottest first, in few copies and one wake:
+ * every page flagged as prefetched and right; pages discarded while tiered stay zero; a page
+ * the guest rewrote after it came back by its own fault keeps its bytes. */
+static void test_prefetch_batch(void **state)
+{
+	static struct fx f;
+	const uint64_t seed = 0xba7c4;
+	const size_t n = 1024;
+	long got, total = 0;
+
+	fx_open(&f, 8 * MIB, 0, 64 * MIB, 64 * KIB);
+	write_range(&f, 0, n, seed, 0);
+	for (size_t r = 0; r < n / 16; r++)
+		assert_int_equal(evict_run(f.vm, r * 16), 16);
+	discard(&f, 100, 20);
+	assert_true(wait_for(&f, one_remove_seen, 2000));
+	write_range(&f, 300, 1, seed, 1);
+	while ((got = fault_prefetch_batch(f.vm, 256)) > 0)
+		total += got;
+	assert_int_equal(got, -ENOENT); /* nothing tiered is left */
+	print_message("prefetch: %ld pages in %llu copies\n", total,
+		      (unsigned long long)f.vm->ahead.batch_copies);
+	assert_int_equal(total, (long)(n - 20 - 16)); /* 300's span came back by its fault */
+	assert_true(f.vm->ahead.batch_copies * 16 <= (uint64_t)total);
+	pthread_mutex_lock(&f.vm->lock);
+	for (size_t p = 0; p < n; p++) {
+		bool zero = p >= 100 && p < 120, own = p >= 288 && p < 304;
+
+		assert_int_equal(pagemap_state(f.vm->pm, p), zero ? PS_ZERO : PS_RESIDENT);
+		assert_int_equal(pagemap_flags(f.vm->pm, p), zero || own ? 0 : PF_PREFETCHED);
+	}
+	pthread_mutex_unlock(&f.vm->lock);
+	verify_range(&f, 0, 100, seed, 0);
+	verify_zero(&f, 100, 20);
+	verify_range(&f, 120, 300 - 120, seed, 0);
+	verify_range(&f, 300, 1, seed, 1);
+	verify_range(&f, 301, n - 301, seed, 0);
+	assert_int_equal(shmpool_used(f.vm->shm), 0);
+	check_homes(&f, 0, -1);
+	fx_close(&f);
+}
+
+/* Batches racing the guest: a thread evicts runs 4-7 and brings them back with proactive
+ * batches, over and over, while a writer keeps per-page counters in them and a reader checks
+ * the counters never go back (the race of test_eviction_race, with batches in place of
+ * faults: a batch that wrote over a page the guest had would show as a counter gone back). */
+struct batcher {
+	struct fx *f;
+	atomic_int stop;
+	size_t first, n; /* the runs it churns */
+	uint64_t moved, back, errors;
+};
+
+static void *batch_churn(void *arg)
+{
+	struct batcher *b = arg;
+
+	while (!atomic_load(&b->stop)) {
+		for (size_t run = b->first; run < b->first + b->n; run += 16) {
+			int m = evict_run(b->f->vm, run);
+
+			if (m < 0)
+				b->errors++;
+			else
+				b->moved += (uint64_t)m;
+		}
+		for (long got; (got = fault_prefetch_batch(b->f->vm, 64)) > 0;)
+			b->back += (uint64_t)got;
+	}
+	return NULL;
+}
+
+static void test_batch_race(void **state)
+{
+	static struct racer r;
+	static struct batcher b;
+	static struct fx f;
+	pthread_t wt, rt, bt;
+
+	fx_readahead = MIB;
+	fx_open(&f, 4 * MIB, 0, 8 * MIB, 64 * KIB);
+	memset(&r, 0, sizeof(r));
+	memset(&b, 0, sizeof(b));
+	r.f = b.f = &f;
+	b.first = RACE_FIRST;
+	b.n = RACE_PAGES;
+	for (size_t i = 0; i < RACE_PAGES; i++) {
+		uint64_t *w = (uint64_t *)(f.map + (RACE_FIRST + i) * PG);
+
+		w[0] = 0;
+		w[256] = RACE_FIRST + i;
+		w[511] = ~UINT64_C(0);
+	}
+	assert_int_equal(pthread_create(&wt, NULL, race_writer, &r), 0);
+	assert_int_equal(pthread_create(&rt, NULL, race_reader, &r), 0);
+	assert_int_equal(pthread_create(&bt, NULL, batch_churn, &b), 0);
+	sleep_ms(1000);
+	atomic_store(&r.stop, 1);
+	atomic_store(&b.stop, 1);
+	pthread_join(wt, NULL);
+	pthread_join(rt, NULL);
+	pthread_join(bt, NULL);
+	print_message("batch race: %llu pages evicted, %llu back by batches (%llu kept: the "
+		      "guest's); writer %llu passes, reader %llu reads\n",
+		      (unsigned long long)b.moved, (unsigned long long)b.back,
+		      (unsigned long long)f.vm->ahead.batch_kept, (unsigned long long)r.passes,
+		      (unsigned long long)r.reads);
+	assert_int_equal(b.errors, 0);
+	assert_int_equal(r.bad, 0);
+	assert_int_equal(r.stale, 0);
+	assert_true(b.moved > 0 && b.back > 0);
+	assert_int_equal(f.vm->st->fault_errors, 0);
+	for (size_t i = 0; i < RACE_PAGES; i++) {
+		uint64_t *w = (uint64_t *)(f.map + (RACE_FIRST + i) * PG);
+
+		assert_true(w[0] == r.counters[i] && w[511] == ~r.counters[i]);
+	}
+	check_homes(&f, 0, -1);
+	fx_close(&f);
+}
+
+/* Discards racing batches and read-ahead: a thread evicts runs 8-15 and brings them back
+ * with batches, over and over, while the test thread rewrites them, discards a seeded
+ * sub-range and reads them all in address order (read-ahead windows over the discarded
+ * pages): discarded pages read zero, the rest its last bytes (test_discard_race's check). */
+static void test_discard_batch_race(void **state)
+{
+	static struct batcher b;
+	static struct fx f;
+	uint64_t seed = 0xd1ba, rng = 0x9e3779b97f4a7c15ull, until;
+	uint32_t gen = 0;
+	size_t bad = 0;
+	pthread_t t;
+
+	fx_readahead = MIB;
+	fx_first_touch = 64 * KIB;
+	fx_open(&f, 4 * MIB, 0, 8 * MIB, 64 * KIB);
+	memset(&b, 0, sizeof(b));
+	b.f = &f;
+	b.first = 128;
+	b.n = 128;
+	assert_int_equal(pthread_create(&t, NULL, batch_churn, &b), 0);
+	until = now_ms() + 700;
+	while (now_ms() < until && !bad) {
+		size_t first, n;
+
+		rng ^= rng << 13;
+		rng ^= rng >> 7;
+		rng ^= rng << 17;
+		first = 128 + rng % 120;
+		n = 1 + (rng >> 20) % (256 - first);
+		gen++;
+		write_range(&f, 128, 128, seed, gen);
+		discard(&f, first, n);
+		for (size_t p = 128; p < 256; p++) {
+			const uint8_t *pg = f.map + p * PG;
+			size_t w = p >= first && p < first + n ? nonzero_words(pg)
+							       : bad_words(pg, seed, p, gen);
+
+			if (w) {
+				uint32_t had = 0;
+
+				for (uint32_t g = gen; g > 0 && !had; g--)
+					had = bad_words(pg, seed, p, g) ? 0 : g;
+				print_error("round %u: page %zu (discarded %zu-%zu): %zu words wrong; "
+					    "%zu nonzero, holds gen %u; state %d\n",
+					    gen, p, first, first + n - 1, w, nonzero_words(pg), had,
+					    (int)state_of(&f, p));
+			}
+			bad += w;
+		}
+	}
+	atomic_store(&b.stop, 1);
+	pthread_join(t, NULL);
+	print_message("discard batch race: %u rounds, %llu pages evicted, %llu back by batches, "
+		      "%llu read ahead\n",
+		      gen, (unsigned long long)b.moved, (unsigned long long)b.back,
+		      (unsigned long long)f.vm->ahead.readahead_pages);
+	assert_int_equal(bad, 0);
+	assert_int_equal(b.errors, 0);
+	assert_true(b.moved > 0);
+	assert_int_equal(f.vm->st->fault_errors, 0);
+	check_homes(&f, 0, -1);
+	fx_close(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1649,6 +2111,13 @@ int main(void)
 	    cmocka_unit_test_teardown(test_memfd_offset, cleanup),
 	    cmocka_unit_test_teardown(test_release, cleanup),
 	    cmocka_unit_test_teardown(test_disk_prefetch_batch, cleanup),
+	    cmocka_unit_test_teardown(test_prefetch_round_tiers, cleanup),
+	    cmocka_unit_test_teardown(test_first_touch_block, cleanup),
+	    cmocka_unit_test_teardown(test_first_touch_race, cleanup),
+	    cmocka_unit_test_teardown(test_readahead, cleanup),
+	    cmocka_unit_test_teardown(test_prefetch_batch, cleanup),
+	    cmocka_unit_test_teardown(test_batch_race, cleanup),
+	    cmocka_unit_test_teardown(test_discard_batch_race, cleanup),
 	};
 	char err[256];
 	int fd;
