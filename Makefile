@@ -48,7 +48,7 @@ TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tests/%)
 # Test builds: the files that call uffd-mgr/hooks.h compiled again with the hooks on. Linked
 # ahead of the library, their objects stand in for the library's own (same symbols), so the
 # test daemon and the unit tests get the hooks and the product binaries never do.
-HOOK_SRCS := uffd-mgr/hooks.c uffd-mgr/uffd.c uffd-mgr/fault.c uffd-mgr/vm.c
+HOOK_SRCS := uffd-mgr/hooks.c uffd-mgr/uffd.c uffd-mgr/fault.c uffd-mgr/vm.c uffd-mgr/evict.c
 HOOK_OBJS := $(HOOK_SRCS:%.c=$(BUILD)/obj-hooks/%.o)
 TEST_DAEMON := $(BUILD)/tests/uffd-mgrd-hooks
 TOOL_BINS += $(TEST_DAEMON)

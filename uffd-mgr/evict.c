@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "uffd-mgr/fault.h"
+#include "uffd-mgr/hooks.h"
 #include "uffd-mgr/log.h"
 #include "uffd-mgr/uffd.h"
 #include "uffd-mgr/vm.h"
@@ -122,18 +123,19 @@ static int copy_out_z(struct vm *vm, struct victim *v)
 	int r;
 
 	for (size_t i = 0; i < v->n; i++) {
-		sel[i] = v->chosen[i] && !page_is_zero(vm->local + (v->first + i) * PAGE_SIZE_4K);
+		sel[i] = v->chosen[i] && !page_is_zero(vm->evict_src + i * PAGE_SIZE_4K);
 		if (v->chosen[i] && !sel[i])
 			v->home[i] = HOME_ZERO;
 	}
-	r = zshm_store(vm, v->first, v->n, sel, stored, v->slot, vm->evict_stage);
+	r = zshm_store(vm, vm->evict_src, v->n, sel, stored, v->slot, vm->evict_stage);
 	for (size_t i = 0; i < v->n; i++)
 		if (stored[i])
 			v->home[i] = HOME_ZSHM;
 	return r;
 }
 
-/* Step 3: gives each chosen page a home and copies it there. Returns 0 or -ENOSPC when the
+/* Step 3: gives each chosen page a home and copies it there from the run as read (after the
+ * protection, so it is stable; vm.h evict_src says why not through a mapping). Returns 0 or -ENOSPC when the
  * tier filled part-way (pages without a home stay HOME_KEEP). */
 static int copy_out(struct vm *vm, struct victim *v)
 {
@@ -148,18 +150,18 @@ static int copy_out(struct vm *vm, struct victim *v)
 			i++;
 			continue;
 		}
-		if (page_is_zero(vm->local + (v->first + i) * PAGE_SIZE_4K)) {
+		if (page_is_zero(vm->evict_src + i * PAGE_SIZE_4K)) {
 			v->home[i++] = HOME_ZERO;
 			continue;
 		}
 		while (j < v->n && v->chosen[j] &&
-		       !page_is_zero(vm->local + (v->first + j) * PAGE_SIZE_4K))
+		       !page_is_zero(vm->evict_src + j * PAGE_SIZE_4K))
 			j++;
 		s = shmpool_alloc(vm->shm, (uint32_t)(j - i), &got);
 		if (s < 0)
 			return (int)s;
-		memcpy(shmpool_addr(vm->shm, (uint64_t)s),
-		       vm->local + (v->first + i) * PAGE_SIZE_4K, (size_t)got * PAGE_SIZE_4K);
+		memcpy(shmpool_addr(vm->shm, (uint64_t)s), vm->evict_src + i * PAGE_SIZE_4K,
+		       (size_t)got * PAGE_SIZE_4K);
 		for (uint32_t k = 0; k < got; k++) {
 			v->home[i + k] = HOME_SHM;
 			v->slot[i + k] = (uint64_t)s + k;
@@ -309,8 +311,15 @@ int evict_run(struct vm *vm, size_t first_page)
 	r = for_each_span(vm, &v, v.chosen, true);
 	if (r) /* nothing copied yet: every page keeps its home */
 		goto settle;
+	r = vm_read_guest(vm, v.first, v.n, vm->evict_src);
+	if (r) { /* nothing copied: every page keeps its home */
+		log_err(vm->name, "reading run at page %#zx from the guest memfd failed: %s",
+			v.first, strerror(-r));
+		goto settle;
+	}
 	r = copy_out(vm, &v);
 	full = (r == -ENOSPC);
+	hooks_evict_copied(vm, v.first);
 	record(vm, &v);
 	r = punch(vm, &v);
 	if (r)

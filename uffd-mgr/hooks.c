@@ -142,4 +142,19 @@ uint32_t hooks_disk_write_delay_us(void)
 	return v > 1000000 ? 1000000 : (uint32_t)v;
 }
 
+static void (*_Atomic evict_copied_fn)(struct vm *vm, size_t first);
+
+void hooks_evict_copied(struct vm *vm, size_t first)
+{
+	void (*fn)(struct vm *, size_t) = evict_copied_fn;
+
+	if (fn)
+		fn(vm, first);
+}
+
+void hooks_set_evict_copied(void (*fn)(struct vm *vm, size_t first))
+{
+	evict_copied_fn = fn;
+}
+
 #endif

@@ -33,6 +33,12 @@ bool hooks_fault_exit(uint64_t served);
 bool hooks_unprotect_fail(void);
 void hooks_set_unprotect_fail(bool on);
 
+struct vm;
+
+/* Called by the evictor once it has copied a run out and before it records and punches it; a unit test sets the function (NULL: none) to look at the guest memfd in between. */
+void hooks_evict_copied(struct vm *vm, size_t first);
+void hooks_set_evict_copied(void (*fn)(struct vm *vm, size_t first));
+
 /* The disk tier's injection spec from the environment, or NULL. */
 const char *hooks_disk_injection(void);
 
@@ -59,6 +65,14 @@ static inline bool hooks_fault_exit(uint64_t served)
 static inline bool hooks_unprotect_fail(void)
 {
 	return false;
+}
+
+struct vm;
+
+static inline void hooks_evict_copied(struct vm *vm, size_t first)
+{
+	(void)vm;
+	(void)first;
 }
 
 static inline const char *hooks_disk_injection(void)

@@ -278,20 +278,6 @@ static int open_disk(struct vm *vm, char *err, size_t errlen)
 	return r;
 }
 
-static int map_guest(struct vm *vm, char *err, size_t errlen)
-{
-	vm->local = mmap(NULL, vm->length, PROT_READ | PROT_WRITE, MAP_SHARED, vm->memfd,
-			 (off_t)vm->memfd_offset);
-	if (vm->local == MAP_FAILED) {
-		vm->local = NULL;
-		snprintf(err, errlen, "cannot map the guest memfd: %s", strerror(errno));
-		return -errno;
-	}
-	/* A core dump of the daemon must not carry every guest's memory. */
-	madvise(vm->local, vm->length, MADV_DONTDUMP);
-	return 0;
-}
-
 /* The geometry of this VM's state, from its registration and policy. */
 static void state_geom(const struct vm *vm, struct vmstate_geom *g)
 {
@@ -354,9 +340,10 @@ static int vm_finish(struct vm *vm, char *err, size_t errlen)
 	vm->disk_ra_next = SIZE_MAX;
 	vm->fault_bounce = aligned_alloc(PAGE_SIZE_4K, vm->fault_bounce_len);
 	vm->evict_stage = aligned_alloc(PAGE_SIZE_4K, vm->evict_stage_len);
+	vm->evict_src = aligned_alloc(PAGE_SIZE_4K, vm->pol.run_size);
 	if (vm->disk && !(vm->fault_batch = calloc(1, sizeof(*vm->fault_batch))))
 		return -ENOMEM;
-	if (!vm->fault_bounce || !vm->evict_stage)
+	if (!vm->fault_bounce || !vm->evict_stage || !vm->evict_src)
 		return -ENOMEM;
 	if (vm->disk) {
 		r = open_rings(vm, err, errlen);
@@ -377,10 +364,8 @@ static int vm_finish(struct vm *vm, char *err, size_t errlen)
 static int vm_build(struct vm *vm, char *err, size_t errlen)
 {
 	struct vmstate_geom g;
-	int r = map_guest(vm, err, errlen);
+	int r;
 
-	if (r)
-		return r;
 	state_geom(vm, &g);
 	r = vmstate_create(&g, &vm->state, err, errlen);
 	if (r)
@@ -467,6 +452,25 @@ void vm_each_data_extent(const struct vm *vm, size_t from, size_t npages,
 		   (size_t)((hole - data + PAGE_SIZE_4K - 1) / PAGE_SIZE_4K), arg);
 		pos = hole;
 	}
+}
+
+int vm_read_guest(const struct vm *vm, size_t first, size_t n, void *buf)
+{
+	off_t pos = (off_t)(vm->memfd_offset + first * PAGE_SIZE_4K);
+	size_t want = n * PAGE_SIZE_4K, got = 0;
+
+	while (got < want) {
+		ssize_t r = pread(vm->memfd, (uint8_t *)buf + got, want - got, pos + (off_t)got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return -EIO;
+		got += (size_t)r;
+	}
+	return 0;
 }
 
 static void set_bits(size_t first, size_t n, void *arg)
@@ -587,10 +591,8 @@ static int adopt_build(struct vm *vm, const int *fds, int nfds, char *err, size_
 	struct vmstate_geom want;
 	uint64_t *in_memfd;
 	size_t changed;
-	int r = map_guest(vm, err, errlen);
+	int r;
 
-	if (r)
-		return r;
 	state_geom(vm, &want);
 	r = vmstate_open(fds[2], &want, &vm->state, err, errlen);
 	if (!r)
@@ -846,8 +848,7 @@ void vm_destroy(struct vm *vm)
 		if (!vm->evict_joined)
 			pthread_join(vm->evict_tid, NULL);
 	}
-	if (vm->local)
-		munmap(vm->local, vm->length);
+	free(vm->evict_src);
 	disktier_io_destroy(vm->fault_io);
 	disktier_io_destroy(vm->evict_io);
 	diskq_leave(vm->dq); /* no ring of the VM is left to hold a share */

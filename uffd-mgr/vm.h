@@ -148,7 +148,11 @@ struct vm {
 	struct policy pol;
 	int uffd, memfd;
 	uint64_t host_addr, length, memfd_offset;
-	uint8_t *local; /* the daemon's own mapping of the guest memfd */
+	/* run_size: the run being evicted, as vm_read_guest read it. The daemon has no mapping
+	 * of guest RAM: a read through one fills a hole QEMU has just discarded (shmem allocates
+	 * on a read fault), and the guest can then write there unseen by the uffd, until our
+	 * punch destroys it. A pread of a hole reads zeros and allocates nothing. */
+	uint8_t *evict_src;
 	struct pagemap *pm;
 	struct shmpool *shm;
 	struct zpool *z;			 /* [shm] compress: shm holds blobs; NULL: slots */
@@ -325,6 +329,10 @@ static inline bool vm_discard_pending(const struct vm *vm, size_t page, uint64_t
  * and never fills a hole). Cannot fail: an lseek error ends the walk. */
 void vm_each_data_extent(const struct vm *vm, size_t from, size_t npages,
 			 void (*fn)(size_t first, size_t n, void *arg), void *arg);
+
+/* Reads the region's pages [first, first + n) from the guest memfd into buf. A hole reads as
+ * zeros and stays a hole. Returns 0 or -errno (-EIO on a short read). */
+int vm_read_guest(const struct vm *vm, size_t first, size_t n, void *buf);
 
 uint64_t vm_now_ns(void);
 

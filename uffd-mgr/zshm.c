@@ -47,7 +47,7 @@ static void count_stored(struct vm *vm, uint64_t blobs, uint64_t raw, uint64_t p
 	pthread_mutex_unlock(&vm->lock);
 }
 
-int zshm_store(struct vm *vm, size_t first, size_t n, const uint8_t *sel, uint8_t *stored,
+int zshm_store(struct vm *vm, const uint8_t *src, size_t n, const uint8_t *sel, uint8_t *stored,
 	       uint64_t *ref, uint8_t *stage)
 {
 	uint32_t idx[ZPOOL_MAX_PAGES], total = 0, at = 0, k;
@@ -57,8 +57,7 @@ int zshm_store(struct vm *vm, size_t first, size_t n, const uint8_t *sel, uint8_
 	for (size_t i = 0; i < n && total < ZPOOL_MAX_PAGES; i++) {
 		if (!sel[i])
 			continue;
-		memcpy(stage + (size_t)total * PAGE_SIZE_4K, vm->local + (first + i) * PAGE_SIZE_4K,
-		       PAGE_SIZE_4K);
+		memcpy(stage + (size_t)total * PAGE_SIZE_4K, src + i * PAGE_SIZE_4K, PAGE_SIZE_4K);
 		idx[total++] = (uint32_t)i;
 	}
 	/* Blobs of up to BLOB_PAGES; when no extent of the pool holds one, halves until one does.

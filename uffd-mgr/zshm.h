@@ -14,13 +14,13 @@
 
 struct vm;
 
-/* The evictor, without the lock: stores the pages sel[i] of the run [first, first + n) (each
- * resident, non-zero and write-protected) as one blob of up to 64 KiB of them, or several (a
+/* The evictor, without the lock: stores the pages sel[i] of a run of n pages read into src
+ * (each resident, non-zero and write-protected) as one blob of up to 64 KiB of them, or several (a
  * larger run, or no room in the pool for one), gathering them through stage (run_size bytes). Sets
  * ref[i] (the packed zpool reference for pagemap_set) and stored[i] = 1 for each page stored.
  * Returns 0, or -ENOSPC when the pool filled before every page was stored (the others keep
  * stored[i] = 0). */
-int zshm_store(struct vm *vm, size_t first, size_t n, const uint8_t *sel, uint8_t *stored,
+int zshm_store(struct vm *vm, const uint8_t *src, size_t n, const uint8_t *sel, uint8_t *stored,
 	       uint64_t *ref, uint8_t *stage);
 
 /* Lock held: page's entry has just stopped naming the blob of ref (a packed reference): frees
