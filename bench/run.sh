@@ -81,6 +81,7 @@ OTHER_CPU=1
 LAT_MB=192 LAT_LIMIT=48 LAT_SAMPLES=8192 # scene 1: 36k pages pushed out, 8k sampled
 REGROW_MB=${BENCH_REGROW_MB:-1024} REGROW_LIMIT=64 PASS_S=${BENCH_PASS_S:-6}
 GUEST_MB=128 GUEST_RAM=256M GUEST_RUNS=5 # scene 4: the median of 5 boots per setting
+PAGE_MB=160 PAGE_LIMIT=48M PAGE_RUNS=3 # scene 10: ~30% of the touched memory resident
 # What tests/guest/run-guest.sh will pick (its --accel auto): KVM needs vmx/svm and /dev/kvm.
 ACCEL=TCG
 if [ -r /dev/kvm ] && [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; then
@@ -647,6 +648,70 @@ scene4() {
 		"(resident_max 0: no limit)."
 }
 
+# ---- scene 10: a real guest paging at a fixed resident limit, against the kernel ----
+
+# One boot of the scene 4 guest with memstress over PAGE_MB in the bench cgroup (limit $2 MiB):
+# label limit-MiB log [wrapper]; sets GT and PEAK (MiB, the cgroup's peak usage).
+paging_once() {
+	local label=$1 lim=$2 log=$3 w=()
+	[ -z "${4:-}" ] || w=(--wrapper "$4")
+	say "scene 10: memstress ${PAGE_MB} MiB in a $GUEST_RAM $ACCEL guest, $label"
+	echo 0 >"$CG/memory.max_usage_in_bytes" 2>/dev/null || true
+	in_cgroup "$lim" "$log.out" "$SRC/tests/guest/run-guest.sh" --mem $GUEST_RAM --timeout 300 \
+		--log "$log" --append "memstress.mb=$PAGE_MB memstress.phases=grow,verify,verify" \
+		"${w[@]}" || return 1
+	GT=$(phase_ms "$log" '') PEAK=$(($(cat "$CG/memory.max_usage_in_bytes") >> 20))
+	say "  memstress phases $GT ms; cgroup peak $PEAK MiB"
+}
+
+# The same guest and workload three ways at one memory footprint: under uffd-mgr with
+# resident_max PAGE_LIMIT (QEMU in the cgroup, unlimited, to measure the footprint: QEMU's own
+# memory plus the resident guest pages), then plain QEMU in the cgroup limited to that
+# footprint with the kernel swapping to a file, and with zswap in front of it. Interleaved
+# (uffd, swap, zswap, uffd, ...), PAGE_RUNS rounds, medians.
+scene10() {
+	local i foot='' w cfg
+	declare -A t
+	[ -n "$CG" ] || { say "scene 10: no memory cgroup or swap here: skipped"; return 0; }
+	policy g-page "$PAGE_LIMIT" 64K 512M 0 default default
+	w="$BUILD/uffd-qemu --policy $WORK/g-page.conf --socket $SOCK --"
+	for i in $(seq "$PAGE_RUNS"); do
+		if paging_once "under uffd-mgr, resident_max $PAGE_LIMIT (round $i)" 8192 \
+			"$WORK/pg-uffd.$i" "$w"; then
+			t[uffd]="${t[uffd]:-} $GT"
+			# the kernel's limit: the largest footprint uffd-mgr's QEMU had in any round
+			[ -n "$foot" ] && [ "$foot" -ge "$PEAK" ] || foot=$PEAK
+		else
+			failed "scene 10 guest under uffd-mgr"
+		fi
+		[ -n "$foot" ] || continue
+		for cfg in "swap|kernel swap to a file" "zswap|kernel zswap"; do
+			IFS='|' read -r k label <<<"$cfg"
+			if if [ $k = zswap ]; then
+				with_zswap paging_once "plain QEMU, $label, cgroup $foot MiB (round $i)" \
+					"$foot" "$WORK/pg-$k.$i"
+			else
+				paging_once "plain QEMU, $label, cgroup $foot MiB (round $i)" "$foot" \
+					"$WORK/pg-$k.$i"
+			fi; then
+				t[$k]="${t[$k]:-} $GT"
+			else
+				failed "scene 10 plain guest ($label)"
+			fi
+		done
+	done
+	# shellcheck disable=SC2086 # word lists
+	PG_UFFD=$(median ${t[uffd]:-}) PG_SWAP=$(median ${t[swap]:-}) PG_ZSWAP=$(median ${t[zswap]:-})
+	row 10 "memstress run time, ${PAGE_MB} MiB at resident_max $PAGE_LIMIT, uffd-mgr (shm tier)" \
+		"${PG_UFFD:-n/a}" ms "kernel swap to a file" "${PG_SWAP:-n/a}" "kernel zswap" \
+		"${PG_ZSWAP:-n/a}"
+	meta note14 "Scene 10: memstress over $PAGE_MB MiB in a $GUEST_RAM $ACCEL guest," \
+		"grow then verify twice; uffd-mgr at resident_max $PAGE_LIMIT (shm tier, not in the" \
+		"cgroup); the kernel runs plain QEMU in a memory cgroup of ${foot:-n/a} MiB, the peak" \
+		"footprint of uffd-mgr's QEMU (its own memory plus resident guest pages)." \
+		"Times of every round (ms): uffd${t[uffd]:-}; swap${t[swap]:-}; zswap${t[zswap]:-}."
+}
+
 # ---- scene 5: tracker overhead ----
 
 # One fake guest of TRACK_MB with the tracker in mode $1 ("off", "regions": ebpf's default,
@@ -1169,7 +1234,7 @@ report() {
 }
 
 # Whether scene $1 is among BENCH_SCENES (default: all).
-scene() { [[ " ${BENCH_SCENES:-1 2 3 4 5 6 7 8 9 11} " == *" $1 "* ]]; }
+scene() { [[ " ${BENCH_SCENES:-1 2 3 4 5 6 7 8 9 10 11} " == *" $1 "* ]]; }
 
 main() {
 	check_prereqs
@@ -1180,7 +1245,7 @@ main() {
 	say "building bench programs into $BIN"
 	build_programs
 	machine_meta
-	! scene 1 && ! scene 2 || setup_swap
+	! scene 1 && ! scene 2 && ! scene 10 || setup_swap
 	start_daemon
 	if scene 1; then
 		lat_kernel
@@ -1198,6 +1263,7 @@ main() {
 	! scene 9 || scene9
 	! scene 11 || scene11
 	! scene 4 || scene4
+	! scene 10 || scene10
 	! scene 5 || scene5
 	! scene 6 || scene6
 	report
