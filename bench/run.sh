@@ -1086,6 +1086,32 @@ fair_light() {
 	THRASH_DISK=''
 }
 
+# The disk's own share of the interference, without uffd-mgr: one fio job reading 4 KiB at
+# random, QD1, like the light VM's faults, alone and then beside two jobs reading and writing
+# 64 KiB runs like the thrashing VMs (direct io_uring, files on the disk tier's file system,
+# the light job on the light VM's CPU). Sets FIO_A99 and FIO_T99 (µs).
+fio_interference() {
+	local o=$WORK/fio-fair
+	local light=(--name=light --filename="$o-light" --size=96M --rw=randread --bs=4k
+		--iodepth=1 --cpus_allowed=$GUEST_CPU)
+	local bg=(--name=bg1 --filename="$o-bg1" --size=256M --rw=randrw --bs=64k --iodepth=4
+		--cpus_allowed=$OTHER_CPU --name=bg2 --filename="$o-bg2" --size=256M --rw=randrw
+		--bs=64k --iodepth=4 --cpus_allowed=$OTHER_CPU)
+	local common=(--direct=1 --ioengine=io_uring --runtime=$FIO_S --time_based
+		--output-format=json)
+	say "scene 9: fio 4k random reads QD1, alone and beside two 64k read/write jobs"
+	FIO_A99='' FIO_T99=''
+	if run "$o-alone.json" fio "${common[@]}" "${light[@]}" &&
+		run "$o-thrash.json" fio "${common[@]}" "${light[@]}" "${bg[@]}"; then
+		FIO_A99=$(python3 "$SRC/bench/report.py" fio "$o-alone.json" | cut -d' ' -f3)
+		FIO_T99=$(python3 "$SRC/bench/report.py" fio "$o-thrash.json" | cut -d' ' -f3)
+		say "  fio 4k read p99 alone $FIO_A99 µs, beside the two jobs $FIO_T99 µs"
+	else
+		failed "scene 9 fio"
+	fi
+	rm -f "$o-light" "$o-bg1" "$o-bg2"
+}
+
 # The median of its arguments.
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
@@ -1114,6 +1140,9 @@ scene9() {
 		"$(median "${on99[@]}")" µs "the same VM alone" "$(median "${a99[@]}")"
 	row 9 "$what p99, two VMs thrashing their disk tiers, no disk scheduler" \
 		"$(median "${off99[@]}")" µs "the same VM alone" "$(median "${a99[@]}")"
+	fio_interference
+	row 9 "fio 4k random read p99 (QD1), beside two fio jobs reading and writing 64k" \
+		"${FIO_T99:-n/a}" µs "the same fio job alone" "${FIO_A99:-n/a}"
 	row 9 "$what p50, two VMs thrashing their disk tiers, disk scheduler on (default)" \
 		"$(median "${on50[@]}")" µs "the same VM alone" "$(median "${a50[@]}")"
 	row 9 "$what p50, two VMs thrashing their disk tiers, no disk scheduler" \
