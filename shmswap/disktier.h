@@ -56,14 +56,16 @@ void disktier_close(struct disktier *d);
 int64_t disktier_alloc(struct disktier *d, uint32_t want, uint32_t *got);
 
 /* Returns n slots from first. Cheap enough for the fault path: no system call; the slots wait
- * for disktier_reclaim (or an allocation that finds no room) to punch their file range, so the
- * disk space comes back (a file system without hole punching keeps it), and only then are they
- * handed out again. Cannot fail. No I/O to these slots may be in flight. Thread-safe. */
+ * for disktier_reclaim (or an allocation that finds no room) and only then are they handed out
+ * again. Cannot fail. No I/O to these slots may be in flight. Thread-safe. */
 void disktier_free(struct disktier *d, uint64_t first, uint32_t n);
 
-/* Punches the file range of every slot freed since the last call, adjacent ones with one
- * fallocate, and makes them allocatable. Call it off the fault path (the evictor does, each
- * round). Returns the slots reclaimed. Cannot fail (a failed punch is counted). */
+/* Makes every slot freed since the last call allocatable again, adjacent ones together, and
+ * gives disk space back: an extent of 256 KiB or more is punched, and so is each aligned MiB
+ * of the file left wholly free (smaller scattered extents are not: each punch holds the file's
+ * inode lock against the faults' reads; a file system without hole punching keeps it all).
+ * Call it off the fault path (the evictor does, each round). Returns the slots reclaimed.
+ * Cannot fail (a failed punch is counted). */
 uint64_t disktier_reclaim(struct disktier *d);
 
 uint64_t disktier_slots(const struct disktier *d);

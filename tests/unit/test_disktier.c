@@ -6,7 +6,9 @@
  *    unlinked on close;
  *  - slots in extents (exact, longest, -ENOSPC), and disktier_free deferring the punch: no
  *    system call at the free, the slots not handed out again until disktier_reclaim (or an
- *    allocation that finds no other room) punched them so the file's st_blocks fall;
+ *    allocation that finds no other room) gave them back, punched so the file's st_blocks
+ *    fall when 256 KiB or more or a whole aligned MiB is free, kept otherwise (and punched
+ *    when a write meets a full file system);
  *  - merged I/O: segments adjacent both in the file and in memory move as one I/O (a
  *    counting gate sees one acquire), a gap on either side splits them, data byte-exact;
  *  - a gate (disktier_gate) that refuses past 2 segments in flight: 37 segments still move
@@ -558,6 +560,47 @@ static void test_tmpfs(void **state)
 	round_trips(f, true);
 }
 
+/* Scattered small frees (a random fault frees one slot) go back without a punch: each punch
+ * holds the file's inode lock against the faults' O_DIRECT reads. The aligned MiB around them
+ * is punched once it is wholly free, an extent of 256 KiB or more at once. */
+static void test_small_frees_keep_blocks(void **state)
+{
+	struct fix *f = *state;
+	char *buf = map(256 * PG);
+	struct disktier_io *io;
+	struct disktier_seg s;
+	struct stat before, after;
+	uint64_t punches;
+	uint32_t got;
+
+	open_tier(f, 4 * MiB);
+	assert_int_equal(disktier_io_create(f->d, NULL, 0, 8, &io), 0);
+	s = (struct disktier_seg){(uint64_t)disktier_alloc(f->d, 256, &got), buf, 256};
+	assert_int_equal(s.slot, 0);
+	assert_int_equal(got, 256);
+	fill(buf, 256, 7);
+	assert_int_equal(disktier_write(io, &s, 1), 0);
+	assert_int_equal(fstat(disktier_fd(f->d), &before), 0);
+	punches = counters(f->d).punches;
+	for (uint64_t k = 0; k < 32; k += 2)
+		disktier_free(f->d, k, 1);
+	assert_int_equal(disktier_reclaim(f->d), 16);
+	assert_int_equal(counters(f->d).punches, punches);
+	assert_int_equal(fstat(disktier_fd(f->d), &after), 0);
+	assert_int_equal(after.st_blocks, before.st_blocks);
+	assert_int_equal(disktier_used(f->d), 240);
+	/* The rest of the MiB: the odd slots one by one, 32-255 as one extent. */
+	for (uint64_t k = 1; k < 32; k += 2)
+		disktier_free(f->d, k, 1);
+	disktier_free(f->d, 32, 224);
+	assert_int_equal(disktier_reclaim(f->d), 16 + 224);
+	assert_int_equal(fstat(disktier_fd(f->d), &after), 0);
+	assert_int_equal(after.st_blocks, 0);
+	assert_int_equal(disktier_used(f->d), 0);
+	disktier_io_destroy(io);
+	munmap(buf, 256 * PG);
+}
+
 /* A 4 MiB swap file on a 1 MiB tmpfs: calls of 4 segments of 8 pages each are written until
  * one fails; it must fail with -ENOSPC, and every segment of the calls that succeeded must
  * read back exactly. Freeing slots then gives the space back. */
@@ -603,7 +646,8 @@ static void test_full_fs(void **state)
 			check(r.buf, SEG, k * PER + i);
 		}
 	}
-	/* The punch hands the file system its space back. */
+	/* Freeing hands the file system its space back: 32 slots are kept at the free, and
+	 * punched when the write meets -ENOSPC, which then goes through. */
 	for (unsigned i = 0; i < PER; i++)
 		disktier_free(f->d, segs[0][i].slot, SEG);
 	assert_int_equal(disktier_reclaim(f->d), PER * SEG);
@@ -1227,6 +1271,7 @@ int main(void)
 	    T(test_mixed_fixed_and_plain),
 	    T(test_fixed_piece_boundary),
 	    T(test_free_punches),
+	    T(test_small_frees_keep_blocks),
 	    T(test_merged),
 	    T(test_gate_backpressure),
 	    T(test_buffered_fallback),
