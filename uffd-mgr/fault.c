@@ -1088,6 +1088,11 @@ static int drain(struct vm *vm, struct fault_queue *fq)
 		}
 		__atomic_store_n(&vm->uffd_reading, 0, __ATOMIC_SEQ_CST);
 		pthread_mutex_unlock(&vm->event_lock);
+		/* A short read emptied the queue: the next read would only say EAGAIN, a system
+		 * call per fault. Anything that came since wakes the poll, and a REMOVE makes an
+		 * ioctl say EAGAIN, which brings the thread back here first. */
+		if ((size_t)n < room * sizeof(msgs[0]))
+			return 0;
 	}
 }
 
