@@ -607,8 +607,9 @@ phase_ms() {
 		'index($0, p) { split($2, a, " "); s += a[1] } END { print s + 0 }'
 }
 
+# The median of its arguments (NaN sorts first, as sort -g has it); nothing for none.
 median() {
-	printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)] }'
+	printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)] }'
 }
 
 # Boots the guest GUEST_RUNS times (the guest's phases last about a second, and one boot is
@@ -668,8 +669,8 @@ paging_once() {
 		"${w[@]}" || { kill $sampler; return 1; }
 	kill $sampler
 	wait $sampler 2>/dev/null || true
-	GT=$(phase_ms "$log" '') OWN=$(cat "$log.own" 2>/dev/null || echo 0)
-	say "  memstress phases $GT ms; QEMU's own memory at most $OWN MiB"
+	GT=$(phase_ms "$log" '') GG=$(phase_ms "$log" grow) OWN=$(cat "$log.own" 2>/dev/null || echo 0)
+	say "  memstress phases $GT ms (grow $GG ms); QEMU's own memory at most $OWN MiB"
 }
 
 # The same guest and workload three ways with the same guest memory: under uffd-mgr with
@@ -679,14 +680,14 @@ paging_once() {
 # swap, zswap, uffd, ...), PAGE_RUNS rounds, medians.
 scene10() {
 	local i own='' lim w cfg
-	declare -A t
+	declare -A t g
 	[ -n "$CG" ] || { say "scene 10: no memory cgroup or swap here: skipped"; return 0; }
 	policy g-page "$PAGE_LIMIT" 64K 512M 0 default default
 	w="$BUILD/uffd-qemu --policy $WORK/g-page.conf --socket $SOCK --"
 	for i in $(seq "$PAGE_RUNS"); do
 		if paging_once "under uffd-mgr, resident_max $PAGE_LIMIT (round $i)" 8192 \
 			"$WORK/pg-uffd.$i" "$w"; then
-			t[uffd]="${t[uffd]:-} $GT"
+			t[uffd]="${t[uffd]:-} $GT" g[uffd]="${g[uffd]:-} $GG"
 			# the kernel's QEMU gets the most own memory uffd-mgr's QEMU had in any round
 			[ -n "$own" ] && [ "$own" -ge "$OWN" ] || own=$OWN
 		else
@@ -703,7 +704,7 @@ scene10() {
 				paging_once "plain QEMU, $label, cgroup $lim MiB (round $i)" "$lim" \
 					"$WORK/pg-$k.$i"
 			fi; then
-				t[$k]="${t[$k]:-} $GT"
+				t[$k]="${t[$k]:-} $GT" g[$k]="${g[$k]:-} $GG"
 			else
 				failed "scene 10 plain guest ($label)"
 			fi
@@ -714,6 +715,10 @@ scene10() {
 	row 10 "memstress run time, ${PAGE_MB} MiB at resident_max $PAGE_LIMIT, uffd-mgr (shm tier)" \
 		"${PG_UFFD:-n/a}" ms "kernel swap to a file" "${PG_SWAP:-n/a}" "kernel zswap" \
 		"${PG_ZSWAP:-n/a}"
+	# shellcheck disable=SC2086 # word lists
+	row 10 "its grow phase (first touch of $PAGE_MB MiB at the limit), uffd-mgr" \
+		"$(median ${g[uffd]:-})" ms "kernel swap to a file" "$(median ${g[swap]:-})" \
+		"kernel zswap" "$(median ${g[zswap]:-})"
 	meta note14 "Scene 10: memstress over $PAGE_MB MiB in a $GUEST_RAM $ACCEL guest," \
 		"grow then verify twice; uffd-mgr at resident_max $PAGE_LIMIT (its shm tier is not" \
 		"in the cgroup); the kernel runs plain QEMU in a memory cgroup of ${lim:-n/a} MiB:" \
@@ -1112,8 +1117,6 @@ fio_interference() {
 	rm -f "$o-light" "$o-bg1" "$o-bg2"
 }
 
-# The median of its arguments.
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 scene9() {
 	local r a50=() a99=() on50=() on99=() off50=() off99=() what="light VM's disk-tier fault"
