@@ -41,13 +41,20 @@
 #      fault p99 beside them against alone, with the daemon's disk scheduler (the default)
 #      and without it (--disk-inflight 0); medians of 3 runs of each, interleaved. The light
 #      VM and its fault thread on CPU 0, the thrashers and theirs on CPU 1, so that what they
-#      share is the disk more than a CPU.
+#      share is the disk more than a CPU. And the disk's own share, without uffd-mgr: fio's
+#      4k random reads at QD1 alone and beside two fio jobs reading and writing 64k.
 #   8. The pause a guest sees while uffd-mgrd is killed with SIGKILL and started again at once
 #      (as systemd's Restart=always, RestartSec=0 would), and while it is upgraded in place
 #      (uffdctl upgrade), 7 times each (bench/pausebench.c: random reads of 192 MiB, 48 MiB
 #      resident, so that most fault from the shm tier): the time between the last read served
 #      before each kill and the first after the new daemon adopted the guest, p50 and max,
 #      against the shm-tier fault p50 of the running daemon, from the same program.
+#  10. A real guest paging at a fixed resident limit against the kernel's own paging: memstress
+#      over $PAGE_MB MiB (grow, then verify twice) in the test guest under uffd-mgr at
+#      resident_max $PAGE_LIMIT, then plain QEMU in a memory cgroup of the same guest memory
+#      (QEMU's own memory, sampled under uffd-mgr as all the cgroup holds but the guest memfd,
+#      plus $PAGE_LIMIT) swapping to a file, and with zswap; $PAGE_RUNS rounds interleaved,
+#      medians of the whole run and of its grow phase.
 #  11. The compressed shm tier ([shm] compress) on guest-like memory: the pages of the test
 #      guest's files (its kernel image and initramfs, already compressed; busybox, memstress
 #      and its kernel modules, ELF; System.map and config, text; all-zero pages left out, as
