@@ -21,11 +21,7 @@ done
 mkdir -p /run/systemd/journal
 /lib/systemd/systemd-journald >"$T/journald.log" 2>&1 &
 JPID=$!
-for _ in $(seq 100); do
-	[ -S /run/systemd/journal/socket ] && break
-	sleep 0.05
-done
-[ -S /run/systemd/journal/socket ] || fail "journald did not start: $(cat "$T/journald.log")"
+wait_socket /run/systemd/journal/socket || fail "journald did not start: $(cat "$T/journald.log")"
 
 # The daemon's stderr (--log) is the journal stream.
 : >"$T/daemon.log"

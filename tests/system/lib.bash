@@ -29,6 +29,15 @@ skip() {
 	exit 77
 }
 
+# Waits up to 5 s for a Unix socket to appear at $1: returns 0 when it did, 1 when not.
+wait_socket() {
+	for _ in $(seq 100); do
+		[ -S "$1" ] && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
 # The daemon start_daemon runs: DAEMON=test picks the test build with the fault-injection
 # hooks (build/tests/uffd-mgrd-hooks, UFFD_MGR_INJECT_* in its environment), else the product.
 start_daemon() {
@@ -39,11 +48,7 @@ start_daemon() {
 	fi
 	"$bin" --socket "$SOCK" --log "$T/daemon.log" "$@" &
 	DAEMON_PID=$!
-	for _ in $(seq 100); do
-		[ -S "$SOCK" ] && return 0
-		sleep 0.05
-	done
-	fail "daemon did not start"
+	wait_socket "$SOCK" || fail "daemon did not start"
 }
 
 # Kills this test's daemon with SIGKILL, as a crash would, and starts another on the same

@@ -124,11 +124,7 @@ mkdir -p /run/uffd-mgr
 "$P/sbin/uffd-mgrd" --config "$T/uffd-mgrd.conf" --socket "$SOCK" --log "$T/daemon.log" \
 	--policy-dir "$T/vms" &
 DAEMON_PID=$!
-for _ in $(seq 100); do
-	[ -S "$SOCK" ] && break
-	sleep 0.05
-done
-[ -S "$SOCK" ] || fail "daemon did not start"
+wait_socket "$SOCK" || fail "daemon did not start"
 
 # run_domain NAME NUMA(0|1): defines, starts and checks one domain, then destroys it.
 run_domain() {

@@ -16,11 +16,7 @@ activate() { # socket-activate-options... -- daemon-arguments...
 	systemd-socket-activate "${opts[@]}" -- "$BUILD/uffd-mgrd" --config /dev/null \
 		--log "$T/daemon.log" "$@" 2>>"$T/activate.err" &
 	DAEMON_PID=$!
-	for _ in $(seq 100); do
-		[ -S "${opts[-1]}" ] && return 0
-		sleep 0.05
-	done
-	fail "systemd-socket-activate did not listen"
+	wait_socket "${opts[-1]}" || fail "systemd-socket-activate did not listen"
 }
 
 # 1. Served through the passed socket; its mode and group come from the daemon's settings.
