@@ -1493,6 +1493,25 @@ static int disk_all_punched(struct fx *f)
 	return c.unpunched == 0;
 }
 
+/* An 8 MiB guest with runs of run pages, 1 MiB resident, a 1 MiB shm tier and its swap file
+ * in a new directory made from the template dir: written whole (seed, generation 0), so that
+ * most of it goes to disk; then its limit is lifted, so that nothing is evicted again, and
+ * every disk write has ended. */
+static void fx_open_pushed_to_disk(struct fx *f, char *dir, uint64_t seed, size_t run)
+{
+	assert_non_null(mkdtemp(dir));
+	snprintf(fx_disk, sizeof(fx_disk), "%s/%%n.swap", dir);
+	fx_open(f, 8 * MIB, 1 * MIB, 1 * MIB, run * PG);
+	fx_disk[0] = 0;
+	assert_non_null(f->vm->disk);
+	write_range(f, 0, f->npages, seed, 0);
+	assert_true(wait_for(f, resident_under_limit, 5000));
+	pthread_mutex_lock(&f->vm->lock);
+	f->vm->pol.resident_max = 0;
+	pthread_mutex_unlock(&f->vm->lock);
+	assert_true(wait_for(f, no_disk_in_flight, 5000));
+}
+
 /* An 8 MiB guest with 1 MiB resident and a 1 MiB shm tier pushes most of its pages to disk;
  * then, its limit lifted, the runs on disk are brought back as the prefetcher does: many runs
  * added to one batch (their disk spans flagged in flight at their guest offsets in a 1 MiB
@@ -1515,17 +1534,7 @@ static void test_disk_prefetch_batch(void **state)
 	uint8_t *stage = aligned_alloc(PG, MIB);
 
 	assert_non_null(stage);
-	assert_non_null(mkdtemp(dir));
-	snprintf(fx_disk, sizeof(fx_disk), "%s/%%n.swap", dir);
-	fx_open(&f, 8 * MIB, 1 * MIB, 1 * MIB, run * PG);
-	fx_disk[0] = 0;
-	assert_non_null(f.vm->disk);
-	write_range(&f, 0, f.npages, seed, 0);
-	assert_true(wait_for(&f, resident_under_limit, 5000));
-	pthread_mutex_lock(&f.vm->lock);
-	f.vm->pol.resident_max = 0; /* no limit: nothing is evicted again meanwhile */
-	pthread_mutex_unlock(&f.vm->lock);
-	assert_true(wait_for(&f, no_disk_in_flight, 5000));
+	fx_open_pushed_to_disk(&f, dir, seed, run);
 
 	assert_int_equal(disktier_io_create(f.vm->disk, stage, MIB, 32, &io), 0);
 	disktier_io_set_gate(io, &g);
@@ -1626,17 +1635,7 @@ static void test_prefetch_round_tiers(void **state)
 	uint64_t prefetched, by_shm, copies;
 	struct vm_stats s0, s1;
 
-	assert_non_null(mkdtemp(dir));
-	snprintf(fx_disk, sizeof(fx_disk), "%s/%%n.swap", dir);
-	fx_open(&f, 8 * MIB, 1 * MIB, 1 * MIB, run * PG);
-	fx_disk[0] = 0;
-	assert_non_null(f.vm->disk);
-	write_range(&f, 0, f.npages, seed, 0);
-	assert_true(wait_for(&f, resident_under_limit, 5000));
-	pthread_mutex_lock(&f.vm->lock);
-	f.vm->pol.resident_max = 0; /* no limit: nothing is evicted again meanwhile */
-	pthread_mutex_unlock(&f.vm->lock);
-	assert_true(wait_for(&f, no_disk_in_flight, 5000));
+	fx_open_pushed_to_disk(&f, dir, seed, run);
 	shm = count(&f, PS_SHM);
 	disk = count(&f, PS_DISK);
 	print_message("tiered: %zu pages in shm, %zu on disk\n", shm, disk);
